@@ -1,0 +1,31 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "FreeFlow",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Verbs", targets: ["Verbs"]),
+        .executable(name: "ffctl", targets: ["ffctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // libibverbs and librdmacm, found through pkg-config; shim.h wraps what Swift cannot import.
+        .systemLibrary(
+            name: "CVerbs",
+            pkgConfig: "libibverbs librdmacm",
+            providers: [.apt(["libibverbs-dev", "librdmacm-dev"])]
+        ),
+        .target(name: "Verbs", dependencies: ["CVerbs"]),
+        .executableTarget(
+            name: "ffctl",
+            dependencies: [
+                "Verbs",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
+    ]
+)
