@@ -59,7 +59,7 @@ public struct HelloReply: WireCodable {
         self.gid = gid
     }
 
-    /// Appends 40 bytes.
+    /// Appends 48 bytes.
     public func encode(to w: inout WireWriter) throws(WireError) {
         try w.bounded(version, 1...UInt16.max, "helloReply.version")
         w.reserved(6)
@@ -70,7 +70,7 @@ public struct HelloReply: WireCodable {
         try gid.encode(to: &w)
     }
 
-    /// Reads 40 bytes.
+    /// Reads 48 bytes.
     public init(from r: inout WireReader) throws(WireError) {
         version = try r.bounded(UInt16.self, 1...UInt16.max, "helloReply.version")
         try r.reserved(6, "helloReply.reserved")
