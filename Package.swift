@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Verbs", targets: ["Verbs"]),
+        .library(name: "FFProtocol", targets: ["FFProtocol"]),
         .executable(name: "ffctl", targets: ["ffctl"]),
     ],
     dependencies: [
@@ -19,6 +20,8 @@ let package = Package(
             providers: [.apt(["libibverbs-dev", "librdmacm-dev"])]
         ),
         .target(name: "Verbs", dependencies: ["CVerbs"]),
+        // The client/router wire format: no dependencies, no I/O.
+        .target(name: "FFProtocol"),
         .executableTarget(
             name: "ffctl",
             dependencies: [
@@ -27,5 +30,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
+        .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
     ]
 )

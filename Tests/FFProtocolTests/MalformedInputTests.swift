@@ -1,0 +1,203 @@
+import FFProtocol
+import Testing
+
+@Suite struct MalformedInputTests {
+    @Test func everyBodyTruncatedAtEveryOffsetIsReportedAsTruncated() throws {
+        var checked = 0
+        let encoded = try Fixtures.encodedSamples()
+        for (message, bytes) in encoded {
+            for cut in WireHeader.size..<bytes.count {
+                var short = Array(bytes[0..<cut])
+                Fixtures.refreshLength(&short)
+                let error = wireError { _ = try Frame.decode(short) }
+                #expect(error?.reason == .truncated, "\(message.kind) cut at \(cut): \(String(describing: error))")
+                #expect(error.map { $0.offset <= cut } == true)
+                checked += 1
+            }
+        }
+        #expect(checked == encoded.reduce(0) { $0 + $1.1.count - WireHeader.size })
+    }
+
+    @Test func datagramShorterThanItsDeclaredLengthIsRejected() throws {
+        for (message, bytes) in try Fixtures.encodedSamples() {
+            for cut in 0..<bytes.count {
+                let error = wireError { _ = try Frame.decode(Array(bytes[0..<cut])) }
+                let ok: Bool
+                switch error?.reason {
+                case .truncated: ok = cut < WireHeader.size
+                case .lengthMismatch: ok = cut >= WireHeader.size
+                default: ok = false
+                }
+                #expect(ok, "\(message.kind) cut at \(cut): \(String(describing: error))")
+            }
+        }
+    }
+
+    @Test func trailingByteAfterTheBodyIsRejected() throws {
+        for (message, bytes) in try Fixtures.encodedSamples() {
+            var long = bytes + [0]
+            Fixtures.refreshLength(&long)
+            #expect(wireError { _ = try Frame.decode(long) }?.reason == .trailingBytes(count: 1), "\(message.kind)")
+            #expect(wireError { _ = try Frame.decode(bytes + [0]) }?.reason
+                == .lengthMismatch(declared: UInt32(bytes.count - WireHeader.size), actual: bytes.count + 1 - WireHeader.size))
+        }
+    }
+
+    @Test func wrongMagicIsRejected() throws {
+        var bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        bytes[3] = UInt8(ascii: "Q")
+        let error = wireError { _ = try Frame.decode(bytes) }
+        #expect(error?.reason == .badMagic(0x5152_4646))
+        #expect(error?.field == "header.magic")
+    }
+
+    @Test func unsupportedVersionIsRejectedExceptForHelloAndError() throws {
+        for (message, bytes) in try Fixtures.encodedSamples() {
+            for version: UInt16 in [0, 2, .max] {
+                var patched = bytes
+                Fixtures.put16(version, at: 4, in: &patched)
+                let error = wireError { _ = try Frame.decode(patched) }
+                if message.kind.isVersionIndependent && version != 0 {
+                    #expect(error == nil, "\(message.kind) v\(version)")
+                } else {
+                    #expect(error?.reason == .unsupportedVersion(version), "\(message.kind) v\(version)")
+                }
+            }
+        }
+    }
+
+    @Test func aNewerRouterAcceptsTheVersionItSpeaks() throws {
+        let bytes = try Frame(version: 2, requestID: 1, message: .allocPD).encode()
+        #expect(wireError { _ = try Frame.decode(bytes) }?.reason == .unsupportedVersion(2))
+        #expect(try Frame.decode(bytes, supported: 1...2).version == 2)
+    }
+
+    @Test func unknownAndReservedKindsAreRejected() throws {
+        let known = Set(MessageKind.allCases.map(\.rawValue))
+        let bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        var rejected = 0
+        for raw in UInt16.min...UInt16.max where !known.contains(raw) {
+            var patched = bytes
+            Fixtures.put16(raw, at: 6, in: &patched)
+            #expect(wireError { _ = try Frame.decode(patched) }?.reason == .unknownKind(raw))
+            rejected += 1
+        }
+        #expect(rejected == 65536 - MessageKind.allCases.count)
+        for raw in MessageKind.reservedForSharedMemory { #expect(MessageKind(rawValue: raw) == nil) }
+    }
+
+    @Test func nonZeroFlagsOrHeaderReservedByteAreRejected() throws {
+        let bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        for offset in [8, 9, 11] {
+            var patched = bytes
+            patched[offset] = 0x80
+            #expect(wireError { _ = try Frame.decode(patched) }?.reason == .nonZeroReserved, "offset \(offset)")
+        }
+    }
+
+    @Test func descriptorCountMustMatchTheKind() throws {
+        for (message, bytes) in try Fixtures.encodedSamples() {
+            var patched = bytes
+            patched[10] = message.kind.descriptorCount == 0 ? 1 : 0
+            #expect(wireError { _ = try Frame.decode(patched) }?.reason
+                == .wrongDescriptorCount(expected: message.kind.descriptorCount, actual: patched[10]), "\(message.kind)")
+        }
+    }
+
+    @Test func oversizedDatagramIsRejectedBeforeParsing() {
+        let huge = [UInt8](repeating: 0, count: WireLimits.maxMessageSize + 1)
+        #expect(wireError { _ = try Frame.decode(huge) }?.reason == .messageTooLarge(size: WireLimits.maxMessageSize + 1))
+    }
+
+    @Test func reservedBodyBytesMustBeZero() throws {
+        // createQP: 3 reserved bytes after signalAll at body offset 21.
+        let createQP = try Frame(requestID: 1, message: Fixtures.samples.first { $0.kind == .createQP }!).encode()
+        var patched = createQP
+        patched[WireHeader.size + 21] = 1
+        let error = wireError { _ = try Frame.decode(patched) }
+        #expect(error == WireError(.nonZeroReserved, field: "createQP.reserved", offset: WireHeader.size + 21))
+
+        // An AH without GRH must carry 24 zero bytes where the GRH would be.
+        let ah = Message.createAH(CreateAHRequest(pd: PDHandle(rawValue: 1), attributes: AHAttributes(globalRoute: nil, port: 1)))
+        var noGRH = try Frame(requestID: 1, message: ah).encode()
+        #expect(try Frame.decode(noGRH).message == ah)
+        noGRH[WireHeader.size + 4 + 8 + 5] = 9
+        #expect(wireError { _ = try Frame.decode(noGRH) }?.field == "ah.grh")
+    }
+
+    @Test func booleansOtherThanZeroOrOneAreRejected() throws {
+        var bytes = try Frame(requestID: 1, message: .reqNotifyCQ(ReqNotifyCQRequest(cq: CQHandle(rawValue: 1), solicitedOnly: false))).encode()
+        bytes[WireHeader.size + 4] = 2
+        #expect(wireError { _ = try Frame.decode(bytes) }?.reason == .valueOutOfRange(2))
+    }
+
+    @Test func zeroHandleIsRejectedWhereAnObjectIsRequired() throws {
+        #expect(wireError { _ = try Frame(requestID: 1, message: .destroyQP(QPHandle(rawValue: 0))).encode() }?.reason == .valueOutOfRange(0))
+        var bytes = try Frame(requestID: 1, message: .destroyQP(QPHandle(rawValue: 5))).encode()
+        Fixtures.put32(0, at: WireHeader.size, in: &bytes)
+        #expect(wireError { _ = try Frame.decode(bytes) } == WireError(.valueOutOfRange(0), field: "qp", offset: WireHeader.size))
+    }
+
+    @Test func invalidUTF8OrEmbeddedNulInStringsIsRejected() throws {
+        let bytes = try Frame(requestID: 1, message: .error(ErrorReply(errno: 5, reason: "abc"))).encode()
+        for bad: [UInt8] in [[0x61, 0x00, 0x63], [0xFF, 0x62, 0x63], [0x61, 0xC3, 0x28]] {
+            var patched = bytes
+            patched.replaceSubrange((bytes.count - 3)..., with: bad)
+            #expect(wireError { _ = try Frame.decode(patched) }?.reason == .invalidString)
+        }
+        #expect(wireError { _ = try Frame(requestID: 1, message: .error(ErrorReply(errno: 5, reason: "a\u{0}b"))).encode() }?.reason == .invalidString)
+    }
+
+    @Test func semanticRangesAreCheckedOnDecode() throws {
+        // regMR whose range wraps around 2^64.
+        var reg = try Frame(requestID: 1, message: .regMR(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0xFFFF_FFFF_FFFF_E000, length: 0x1000, memfdOffset: 0))).encode()
+        #expect(try Frame.decode(reg).kind == .regMR)
+        reg[WireHeader.size + 17] = 0x20  // length 0x2000 runs past 2^64
+        #expect(wireError { _ = try Frame.decode(reg) }?.field == "regMR.length")
+        #expect(wireError { _ = try Frame(requestID: 1, message: .regMR(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0, length: 0, memfdOffset: 0))).encode() }?.field == "regMR.length")
+
+        // A 25-bit PSN, a 6-bit timeout, a 21-bit flow label.
+        var attrs = QPAttributes()
+        attrs.sqPSN = 0x100_0000
+        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .sqPSN, attributes: attrs))).encode() }?.field == "qpAttr.sqPSN")
+        attrs = QPAttributes()
+        attrs.timeout = 32
+        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .timeout, attributes: attrs))).encode() }?.field == "qpAttr.timeout")
+        attrs = QPAttributes()
+        attrs.addressVector.globalRoute = GlobalRoute(destinationGID: .zero, flowLabel: 0x10_0000)
+        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .addressVector, attributes: attrs))).encode() }?.field == "ah.grh.flowLabel")
+
+        // Errno 0 is not an error; a post reply naming a failed index without an errno is inconsistent.
+        #expect(wireError { _ = try Frame(requestID: 1, message: .error(ErrorReply(errno: 0, reason: ""))).encode() }?.field == "error.errno")
+        #expect(wireError { _ = try Frame(requestID: 1, message: .postSendReply(PostReply(errno: 0, failedIndex: 1))).encode() }?.field == "postReply.failedIndex")
+
+        // Negative verbs limits.
+        var device = Fixtures.device
+        device.maxCQE = -1
+        #expect(wireError { _ = try Frame(requestID: 1, message: .queryDeviceReply(device)).encode() }?.field == "device.maxCQE")
+
+        // A hello whose range is empty or starts at 0.
+        #expect(wireError { _ = try Frame(requestID: 1, message: .hello(Hello(minVersion: 3, maxVersion: 2, clientName: ""))).encode() }?.field == "hello.maxVersion")
+        var hello = try Frame(requestID: 1, message: .hello(Hello(minVersion: 1, maxVersion: 2, clientName: ""))).encode()
+        hello[WireHeader.size] = 0
+        #expect(wireError { _ = try Frame.decode(hello) }?.field == "hello.minVersion")
+    }
+
+    @Test func inlineFlagAndPayloadMustAgree() throws {
+        let inlineWithSGE = SendWorkRequest(wrID: 1, opcode: .send, flags: [.inline], sgList: [Fixtures.sges[0]])
+        #expect(wireError { _ = try Frame(requestID: 1, message: .postSend(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [inlineWithSGE]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
+        let payloadWithoutFlag = SendWorkRequest(wrID: 1, opcode: .send, flags: [], inlineData: [1])
+        #expect(wireError { _ = try Frame(requestID: 1, message: .postSend(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [payloadWithoutFlag]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
+    }
+
+    @Test func malformedBodyStillYieldsTheRequestIDForTheErrorReply() throws {
+        var bytes = try Frame(requestID: 0xABC, message: .destroyCQ(CQHandle(rawValue: 1))).encode()
+        Fixtures.put32(0, at: WireHeader.size, in: &bytes)
+        let error = try #require(wireError { _ = try Frame.decode(bytes) })
+        #expect(try WireHeader.decode(bytes).requestID == 0xABC)
+        let reply = ErrorReply(malformed: error)
+        #expect(reply.errno == Errno.protocolError)
+        #expect(reply.reason == "malformed message: cq at offset 24: value 0 out of range")
+        #expect(ErrorReply.fit(String(repeating: "é", count: 1000)).utf8.count == WireLimits.maxReasonLength)
+    }
+}
