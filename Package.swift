@@ -19,7 +19,11 @@ let package = Package(
             pkgConfig: "libibverbs librdmacm",
             providers: [.apt(["libibverbs-dev", "librdmacm-dev"])]
         ),
-        .target(name: "Verbs", dependencies: ["CVerbs"]),
+        // System calls shared by the router and the client: Unix SEQPACKET sockets with SCM_RIGHTS,
+        // memfd mappings, waiting for a descriptor from async code.
+        .systemLibrary(name: "CSystem"),
+        .target(name: "FFSystem", dependencies: ["CSystem"]),
+        .target(name: "Verbs", dependencies: ["CVerbs", "FFSystem"]),
         // The client/router wire format: no dependencies, no I/O.
         .target(name: "FFProtocol"),
         .executableTarget(
@@ -31,5 +35,6 @@ let package = Package(
         ),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
         .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
+        .testTarget(name: "FFSystemTests", dependencies: ["FFSystem"]),
     ]
 )

@@ -1,4 +1,5 @@
 import CVerbs
+import FFSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,7 +34,7 @@ public final class CompletionChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next CQ event and returns the id of its CQ.
     public func nextEvent() async throws -> CompletionQueue.ID {
-        try Readiness.setNonBlocking(fileDescriptor, operation: "completion channel")
+        do { try Readiness.setNonBlocking(fileDescriptor) } catch { throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: error.errno, detail: "completion channel") }
         while true {
             if let id = try pendingEvent() { return id }
             try await Readiness.readable(fileDescriptor)

@@ -1,4 +1,5 @@
 import CVerbs
+import FFSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,7 +48,7 @@ public final class EventChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next event.
     public func nextEvent() async throws -> ConnectionEvent {
-        try Readiness.setNonBlocking(fileDescriptor, operation: "rdma_cm event channel")
+        do { try Readiness.setNonBlocking(fileDescriptor) } catch { throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: error.errno, detail: "rdma_cm event channel") }
         while true {
             if let event = try pendingEvent() { return event }
             try await Readiness.readable(fileDescriptor)

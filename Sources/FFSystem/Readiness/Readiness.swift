@@ -4,10 +4,12 @@ import Synchronization
 import Glibc
 #endif
 
-/// Waiting for a non-blocking file descriptor to become readable, from async code, without a thread per fd.
-enum Readiness {
-    /// Suspends until `fd` is readable; throws CancellationError when the task is cancelled meanwhile.
-    static func readable(_ fd: Int32) async throws {
+/// Waiting for a non-blocking file descriptor to become readable from async code, without a thread per
+/// descriptor: a Dispatch read source resumes the waiting task once.
+public enum Readiness {
+    /// Suspends until `fd` is readable (or at end of file); throws CancellationError when the task is
+    /// cancelled meanwhile.
+    public static func readable(_ fd: Int32) async throws {
         let waiter = Waiter(fd: fd)
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
@@ -20,14 +22,14 @@ enum Readiness {
     }
 
     /// Sets O_NONBLOCK on `fd`.
-    static func setNonBlocking(_ fd: Int32, operation: String) throws(VerbsError) {
+    public static func setNonBlocking(_ fd: Int32) throws(SystemError) {
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
-            throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: Glibc.errno, detail: operation)
+            throw SystemError.last("fcntl(O_NONBLOCK)", "fd \(fd)")
         }
     }
 
-    fileprivate static let queue = DispatchQueue(label: "verbs.readiness")
+    fileprivate static let queue = DispatchQueue(label: "ffsystem.readiness")
 }
 
 /// One wait: a Dispatch read source that resumes a continuation exactly once (readable or cancelled).

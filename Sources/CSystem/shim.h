@@ -1,0 +1,21 @@
+#ifndef FREEFLOW_CSYSTEM_SHIM_H
+#define FREEFLOW_CSYSTEM_SHIM_H
+
+/* Linux calls that glibc declares only under _GNU_SOURCE, which Swift's Glibc module is built without.
+ * The prototypes are glibc's own (memfd_create(2) since glibc 2.27, accept4(2), unix(7) struct ucred). */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#define FFS_MFD_CLOEXEC 0x0001U
+
+extern int memfd_create(const char *name, unsigned int flags);
+extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+struct ffs_ucred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};
+
+#endif
