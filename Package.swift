@@ -7,10 +7,14 @@ let package = Package(
     products: [
         .library(name: "Verbs", targets: ["Verbs"]),
         .library(name: "FFProtocol", targets: ["FFProtocol"]),
+        .library(name: "FFClient", targets: ["FFClient"]),
         .executable(name: "ffctl", targets: ["ffctl"]),
+        .executable(name: "ffrouter", targets: ["ffrouter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libibverbs and librdmacm, found through pkg-config; shim.h wraps what Swift cannot import.
@@ -26,15 +30,34 @@ let package = Package(
         .target(name: "Verbs", dependencies: ["CVerbs", "FFSystem"]),
         // The client/router wire format: no dependencies, no I/O.
         .target(name: "FFProtocol"),
+        // The Swift core of libffclient: a session with the router, one typed call per verb.
+        .target(name: "FFClient", dependencies: ["FFProtocol", "FFSystem"]),
+        // The per-node router: sessions, ownership, vip translation, on the real device.
+        .target(
+            name: "FFRouter",
+            dependencies: ["Verbs", "FFProtocol", "FFSystem", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "ffrouter",
+            dependencies: [
+                "FFRouter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "ffctl",
             dependencies: [
                 "Verbs",
+                "FFRouter",
+                "FFClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
         .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
         .testTarget(name: "FFSystemTests", dependencies: ["FFSystem"]),
+        .testTarget(name: "FFRouterTests", dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs"]),
     ]
 )

@@ -6,6 +6,6 @@ struct FFCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ffctl",
         abstract: "Inspect a FreeFlow node: RDMA devices, the vip→pip map, routers.",
-        subcommands: [DevicesCommand.self]
+        subcommands: [DevicesCommand.self, RouterCommand.self, ProbeCommand.self]
     )
 }

@@ -11,6 +11,13 @@ public struct PeerCredentials: Hashable, Sendable {
     public var uid: UInt32
     /// Group id.
     public var gid: UInt32
+
+    /// Credentials of process `pid` running as `uid`/`gid`.
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
 }
 
 /// One received datagram and the descriptors that came with it (SCM_RIGHTS).
@@ -214,6 +221,23 @@ public final class SeqPacketSocket: Sendable {
         return Datagram(bytes: Array(buffer.prefix(received)), descriptors: descriptors, truncated: truncated)
     }
 
+    /// Waits, blocking the calling thread for at most `timeoutMilliseconds`, for the next datagram: nil at
+    /// end of file; throws ETIMEDOUT when nothing came in time.
+    public func receive(timeoutMilliseconds: Int32, maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Datagram? {
+        var remaining = timeoutMilliseconds
+        while true {
+            if let datagram = try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
+                return datagram.bytes.isEmpty && datagram.descriptors.isEmpty && !datagram.truncated ? nil : datagram
+            }
+            var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let started = monotonicMilliseconds()
+            let rc = poll(&pfd, 1, remaining)
+            if rc < 0 && Glibc.errno != EINTR { throw SystemError.last("poll", path) }
+            if rc == 0 { throw SystemError(operation: "recvmsg", errno: ETIMEDOUT, detail: "\(path): no reply within \(timeoutMilliseconds) ms") }
+            remaining = max(0, remaining - Int32(clamping: monotonicMilliseconds() - started))
+        }
+    }
+
     /// Waits for the next datagram; nil at end of file (the peer closed or died).
     public func nextDatagram(maxBytes: Int = 65536, maxDescriptors: Int = 4) async throws -> Datagram? {
         while true {
@@ -223,6 +247,12 @@ public final class SeqPacketSocket: Sendable {
             try await Readiness.readable(descriptor)
         }
     }
+}
+
+private func monotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
 /// CMSG_ALIGN / CMSG_LEN / CMSG_SPACE, which Swift cannot import (they are macros).

@@ -1,0 +1,101 @@
+import FFProtocol
+import FFSystem
+import Synchronization
+
+/// Why a call to the router failed.
+public enum ClientError: Error, Equatable, CustomStringConvertible {
+    /// The router refused the request; `reply.errno` is what the verbs call returns.
+    case router(ErrorReply)
+    /// The socket failed (the router is gone, or did not answer in time).
+    case transport(SystemError)
+    /// The router sent something this client cannot accept (a decode error, a reply of the wrong kind).
+    case protocolViolation(String)
+
+    /// The errno a verbs call reports for this error.
+    public var errno: Int32 {
+        switch self {
+        case .router(let reply): reply.errno
+        case .transport(let error): error.errno
+        case .protocolViolation: Errno.protocolError
+        }
+    }
+
+    /// A one-line explanation.
+    public var description: String {
+        switch self {
+        case .router(let reply): "router refused: \(reply.reason) (errno \(reply.errno))"
+        case .transport(let error): "router connection: \(error)"
+        case .protocolViolation(let what): "protocol violation: \(what)"
+        }
+    }
+}
+
+/// One client session with a router over its pod socket. Calls are synchronous, as the verbs API they
+/// serve is, and one is in flight at a time: the router answers requests in order.
+public final class RouterConnection: Sendable {
+    private let socket: SeqPacketSocket
+    private let nextRequestID = Mutex<UInt64>(1)
+    private let timeoutMilliseconds: Int32
+    /// What the router said in its hello reply: version, session id, this pod's vip and virtual GID.
+    public let session: HelloReply
+
+    /// Connects to the router socket at `path` and says hello as `name`.
+    public init(path: String, name: String, timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
+        do {
+            socket = try SeqPacketSocket.connect(path: path)
+        } catch {
+            throw .transport(error)
+        }
+        self.timeoutMilliseconds = timeoutMilliseconds
+        let hello = Hello(minVersion: ProtocolVersion.supported.lowerBound, maxVersion: ProtocolVersion.supported.upperBound,
+                          clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
+        let (reply, _) = try Self.exchange(socket: socket, requestID: 0, message: .hello(hello), descriptors: [],
+                                           timeout: timeoutMilliseconds)
+        guard case .helloReply(let answer) = reply else { throw .protocolViolation("expected a hello reply, got \(reply.kind)") }
+        guard ProtocolVersion.supported.contains(answer.version) else {
+            throw .protocolViolation("router chose version \(answer.version), outside \(ProtocolVersion.supported)")
+        }
+        session = answer
+    }
+
+    /// Closes the connection; the router then destroys every object of this session.
+    public func close() { socket.close() }
+
+    /// Sends `message` (with `descriptors`) and returns the router's reply and the descriptors it carried.
+    /// An error reply is thrown as `ClientError.router`.
+    public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError) -> (Message, [OwnedDescriptor]) {
+        let id = nextRequestID.withLock { value -> UInt64 in defer { value += 1 }; return value }
+        return try nextRequestID.withLock { _ throws(ClientError) in
+            try Self.exchange(socket: socket, requestID: id, message: message, descriptors: descriptors, timeout: timeoutMilliseconds)
+        }
+    }
+
+    private static func exchange(socket: SeqPacketSocket, requestID: UInt64, message: Message, descriptors: [Int32],
+                                 timeout: Int32) throws(ClientError) -> (Message, [OwnedDescriptor]) {
+        let bytes: [UInt8]
+        do {
+            bytes = try Frame(requestID: requestID, message: message).encode()
+        } catch {
+            throw .router(ErrorReply(errno: Errno.invalidArgument, reason: "request not encodable: \(error)"))
+        }
+        let datagram: Datagram?
+        do {
+            try socket.send(bytes, descriptors: descriptors)
+            datagram = try socket.receive(timeoutMilliseconds: timeout)
+        } catch {
+            throw .transport(error)
+        }
+        guard let datagram else { throw .transport(SystemError(operation: "recvmsg", errno: 104, detail: "the router closed the connection")) }
+        let frame: Frame
+        do {
+            frame = try Frame.decode(datagram.bytes)
+        } catch {
+            throw .protocolViolation("undecodable reply: \(error)")
+        }
+        guard frame.requestID == requestID else {
+            throw .protocolViolation("reply to request \(frame.requestID), expected \(requestID)")
+        }
+        if case .error(let reply) = frame.message { throw .router(reply) }
+        return (frame.message, datagram.descriptors)
+    }
+}

@@ -1,0 +1,47 @@
+import FFProtocol
+import FFSystem
+import Synchronization
+import Verbs
+
+/// A client's completion channel. The router owns the real channel; the client gets one end of a socket
+/// pair and reads one 8-byte `CompletionEvent` (its CQ handle) per event, which this forwarder writes after
+/// taking and acknowledging the real event (ibv_get_cq_event(3), ibv_ack_cq_events(3)).
+final class CompletionForwarder: Sendable {
+    let channel: CompletionChannel
+    /// The end the client reads; sent to it once with SCM_RIGHTS, then closed here.
+    let clientEnd: SeqPacketSocket
+    private let routerEnd: SeqPacketSocket
+    private let handles = Mutex<[CompletionQueue.ID: CQHandle]>([:])
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(context: Context) throws {
+        channel = try context.createCompletionChannel()
+        (routerEnd, clientEnd) = try SeqPacketSocket.pair()
+    }
+
+    /// Starts forwarding events.
+    func start() {
+        // The task holds the forwarder until `stop()` cancels it, which the session always does.
+        let forwarding = Task { [self] in
+            while !Task.isCancelled {
+                guard let id = try? await channel.nextEvent() else { return }
+                guard let handle = handles.withLock({ $0[id] }), let record = try? CompletionEvent(cq: handle).encode() else { continue }
+                // A client that stopped reading loses events rather than stalling the router.
+                try? routerEnd.send(record)
+            }
+        }
+        task.withLock { $0 = forwarding }
+    }
+
+    /// Reports `cq`'s events as `handle`.
+    func attach(_ cq: CompletionQueue, as handle: CQHandle) { handles.withLock { $0[cq.id] = handle } }
+
+    /// Stops reporting `cq`.
+    func detach(_ cq: CompletionQueue) { handles.withLock { $0[cq.id] = nil } }
+
+    /// Stops forwarding and closes the router's end.
+    func stop() {
+        task.withLock { $0?.cancel(); $0 = nil }
+        routerEnd.close()
+    }
+}

@@ -1,0 +1,99 @@
+import FFProtocol
+import FFSystem
+import Verbs
+
+/// Every verbs object one client session owns, by the handles the client was given. Handles are numbered
+/// per session, so a client can only ever name its own objects: any other number is EBADF. Destroying an
+/// object that others still use is EBUSY, as with real verbs (the Swift objects would otherwise keep the
+/// parent alive silently).
+final class ObjectTable {
+    struct MREntry { let mr: MemoryRegion; let pd: UInt32; let mapping: SharedMemory }
+    struct CQEntry { let cq: CompletionQueue; let channel: UInt32? }
+    struct QPEntry { let qp: QueuePair; let pd: UInt32; let sendCQ: UInt32; let recvCQ: UInt32; let srq: UInt32? }
+    struct SRQEntry { let srq: SharedReceiveQueue; let pd: UInt32 }
+    struct AHEntry { let ah: AddressHandle; let pd: UInt32 }
+
+    private var nextHandle: UInt32 = 1
+    var pds: [UInt32: ProtectionDomain] = [:]
+    var mrs: [UInt32: MREntry] = [:]
+    var channels: [UInt32: CompletionForwarder] = [:]
+    var cqs: [UInt32: CQEntry] = [:]
+    var qps: [UInt32: QPEntry] = [:]
+    var srqs: [UInt32: SRQEntry] = [:]
+    var ahs: [UInt32: AHEntry] = [:]
+
+    /// A fresh handle, never reused within the session.
+    func allocate() -> UInt32 {
+        defer { nextHandle &+= 1 }
+        return nextHandle
+    }
+
+    /// Objects by kind, for status and metrics.
+    var counts: ObjectCounts {
+        ObjectCounts(pd: pds.count, mr: mrs.count, compChannel: channels.count, cq: cqs.count, qp: qps.count, srq: srqs.count, ah: ahs.count)
+    }
+
+    /// Why `pd` cannot be deallocated yet, if it cannot.
+    func usersOfPD(_ pd: UInt32) -> String? {
+        let mr = mrs.values.filter { $0.pd == pd }.count, qp = qps.values.filter { $0.pd == pd }.count
+        let srq = srqs.values.filter { $0.pd == pd }.count, ah = ahs.values.filter { $0.pd == pd }.count
+        return mr + qp + srq + ah == 0 ? nil : "PD \(pd) still has \(mr) MR, \(qp) QP, \(srq) SRQ, \(ah) AH"
+    }
+
+    /// Why `cq` cannot be destroyed yet, if it cannot.
+    func usersOfCQ(_ cq: UInt32) -> String? {
+        let n = qps.values.filter { $0.sendCQ == cq || $0.recvCQ == cq }.count
+        return n == 0 ? nil : "CQ \(cq) is used by \(n) QP"
+    }
+
+    /// Why `srq` cannot be destroyed yet, if it cannot.
+    func usersOfSRQ(_ srq: UInt32) -> String? {
+        let n = qps.values.filter { $0.srq == srq }.count
+        return n == 0 ? nil : "SRQ \(srq) is used by \(n) QP"
+    }
+
+    /// Why `channel` cannot be destroyed yet, if it cannot.
+    func usersOfChannel(_ channel: UInt32) -> String? {
+        let n = cqs.values.filter { $0.channel == channel }.count
+        return n == 0 ? nil : "completion channel \(channel) is used by \(n) CQ"
+    }
+
+    /// Destroys everything in dependency order: QPs, then AHs and SRQs, then MRs, CQs, channels, PDs.
+    func removeAll() {
+        qps.removeAll()
+        ahs.removeAll()
+        srqs.removeAll()
+        mrs.removeAll()
+        cqs.removeAll()
+        for forwarder in channels.values { forwarder.stop() }
+        channels.removeAll()
+        pds.removeAll()
+    }
+}
+
+/// Objects by kind.
+public struct ObjectCounts: Sendable, Equatable, Codable {
+    /// Protection domains.
+    public var pd = 0
+    /// Memory regions.
+    public var mr = 0
+    /// Completion channels.
+    public var compChannel = 0
+    /// Completion queues.
+    public var cq = 0
+    /// Queue pairs.
+    public var qp = 0
+    /// Shared receive queues.
+    public var srq = 0
+    /// Address handles.
+    public var ah = 0
+
+    /// All objects.
+    public var total: Int { pd + mr + compChannel + cq + qp + srq + ah }
+
+    /// Adds another set of counts.
+    public static func + (a: ObjectCounts, b: ObjectCounts) -> ObjectCounts {
+        ObjectCounts(pd: a.pd + b.pd, mr: a.mr + b.mr, compChannel: a.compChannel + b.compChannel, cq: a.cq + b.cq,
+                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah)
+    }
+}

@@ -1,0 +1,57 @@
+import FFProtocol
+import Verbs
+
+/// Conversions between the wire types (FFProtocol) and the verbs wrapper (Verbs). Enum and flag values are
+/// libibverbs' on both sides, so most conversions are casts; the address vector is where virtual becomes
+/// physical.
+enum Translate {
+    static func access(_ flags: FFProtocol.AccessFlags) -> Verbs.AccessFlags { Verbs.AccessFlags(rawValue: flags.rawValue) }
+
+    static func capabilities(_ c: FFProtocol.QPCapabilities) -> Verbs.QPCapabilities {
+        Verbs.QPCapabilities(maxSendWorkRequests: c.maxSendWR, maxReceiveWorkRequests: c.maxRecvWR, maxSendSGE: c.maxSendSGE,
+                             maxReceiveSGE: c.maxRecvSGE, maxInlineData: c.maxInlineData)
+    }
+
+    static func capabilities(_ c: Verbs.QPCapabilities) -> FFProtocol.QPCapabilities {
+        FFProtocol.QPCapabilities(maxSendWR: c.maxSendWorkRequests, maxRecvWR: c.maxReceiveWorkRequests, maxSendSGE: c.maxSendSGE,
+                                  maxRecvSGE: c.maxReceiveSGE, maxInlineData: c.maxInlineData)
+    }
+
+    static func sge(_ e: ScatterGatherEntry) -> ScatterGatherElement {
+        ScatterGatherElement(address: e.address, length: e.length, lkey: e.lkey)
+    }
+
+    static func receive(_ r: FFProtocol.ReceiveWorkRequest) -> Verbs.ReceiveWorkRequest {
+        Verbs.ReceiveWorkRequest(id: r.wrID, scatterGather: r.sgList.map(sge))
+    }
+
+    /// The wire's immediate is the raw `__be32` bits; Verbs takes the value in host order.
+    static func operation(_ r: FFProtocol.SendWorkRequest) -> SendOperation {
+        let immediate = UInt32(bigEndian: r.immData)
+        switch r.opcode {
+        case .send: return .send
+        case .sendWithImmediate: return .sendWithImmediate(immediate)
+        case .rdmaWrite: return .rdmaWrite(remoteAddress: r.remoteAddress, rkey: r.rkey)
+        case .rdmaWriteWithImmediate: return .rdmaWriteWithImmediate(remoteAddress: r.remoteAddress, rkey: r.rkey, immediate: immediate)
+        case .rdmaRead: return .rdmaRead(remoteAddress: r.remoteAddress, rkey: r.rkey)
+        case .atomicCompareAndSwap: return .compareAndSwap(remoteAddress: r.remoteAddress, rkey: r.rkey, compare: r.compareAdd, swap: r.swap)
+        case .atomicFetchAndAdd: return .fetchAndAdd(remoteAddress: r.remoteAddress, rkey: r.rkey, add: r.compareAdd)
+        }
+    }
+
+    /// A completion as the client sees it. ibv_poll_cq(3) leaves the opcode of a failed completion undefined;
+    /// the wire accepts only known opcodes, so an unknown one is sent as IBV_WC_SEND.
+    static func completion(_ wc: Verbs.WorkCompletion) -> FFProtocol.WorkCompletion {
+        FFProtocol.WorkCompletion(
+            wrID: wc.workRequestID,
+            status: WCStatus(rawValue: wc.status.rawValue) ?? .general,
+            opcode: WCOpcode(rawValue: wc.opcode.rawValue) ?? .send,
+            vendorError: wc.vendorError, byteLength: wc.byteLength,
+            immData: (wc.immediate ?? 0).bigEndian,
+            qpNum: wc.qpNumber, sourceQP: wc.sourceQP,
+            flags: WCFlags(rawValue: wc.flags).intersection(.supported),
+            pkeyIndex: wc.pkeyIndex, sourceLID: wc.sourceLID, serviceLevel: wc.serviceLevel, dlidPathBits: wc.destinationLIDPathBits)
+    }
+
+    static func mtu(_ m: FFProtocol.MTU) -> Verbs.MTU { Verbs.MTU(rawValue: m.rawValue) ?? .mtu1024 }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import FFProtocol
+import FFRouter
+import Logging
+import ServiceLifecycle
+
+/// `ffrouter`: the per-node FreeFlow router.
+@main
+struct FFRouterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ffrouter",
+        abstract: "Serve the verbs calls of this node's pods on the node's RDMA device.",
+        discussion: """
+            Each pod declared with --pod NAME=VIP gets a socket <socket-dir>/NAME.sock; a client that connects \
+            there is that pod (mount only a pod's own socket into it). The pod sees a virtual device whose GID \
+            is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
+            (--map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
+            object belongs to the session that made it and is destroyed when that client disconnects or dies. \
+            SIGTERM or SIGINT stops accepting, closes every session (destroying its objects) and exits.
+            """
+    )
+
+    @Option(name: .long, help: "RDMA device (default: the first one).")
+    var device: String?
+
+    @Option(name: .long, help: "Port of the device.")
+    var port: UInt8 = 1
+
+    @Option(name: .customLong("node-ip"), help: "This node's IP: its RoCEv2 GID is the source of all traffic.")
+    var nodeIP: String
+
+    @Option(name: .customLong("socket-dir"), help: "Folder of the pod sockets.")
+    var socketDirectory = "/run/freeflow"
+
+    @Option(name: .customLong("pod"), help: "A pod served here, as NAME=VIP (repeatable).")
+    var pods: [String] = []
+
+    @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments.")
+    var map: String
+
+    @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
+    var adminSocket: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard IPv4Address(nodeIP) != nil else { throw ValidationError("--node-ip \(nodeIP) is not an IPv4 address") }
+        guard !pods.isEmpty else { throw ValidationError("declare at least one pod with --pod NAME=VIP") }
+        for pod in pods where PodDeclaration(argument: pod) == nil {
+            throw ValidationError("--pod \(pod): expected NAME=VIP, e.g. web-0=10.244.1.7")
+        }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "ffrouter")
+        let vipMap = try StaticVipMap(path: map)
+        let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
+        let router = Router(device: node, map: vipMap, socketDirectory: socketDirectory,
+                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger)
+        let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
+        let group = ServiceGroup(
+            services: [RouterService(router: router, admin: admin)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        try await group.run()
+        logger.info("stopped")
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The router and its admin socket as one service: graceful shutdown cancels both, which closes every
+/// session and removes the sockets.
+struct RouterService: Service {
+    let router: Router
+    let admin: AdminServer
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await router.run() }
+                group.addTask { try await admin.run() }
+            }
+        }
+    }
+}
