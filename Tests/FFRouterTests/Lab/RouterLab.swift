@@ -114,11 +114,16 @@ struct ClientEndpoint {
 
     /// RESET→INIT→RTR→RTS towards the peer's QP at the peer's *virtual* GID.
     func connect(toVIP vip: IPv4Address, qpn: UInt32) throws {
+        try Self.connect(connection, qp: qp.qp, toVIP: vip, qpn: qpn)
+    }
+
+    /// The three modify_qp calls an RC application makes, with the peer's virtual GID.
+    static func connect(_ connection: RouterConnection, qp: QPHandle, toVIP vip: IPv4Address, qpn: UInt32) throws {
         var attributes = QPAttributes()
         attributes.state = .initialized
         attributes.port = 1
         attributes.accessFlags = [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic]
-        try connection.modifyQP(qp.qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: attributes)
+        try connection.modifyQP(qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: attributes)
         attributes = QPAttributes()
         attributes.state = .readyToReceive
         attributes.pathMTU = .mtu1024
@@ -127,7 +132,7 @@ struct ClientEndpoint {
         attributes.maxDestReadAtomic = 1
         attributes.minRNRTimer = 12
         attributes.addressVector = AHAttributes(globalRoute: GlobalRoute(destinationGID: GID(ipv4Mapped: vip), sourceGIDIndex: 0), port: 1)
-        try connection.modifyQP(qp.qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer],
+        try connection.modifyQP(qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer],
                                 attributes: attributes)
         attributes = QPAttributes()
         attributes.state = .readyToSend
@@ -136,7 +141,7 @@ struct ClientEndpoint {
         attributes.retryCount = 7
         attributes.rnrRetry = 7
         attributes.maxReadAtomic = 1
-        try connection.modifyQP(qp.qp, mask: [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic], attributes: attributes)
+        try connection.modifyQP(qp, mask: [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic], attributes: attributes)
     }
 
     /// Polls through the router until `count` completions arrived, for at most `seconds`.
