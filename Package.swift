@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // libibverbs and librdmacm, found through pkg-config; shim.h wraps what Swift cannot import.
@@ -25,8 +28,8 @@ let package = Package(
         ),
         // System calls shared by the router and the client: Unix SEQPACKET sockets with SCM_RIGHTS,
         // memfd mappings, waiting for a descriptor from async code.
-        .systemLibrary(name: "CSystem"),
-        .target(name: "FFSystem", dependencies: ["CSystem"]),
+        .systemLibrary(name: "CFFSystem"),
+        .target(name: "FFSystem", dependencies: ["CFFSystem"]),
         .target(name: "Verbs", dependencies: ["CVerbs", "FFSystem"]),
         // The client/router wire format: no dependencies, no I/O.
         .target(name: "FFProtocol"),
@@ -35,14 +38,30 @@ let package = Package(
         // The per-node router: sessions, ownership, vip translation, on the real device.
         .target(
             name: "FFRouter",
-            dependencies: ["Verbs", "FFProtocol", "FFSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Verbs", "FFProtocol", "FFSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // What every daemon exposes for operations: Prometheus /metrics and /healthz over HTTP.
+        .target(
+            name: "FFOperations",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .executableTarget(
             name: "ffrouter",
             dependencies: [
                 "FFRouter",
+                "FFOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

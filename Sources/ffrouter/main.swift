@@ -1,7 +1,10 @@
 import ArgumentParser
+import FFOperations
 import FFProtocol
 import FFRouter
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// `ffrouter`: the per-node FreeFlow router.
@@ -41,6 +44,12 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
     var adminSocket: String?
 
+    @Option(name: .customLong("metrics-host"), help: "Address of the /metrics and /healthz HTTP endpoint.")
+    var metricsHost = "0.0.0.0"
+
+    @Option(name: .customLong("metrics-port"), help: "Port of the /metrics and /healthz HTTP endpoint (0: none).")
+    var metricsPort = 9464
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -60,13 +69,25 @@ struct FFRouterCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ffrouter")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let vipMap = try StaticVipMap(path: map)
         let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
         let router = Router(device: node, map: vipMap, socketDirectory: socketDirectory,
                             pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger)
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
+        var services: [any Service] = [RouterService(router: router, admin: admin)]
+        if metricsPort != 0 {
+            services.append(MetricsEndpoint.makeApplication(
+                registry: registry, host: metricsHost, port: metricsPort, logger: logger,
+                beforeScrape: { router.metrics.update(from: router.status) },
+                health: {
+                    let (healthy, detail) = router.health()
+                    return MetricsEndpoint.Health(healthy: healthy, detail: detail)
+                }))
+        }
         let group = ServiceGroup(
-            services: [RouterService(router: router, admin: admin)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )

@@ -69,6 +69,8 @@ public final class Router: Sendable {
     private let pods: [PodDeclaration]
     private let logger: Logger
     private let registry = Mutex<Registry>(Registry())
+    /// The router's Prometheus metrics.
+    public let metrics: RouterMetrics
 
     struct Registry {
         var nextSession: UInt64 = 1
@@ -78,7 +80,9 @@ public final class Router: Sendable {
     }
 
     /// A router for `pods` on `device`, translating through `map`.
-    public init(device: NodeDevice, map: any VipResolver, socketDirectory: String, pods: [PodDeclaration], logger: Logger) {
+    public init(device: NodeDevice, map: any VipResolver, socketDirectory: String, pods: [PodDeclaration], logger: Logger,
+                metrics: RouterMetrics = RouterMetrics()) {
+        self.metrics = metrics
         self.device = device
         self.map = map
         self.socketDirectory = socketDirectory
@@ -129,7 +133,8 @@ public final class Router: Sendable {
             r.live[r.nextSession] = RouterStatus.Client(session: r.nextSession, identity: identity, objects: ObjectCounts(), requests: 0, errors: 0)
             return r.nextSession
         }
-        let session = Session(id: id, identity: identity, vip: pod.vip, device: device, map: map, logger: logger)
+        metrics.sessions.increment()
+        let session = Session(id: id, identity: identity, vip: pod.vip, device: device, map: map, metrics: metrics, logger: logger)
         logger.info("client connected", metadata: ["session": "\(id)", "pod": "\(pod.name)", "pid": "\(credentials.pid)"])
         defer {
             session.close()
@@ -164,6 +169,14 @@ public final class Router: Sendable {
                 return
             }
         }
+    }
+
+    /// Healthy while the device port is active: clients can then be served.
+    public func health() -> (healthy: Bool, detail: String) {
+        let state = try? device.context.queryPort(device.port).state
+        let status = self.status
+        return (state == .active, "device \(device.context.name) port \(device.port) \(state.map { "\($0)" } ?? "unreadable"), "
+                + "clients \(status.clients.count), map \(status.map.entries) entries at revision \(status.map.revision)")
     }
 
     /// The router's state now.

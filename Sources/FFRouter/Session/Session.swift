@@ -37,11 +37,14 @@ final class Session {
     private let device: NodeDevice
     private let map: any VipResolver
     private let logger: Logger
+    private let metrics: RouterMetrics
     private(set) var objects = ObjectTable()
     private var version: UInt16?
     private(set) var stats = SessionStats()
 
-    init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, device: NodeDevice, map: any VipResolver, logger: Logger) {
+    init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, device: NodeDevice, map: any VipResolver, metrics: RouterMetrics,
+         logger: Logger) {
+        self.metrics = metrics
         self.id = id
         self.identity = identity
         self.vip = vip
@@ -98,7 +101,8 @@ final class Session {
             reply.requestID = frame.requestID
             return reply
         } catch let error as ErrorReply {
-            return failure(frame.requestID, error, kind: error.errno == Errno.badHandle ? "bad_handle" : "verbs")
+            let kind = error.errno == Errno.badHandle ? "bad_handle" : error.errno == Errno.hostUnreachable ? "unknown_vip" : "verbs"
+            return failure(frame.requestID, error, kind: kind)
         } catch let error as VerbsError {
             return failure(frame.requestID, ErrorReply(errno: error.errno, reason: ErrorReply.fit(error.description)), kind: "verbs")
         } catch let error as SystemError {
@@ -111,6 +115,7 @@ final class Session {
     private func failure(_ requestID: UInt64, _ error: ErrorReply, kind: String) -> Reply {
         stats.errors += 1
         stats.errorsByKind[kind, default: 0] += 1
+        metrics.error(kind)
         logger.debug("request refused", metadata: ["errno": "\(error.errno)", "reason": "\(error.reason)"])
         return Reply(message: .error(error), requestID: requestID)
     }
@@ -295,6 +300,7 @@ final class Session {
             let entry = try cq(r.cq)
             let completions = try entry.cq.poll(max: Int(max(1, r.maxEntries)))
             stats.completions += UInt64(completions.count)
+            if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions.map(Translate.completion))))
 
         case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
@@ -393,8 +399,11 @@ final class Session {
         }
         let reply = post(requests.count) { try entry.qp.postSend(requests) }
         if reply.errno == 0 {
+            let bytes = r.requests.reduce(0) { $0 + $1.sgList.reduce(UInt64($1.inlineData.count)) { $0 + UInt64($1.length) } }
             stats.sends += UInt64(requests.count)
-            stats.bytesPosted += r.requests.reduce(0) { $0 + $1.sgList.reduce(UInt64($1.inlineData.count)) { $0 + UInt64($1.length) } }
+            stats.bytesPosted += bytes
+            metrics.postedOperations.increment(by: Int64(requests.count))
+            metrics.postedBytes.increment(by: Int64(bytes))
         }
         return reply
     }

@@ -43,11 +43,29 @@ final class TwoNodeLab {
 
     func socket(_ node: String, _ pod: String) -> String { "\(directory)/\(node)/\(pod).sock" }
     func admin(_ node: Int) -> String { "\(directory)/node\(node)/admin.sock" }
+    /// The guest is the lab's own machine: fixed loopback ports cannot collide with anything.
+    func metricsPort(_ node: Int) -> Int { 19463 + node }
+
+    /// GETs `path` from router `node`'s HTTP endpoint with curl: (HTTP status, body).
+    func http(node: Int, _ path: String) throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["curl", "-s", "-m", "20", "-w", "\n%{http_code}", "http://127.0.0.1:\(metricsPort(node))\(path)"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let code = Int(lines.popLast() ?? "") ?? 0
+        return (code, lines.joined(separator: "\n"))
+    }
 
     private func startRouter(node: Int, ip: String, pods: [String]) throws {
         let process = Process()
         process.executableURL = Self.binaries.appendingPathComponent("ffrouter")
         process.arguments = ["--node-ip", ip, "--socket-dir", "\(directory)/node\(node)", "--map", "\(directory)/map.txt",
+                             "--metrics-host", "127.0.0.1", "--metrics-port", "\(metricsPort(node))",
                              "--log-level", "warning"] + pods.flatMap { ["--pod", $0] }
         try process.run()
         routers.append(process)
