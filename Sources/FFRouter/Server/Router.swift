@@ -162,6 +162,7 @@ public final class Router: Sendable {
                 r.live[id]?.requests = session.stats.requests
                 r.live[id]?.errors = session.stats.errors
             }
+            defer { reply.afterSend?() }
             do {
                 try connection.send(try reply.encode(), descriptors: reply.descriptors)
             } catch {

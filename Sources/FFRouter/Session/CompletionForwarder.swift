@@ -27,7 +27,7 @@ final class CompletionForwarder: Sendable {
                 guard let id = try? await channel.nextEvent() else { return }
                 guard let handle = handles.withLock({ $0[id] }), let record = try? CompletionEvent(cq: handle).encode() else { continue }
                 // A client that stopped reading loses events rather than stalling the router.
-                try? routerEnd.send(record)
+                try? routerEnd.send(record, waitMilliseconds: 0)
             }
         }
         task.withLock { $0 = forwarding }

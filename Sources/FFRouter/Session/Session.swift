@@ -22,6 +22,8 @@ struct Reply {
     var descriptors: [Int32] = []
     /// The request this answers; set by `Session.handle`.
     var requestID: UInt64 = 0
+    /// Runs once the reply is sent (or could not be): releases what only had to live until then.
+    var afterSend: (() -> Void)?
 
     /// The datagram to send.
     func encode() throws -> [UInt8] { try Frame(requestID: requestID, message: message).encode() }
@@ -214,7 +216,9 @@ final class Session {
             forwarder.start()
             let handle = objects.allocate()
             objects.channels[handle] = forwarder
-            return Reply(message: .createCompChannelReply(CompChannelHandle(rawValue: handle)), descriptors: [forwarder.clientEnd.descriptor])
+            // The client's end goes to the client; once sent, the router keeps only its own end.
+            return Reply(message: .createCompChannelReply(CompChannelHandle(rawValue: handle)), descriptors: [forwarder.clientEnd.descriptor],
+                         afterSend: { forwarder.clientEnd.close() })
         case .destroyCompChannel(let h):
             guard let forwarder = objects.channels[h.rawValue] else { throw badHandle("completion channel", h.rawValue) }
             try busy(objects.usersOfChannel(h.rawValue))
@@ -414,9 +418,8 @@ final class Session {
             try body()
             return PostReply(errno: 0, failedIndex: 0)
         } catch let error as VerbsError {
-            let index = error.detail.flatMap { $0.split(separator: " ").dropFirst(2).first.flatMap { UInt32($0) } } ?? 0
             stats.errors += 1
-            return PostReply(errno: error.errno, failedIndex: index)
+            return PostReply(errno: error.errno, failedIndex: UInt32(error.failedWorkRequest ?? 0))
         } catch {
             return PostReply(errno: Errno.invalidArgument, failedIndex: 0)
         }

@@ -133,9 +133,9 @@ public final class SeqPacketSocket: Sendable {
         return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
     }
 
-    /// Sends one datagram with `descriptors` attached (SCM_RIGHTS). A full socket buffer waits briefly
-    /// (bounded) rather than failing: the peer is a local process reading its replies.
-    public func send(_ bytes: [UInt8], descriptors: [Int32] = []) throws(SystemError) {
+    /// Sends one datagram with `descriptors` attached (SCM_RIGHTS). A full socket buffer is retried for up to
+    /// `waitMilliseconds` (the peer is a local process reading its replies), then fails with EAGAIN.
+    public func send(_ bytes: [UInt8], descriptors: [Int32] = [], waitMilliseconds: Int = 2000) throws(SystemError) {
         let controlLength = descriptors.isEmpty ? 0 : cmsgSpace(descriptors.count * MemoryLayout<Int32>.size)
         var control = [UInt8](repeating: 0, count: max(controlLength, 1))
         var attempts = 0
@@ -163,7 +163,7 @@ public final class SeqPacketSocket: Sendable {
             }
             if sent >= 0 { return }
             let code = Glibc.errno
-            if (code == EAGAIN || code == EWOULDBLOCK) && attempts < 2000 {
+            if (code == EAGAIN || code == EWOULDBLOCK) && attempts < waitMilliseconds {
                 attempts += 1
                 usleep(1000)
                 continue

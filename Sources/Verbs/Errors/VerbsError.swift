@@ -12,12 +12,15 @@ public struct VerbsError: Error, Equatable, Sendable, CustomStringConvertible {
     public var errno: Int32
     /// Extra context from the caller, e.g. the QP state transition being attempted.
     public var detail: String?
+    /// For a refused post: the index of the first work request the provider refused (`bad_wr`).
+    public var failedWorkRequest: Int?
 
     /// Creates an error for `operation` failing with `errno`.
-    public init(operation: String, errno: Int32, detail: String? = nil) {
+    public init(operation: String, errno: Int32, detail: String? = nil, failedWorkRequest: Int? = nil) {
         self.operation = operation
         self.errno = errno
         self.detail = detail
+        self.failedWorkRequest = failedWorkRequest
     }
 
     /// `strerror` of the errno, e.g. "Invalid argument".

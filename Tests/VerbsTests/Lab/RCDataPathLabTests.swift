@@ -129,6 +129,17 @@ final class RCDataPathLabTests: XCTestCase {
         XCTAssertEqual(wc.status, .remoteAccessError, "\(wc.status)")
     }
 
+    func testARefusedPostNamesTheFirstRefusedWorkRequest() throws {
+        // The pair's QPs allow 2 SGEs per send; the second request has 3.
+        let good = SendWorkRequest(id: 1, operation: .rdmaWrite(remoteAddress: mrB.address, rkey: mrB.rkey), scatterGather: [mrA.sge(count: 8)])
+        let bad = SendWorkRequest(id: 2, operation: .send, scatterGather: [mrA.sge(count: 1), mrA.sge(offset: 1, count: 1), mrA.sge(offset: 2, count: 1)])
+        XCTAssertThrowsError(try pair.a.postSend([good, bad])) { error in
+            let verbsError = error as? VerbsError
+            XCTAssertEqual(verbsError?.operation, "ibv_post_send")
+            XCTAssertEqual(verbsError?.failedWorkRequest, 1, "\(error)")
+        }
+    }
+
     func testCompletionChannelReportsTheArmedCQ() async throws {
         let channel = try lab.context.createCompletionChannel()
         let cq = try lab.context.createCompletionQueue(entries: 16, channel: channel)
