@@ -77,6 +77,7 @@ let package = Package(
         .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
         .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
         .testTarget(name: "FFSystemTests", dependencies: ["FFSystem"]),
+        .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
         .testTarget(name: "FFRouterTests", dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs"]),
     ]
 )
