@@ -1,0 +1,2 @@
+/// Placeholder until the IP hunter lands.
+enum IPHunterPlaceholder {}
