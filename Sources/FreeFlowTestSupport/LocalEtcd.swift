@@ -7,6 +7,8 @@ import Glibc
 public struct LocalEtcdError: Error, CustomStringConvertible {
     /// What went wrong.
     public var description: String
+    /// Makes an error with a message.
+    public init(description: String) { self.description = description }
 }
 
 /// A real etcd process on free loopback ports with a temporary data directory, for tests and
