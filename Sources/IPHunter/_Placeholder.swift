@@ -1,2 +1,0 @@
-/// Placeholder until the IP hunter lands.
-enum IPHunterPlaceholder {}
