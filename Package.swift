@@ -55,7 +55,12 @@ let package = Package(
             name: "iphunter",
             dependencies: [
                 "IPHunter",
+                "Etcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -86,6 +91,7 @@ let package = Package(
             name: "IPHunterTests",
             dependencies: [
                 "IPHunter", "Etcd", "FreeFlowTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ]

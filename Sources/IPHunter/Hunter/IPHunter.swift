@@ -48,6 +48,8 @@ public struct IPHunterStats: Sendable, Hashable {
     public var isLeader = false
     /// Whether pods and nodes have both been listed.
     public var synced = false
+    /// Whether the pending changes have been written (true for followers, who write nothing).
+    public var upToDate = false
     /// When etcd last matched the cluster (end of the last successful reconciliation).
     public var lastSync: Date?
 }
@@ -161,6 +163,7 @@ public actor IPHunter {
             dirty.formUnion(state.delete(pod))
         }
         stats.podsSeen = state.pods.count
+        stats.synced = podsSynced && nodesSynced
         metrics.podsSeen.record(state.pods.count)
         wake.yield()
     }
@@ -179,6 +182,7 @@ public actor IPHunter {
             dirty.formUnion(state.delete(node))
         }
         stats.nodesSeen = state.nodes.count
+        stats.synced = podsSynced && nodesSynced
         wake.yield()
     }
 
@@ -231,7 +235,6 @@ public actor IPHunter {
             }
             stats.lastSync = Date()
             metrics.lastSync.record(Date().timeIntervalSince1970)
-            stats.synced = true
             stats.podsPublishable = state.publishablePods
             return true
         } catch is NotLeader {
