@@ -74,7 +74,11 @@ let package = Package(
         // Benchmarks for the map (not part of `swift test`; run scripts/bench-map).
         .executableTarget(
             name: "ffbench-map",
-            dependencies: ["Etcd", "IPHunter", "FreeFlowTestSupport"],
+            dependencies: [
+                "Etcd", "IPHunter", "FreeFlowTestSupport",
+                .product(name: "HashTreeCollections", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/ffbench-map"
         ),
         // Real etcd processes and a fake Kubernetes API server for tests and benchmarks.

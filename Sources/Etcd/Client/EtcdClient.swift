@@ -215,14 +215,16 @@ public final class EtcdClient: Sendable {
 
     // MARK: - KV
 
-    /// Reads keys (`/v3/kv/range`). `revision` 0 reads the latest; `limit` 0 means no limit.
-    public func range(_ keys: KeyRange, revision: Int64 = 0, limit: Int64 = 0, keysOnly: Bool = false) async throws -> RangeResult {
+    /// Reads keys (`/v3/kv/range`). `revision` 0 reads the latest; `limit` 0 means no limit;
+    /// `countOnly` returns only ``RangeResult/count``.
+    public func range(_ keys: KeyRange, revision: Int64 = 0, limit: Int64 = 0, keysOnly: Bool = false, countOnly: Bool = false) async throws -> RangeResult {
         let request = WireRangeRequest(
             key: keys.wireKey,
             range_end: keys.wireRangeEnd,
             limit: limit == 0 ? nil : I64(limit),
             revision: revision == 0 ? nil : I64(revision),
-            keys_only: keysOnly ? true : nil
+            keys_only: keysOnly ? true : nil,
+            count_only: countOnly ? true : nil
         )
         do {
             return RangeResult(try await call("/v3/kv/range", request, as: WireRangeResponse.self))

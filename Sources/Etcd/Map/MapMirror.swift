@@ -100,8 +100,9 @@ public final class MapMirror: Sendable {
         }
     }
 
-    /// Replaces the snapshot with a fresh list; returns its revision.
-    func list() async throws -> Int64 {
+    /// Replaces the snapshot with a fresh list and returns its revision; ``run()`` does this itself
+    /// (at start and after compaction), so call it only without ``run()``.
+    public func list() async throws -> Int64 {
         let result = try await client.rangeAll(.prefix(schema.root))
         var vips = TreeDictionary<String, VipEntry>()
         var nodes = TreeDictionary<String, NodeEntry>()
