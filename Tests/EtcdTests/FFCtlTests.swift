@@ -77,6 +77,18 @@ struct FFCtlTests {
         }
     }
 
+    @Test func watchFromACompactedRevisionExitsWithStatus2AndSaysWhereHistoryStarts() async throws {
+        try await withEtcd { etcd, client in
+            try await client.put("/freeflow/v1/vips/10.0.0.1", "a")
+            let last = try await client.put("/freeflow/v1/vips/10.0.0.1", "b")
+            try await client.compact(revision: last.revision)
+            let result = try FFCtlProcess.run(["watch", "--endpoints", etcd.clientURL, "--from-revision", "2"])
+            #expect(result.status == 2)
+            #expect(result.output.contains("revision 2 has been compacted"))
+            #expect(result.output.contains("--from-revision \(last.revision) or later"))
+        }
+    }
+
     @Test func mapAndLookupPrintTheEntriesAndLookupFailsForAnUnknownVip() async throws {
         try await withEtcd { etcd, _ in
             try etcdctl(etcd.clientURL, ["put", "/freeflow/v1/nodes/node-a", nodeJSON])

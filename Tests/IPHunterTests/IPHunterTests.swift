@@ -205,9 +205,10 @@ struct LeaderElectionTests {
             // The leader dies without resigning; the follower must take over within the TTL (+ slack).
             let crashed = ContinuousClock.now
             await leader.crash()
-            try await eventually("follower leads", timeout: .seconds(8)) { await follower.hunter.currentStats.isLeader }
+            try await eventually("follower leads", timeout: .seconds(10)) { await follower.hunter.currentStats.isLeader }
             let takeover = ContinuousClock.now - crashed
-            #expect(takeover < .seconds(4), "takeover took \(takeover) with a 2 s lease")
+            // The lease expires at most 2 s after the last renewal; allow scheduling slack on a loaded machine.
+            #expect(takeover < .seconds(5), "takeover took \(takeover) with a 2 s lease")
             try await world.kube.apply("pods", podJSON("p1", ip: "10.8.0.2", node: "node-a"))
             try await eventually("new leader writes") { try await world.vips().count == 2 }
             await follower.stop()

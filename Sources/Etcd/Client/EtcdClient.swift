@@ -202,8 +202,17 @@ public final class EtcdClient: Sendable {
                 logger.debug("etcd call failed", metadata: ["path": "\(path)", "endpoint": "\(endpoint)", "error": "\(error)"])
                 continue
             }
+            guard status == .ok else {
+                let error = Self.serverError(status: status, body: reply)
+                // A member that is starting, stopping or without a leader says so with gRPC
+                // Unavailable; another member may answer.
+                if error.isUnavailable {
+                    lastError = "\(endpoint): \(error)"
+                    continue
+                }
+                throw error
+            }
             markPreferred(endpoint)
-            guard status == .ok else { throw Self.serverError(status: status, body: reply) }
             do {
                 return try JSONDecoder().decode(Response.self, from: reply)
             } catch {

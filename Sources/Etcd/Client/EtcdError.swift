@@ -21,6 +21,12 @@ public enum EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
     /// gRPC status code etcd uses for "required revision has been compacted".
     static let outOfRange = 11
 
+    /// True for a server reply meaning "try again / try another member" (gRPC Unavailable, HTTP 503).
+    var isUnavailable: Bool {
+        if case .server(let code, let status, _) = self { return code == 14 || status == 503 }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .unavailable(let endpoints, let underlying):

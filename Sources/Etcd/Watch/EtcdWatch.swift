@@ -132,7 +132,7 @@ final class WatchSession {
             if body == nil {
                 do {
                     try await open()
-                } catch let error as EtcdError {
+                } catch let error as EtcdError where !error.isUnavailable {
                     throw error
                 } catch is CancellationError {
                     throw CancellationError()
@@ -202,7 +202,7 @@ final class WatchSession {
                 endpoint = candidate
                 body = response.body.makeAsyncIterator()
                 return
-            } catch let error as EtcdError {
+            } catch let error as EtcdError where !error.isUnavailable {
                 throw error
             } catch is CancellationError {
                 throw CancellationError()

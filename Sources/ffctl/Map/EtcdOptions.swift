@@ -40,13 +40,15 @@ struct EtcdOptions: ParsableArguments {
             logger.logLevel = .warning
             return try await EtcdClient.withClient(configuration(), logger: logger, body)
         } catch let error as EtcdError {
-            throw ValidationFailureOrExit(message: "ffctl: \(error)")
+            // Compaction has its own exit status and advice (ffctl watch).
+            if case .compacted = error { throw error }
+            throw FFCtlFailure(message: "ffctl: \(error)")
         }
     }
 }
 
 /// Prints a message to stderr and exits with status 1 (ArgumentParser prints it for us).
-struct ValidationFailureOrExit: Error, CustomStringConvertible {
+struct FFCtlFailure: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 }

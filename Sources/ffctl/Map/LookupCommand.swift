@@ -54,7 +54,7 @@ struct LookupCommand: AsyncParsableCommand {
         if found {
             print(text)
         } else {
-            throw ValidationFailureOrExit(message: text)
+            throw FFCtlFailure(message: text)
         }
     }
 }
