@@ -26,20 +26,25 @@ public final class LocalEtcd: @unchecked Sendable {
     var process: Process?
 
     /// Starts etcd and waits until it answers. `extraArguments` are passed to etcd
-    /// (for example `--experimental-watch-progress-notify-interval=500ms`).
-    public static func start(extraArguments: [String] = []) async throws -> LocalEtcd {
+    /// (for example `--experimental-watch-progress-notify-interval=500ms`). With `tls`, etcd
+    /// serves https and requires client certificates signed by the same CA.
+    public static func start(extraArguments: [String] = [], tls: TestCertificates? = nil) async throws -> LocalEtcd {
         guard let executable = findExecutable("etcd") else {
             throw LocalEtcdError(description: "etcd not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
         }
-        let etcd = try LocalEtcd(executable: executable, extraArguments: extraArguments)
+        var arguments = extraArguments
+        if let tls {
+            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth", "--trusted-ca-file", tls.caCert]
+        }
+        let etcd = try LocalEtcd(executable: executable, extraArguments: arguments, scheme: tls == nil ? "http" : "https")
         try await etcd.launch()
         return etcd
     }
 
-    init(executable: String, extraArguments: [String]) throws {
+    init(executable: String, extraArguments: [String], scheme: String = "http") throws {
         self.executable = executable
         self.extraArguments = extraArguments
-        clientURL = "http://127.0.0.1:\(try Self.freePort())"
+        clientURL = "\(scheme)://127.0.0.1:\(try Self.freePort())"
         peerURL = "http://127.0.0.1:\(try Self.freePort())"
         dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("ff-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
@@ -134,6 +139,8 @@ public final class LocalEtcd: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return false }
+        // An https listener is ready once it accepts connections; the caller's TLS client retries.
+        if url.scheme == "https" { return true }
         let body = #"{"key":"AA=="}"#
         let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
@@ -181,4 +188,60 @@ public final class LocalEtcd: @unchecked Sendable {
 public enum LocalEtcdPort {
     /// A TCP port on 127.0.0.1 that was free a moment ago.
     public static func free() throws -> Int { try LocalEtcd.freePort() }
+}
+
+/// A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, made with the
+/// `openssl` command (Debian package openssl), for TLS tests.
+public struct TestCertificates: Sendable {
+    /// Directory holding the PEM files.
+    public let directory: String
+    /// CA certificate.
+    public var caCert: String { directory + "/ca.crt" }
+    /// Server certificate (SAN IP:127.0.0.1, server and client auth as etcd's gateway needs).
+    public var serverCert: String { directory + "/server.crt" }
+    /// Server key.
+    public var serverKey: String { directory + "/server.key" }
+    /// Client certificate.
+    public var clientCert: String { directory + "/client.crt" }
+    /// Client key.
+    public var clientKey: String { directory + "/client.key" }
+
+    /// Generates the files in a new temporary directory.
+    public static func make() throws -> TestCertificates {
+        guard let openssl = LocalEtcd.findExecutable("openssl") else {
+            throw LocalEtcdError(description: "openssl not found on PATH: install the Debian package openssl")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ff-certs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let script = """
+            set -e
+            cd '\(directory)'
+            K="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+            \(openssl) req -x509 $K -keyout ca.key -out ca.crt -days 2 -subj /CN=freeflow-test-ca
+            \(openssl) req $K -keyout server.key -out server.csr -subj /CN=etcd
+            printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext
+            \(openssl) x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext
+            \(openssl) req $K -keyout client.key -out client.csr -subj /CN=freeflow-client
+            printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+            \(openssl) x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        let log = Pipe()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        let output = log.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw LocalEtcdError(description: "openssl failed: \(String(decoding: output, as: UTF8.self))")
+        }
+        return TestCertificates(directory: directory)
+    }
+
+    /// Removes the files.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 }

@@ -157,3 +157,42 @@ struct KVTests {
         }
     }
 }
+
+@Suite("etcd over TLS with client certificates")
+struct TLSTests {
+    @Test func clientCertificateAuthWorksForKVAndWatchAndIsRequired() async throws {
+        let certs = try TestCertificates.make()
+        defer { certs.remove() }
+        let etcd = try await LocalEtcd.start(tls: certs)
+        let good = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL], requestTimeout: .seconds(3), connectTimeout: .seconds(1),
+                                                    tls: EtcdTLS(caFile: certs.caCert, certFile: certs.clientCert, keyFile: certs.clientKey)))
+        let anonymous = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL], requestTimeout: .seconds(3), connectTimeout: .seconds(1),
+                                                         tls: EtcdTLS(caFile: certs.caCert)))
+        do {
+            #expect(etcd.clientURL.hasPrefix("https://"))
+            var attempts = 0
+            while true {
+                attempts += 1
+                do { try await good.put("/tls/a", "1"); break } catch where attempts < 50 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(try await good.get("/tls/a")?.valueString == "1")
+            let collector = Collector()
+            let task = collector.start(good.watch(.prefix("/tls/"), options: WatchOptions(startRevision: 1)))
+            try await good.put("/tls/b", "2")
+            try await eventually("watch over TLS sees both puts") { collector.snapshot.events.count >= 2 }
+            task.cancel()
+            _ = await task.value
+            do {
+                _ = try await anonymous.get("/tls/a")
+                Issue.record("etcd with --client-cert-auth answered a client without a certificate")
+            } catch EtcdError.unavailable {
+                // The handshake is refused: expected.
+            }
+        } catch {
+            Issue.record("unexpected error \(error); etcd log: \(etcd.logFile.path)")
+        }
+        try await good.shutdown()
+        try await anonymous.shutdown()
+        await etcd.stop()
+    }
+}
