@@ -28,6 +28,7 @@ struct IPHunterTests {
             let nodes = try await world.nodes()
             #expect(nodes["node-a"]?.pip == "192.168.0.1")
             #expect(nodes["node-a"]?.addresses == ["InternalIP=192.168.0.1", "Hostname=node-a"])
+            try await hunter.waitForSync()
             let stats = await hunter.hunter.currentStats
             #expect(stats.podsSeen == 6)
             #expect(stats.writes == 4)
@@ -43,6 +44,7 @@ struct IPHunterTests {
             for i in 0..<20 { try await world.kube.apply("pods", podJSON("p\(i)", ip: "10.244.0.\(i + 1)", node: "node-a")) }
             let hunter = try world.startHunter()
             try await eventually("initial map") { try await world.vips().count == 20 }
+            try await hunter.waitForSync()
             let afterSync = await hunter.hunter.currentStats.writes
             // A pod gets an IP late, one is deleted, one finishes, one is rescheduled with a new IP on node-b.
             try await world.kube.apply("pods", podJSON("late", ip: nil, node: "node-b", phase: "Pending"))
@@ -142,6 +144,7 @@ struct IPHunterTests {
                 let vips = try await world.vips()
                 return vips.count == 5 && vips["10.5.0.4"]?.pip == "192.168.0.1" && vips["10.5.9.9"] == nil
             }
+            try await hunter.waitForSync()
             // wrong fixed, stale deleted, p4 added: three writes; the correct keys kept their revisions.
             #expect(await hunter.hunter.currentStats.writes == 3)
             let after = try await world.client.rangeAll(.prefix(schema.root))

@@ -101,6 +101,11 @@ struct RunningHunter: Sendable {
     let kube: KubeClient
     let etcd: EtcdClient
 
+    /// Waits until the hunter has finished a reconciliation (its counters are then final).
+    func waitForSync() async throws {
+        try await eventually("hunter finished a reconciliation") { await hunter.currentStats.lastSync != nil }
+    }
+
     /// Graceful stop (SIGTERM path): the leader resigns.
     func stop() async {
         task.cancel()

@@ -107,13 +107,16 @@ public enum MapCodec {
         return Array((try? encoder.encode(value)) ?? Data())
     }
 
+    /// One decoder for all entries: making a JSONDecoder per value dominated the mirror's list time.
+    static let decoder = JSONDecoder()
+
     /// Decodes a vip entry; nil when the bytes are not one.
     public static func vip(_ bytes: [UInt8]) -> VipEntry? {
-        try? JSONDecoder().decode(VipEntry.self, from: Data(bytes))
+        try? decoder.decode(VipEntry.self, from: Data(bytes))
     }
 
     /// Decodes a node entry; nil when the bytes are not one.
     public static func node(_ bytes: [UInt8]) -> NodeEntry? {
-        try? JSONDecoder().decode(NodeEntry.self, from: Data(bytes))
+        try? decoder.decode(NodeEntry.self, from: Data(bytes))
     }
 }
