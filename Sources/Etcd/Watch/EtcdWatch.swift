@@ -1,0 +1,272 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+
+/// One change to a key as a watch reports it.
+public struct WatchEvent: Sendable, Hashable {
+    /// PUT (create or update) or DELETE.
+    public enum Kind: String, Sendable {
+        case put = "PUT"
+        case delete = "DELETE"
+    }
+
+    /// What happened.
+    public var kind: Kind
+    /// The key-value after the change (for DELETE: the key and the delete's revision, no value).
+    public var kv: KeyValue
+    /// The key-value before the change, when the watch asked for it and it was not compacted.
+    public var previous: KeyValue?
+
+    /// The revision of the change.
+    public var revision: Int64 { kv.modRevision }
+
+    init(_ wire: WireEvent) {
+        kind = wire.type == "DELETE" ? .delete : .put
+        kv = KeyValue(wire.kv ?? WireKeyValue())
+        previous = wire.prev_kv.map(KeyValue.init)
+    }
+}
+
+/// What a watch yields.
+public enum WatchUpdate: Sendable {
+    /// The watch was created; `revision` is the store revision at creation. Yielded once.
+    case created(revision: Int64)
+    /// Changes, in revision order, each revision exactly once.
+    case events([WatchEvent])
+    /// A progress notification: every change up to `revision` has been delivered.
+    case progress(revision: Int64)
+    /// The stream broke and was re-established from `resumeRevision` (no change was lost or repeated).
+    case reconnected(resumeRevision: Int64, endpoint: String, cause: String)
+}
+
+/// Settings of a watch.
+public struct WatchOptions: Sendable {
+    /// First revision to report; 0 means "changes after now".
+    public var startRevision: Int64
+    /// Ask etcd for the previous key-value of every change.
+    public var prevKV: Bool
+    /// Ask etcd for periodic progress notifications (etcd's `--experimental-watch-progress-notify-interval`).
+    public var progressNotify: Bool
+    /// Reconnect after the stream breaks (etcd restart, network); false makes a break a thrown error.
+    public var reconnect: Bool
+    /// First delay before reconnecting; doubled per failed attempt up to `maxBackoff`.
+    public var initialBackoff: Duration
+    /// Longest delay between reconnection attempts.
+    public var maxBackoff: Duration
+
+    /// Makes watch options.
+    public init(startRevision: Int64 = 0, prevKV: Bool = true, progressNotify: Bool = false, reconnect: Bool = true,
+                initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(5)) {
+        self.startRevision = startRevision
+        self.prevKV = prevKV
+        self.progressNotify = progressNotify
+        self.reconnect = reconnect
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+    }
+}
+
+extension EtcdClient {
+    /// Watches keys (`/v3/watch`, one chunked response of newline-delimited `{"result":…}`).
+    ///
+    /// The sequence resumes from the last seen revision + 1 after the stream breaks, so it never
+    /// loses or repeats a change. Compaction of the revision it needs throws
+    /// ``EtcdError/compacted(requestedRevision:compactRevision:)`` and any other cancel throws
+    /// ``EtcdError/watchCanceled(reason:)``; the sequence never ends silently.
+    public func watch(_ keys: KeyRange, options: WatchOptions = WatchOptions()) -> EtcdWatch {
+        EtcdWatch(client: self, keys: keys, options: options)
+    }
+}
+
+/// An endless sequence of ``WatchUpdate``s; see ``EtcdClient/watch(_:options:)``.
+public struct EtcdWatch: AsyncSequence, Sendable {
+    /// The sequence's element.
+    public typealias Element = WatchUpdate
+    let client: EtcdClient
+    let keys: KeyRange
+    let options: WatchOptions
+
+    /// Makes the iterator; the HTTP stream opens on the first `next()`.
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(session: WatchSession(client: client, keys: keys, options: options))
+    }
+
+    /// Pulls from the HTTP body on demand, so a slow consumer slows the stream instead of buffering it.
+    public struct Iterator: AsyncIteratorProtocol {
+        let session: WatchSession
+        /// Next update; throws on compaction, cancel, or a break when reconnecting is off.
+        public mutating func next() async throws -> WatchUpdate? {
+            try await session.next()
+        }
+    }
+}
+
+/// The state of one watch: the open stream, unparsed bytes, and the next revision to ask for.
+final class WatchSession {
+    let client: EtcdClient
+    let keys: KeyRange
+    let options: WatchOptions
+    var body: HTTPClientResponse.Body.AsyncIterator?
+    var endpoint = ""
+    var buffer = ByteBuffer()
+    var pending: [WatchUpdate] = []
+    /// The revision the next stream starts from: last delivered revision + 1.
+    var nextRevision: Int64
+    var announcedCreation = false
+    var failures = 0
+    var lastCause = ""
+
+    init(client: EtcdClient, keys: KeyRange, options: WatchOptions) {
+        self.client = client
+        self.keys = keys
+        self.options = options
+        nextRevision = options.startRevision
+    }
+
+    func next() async throws -> WatchUpdate? {
+        while true {
+            if !pending.isEmpty { return pending.removeFirst() }
+            try Task.checkCancellation()
+            if body == nil {
+                do {
+                    try await open()
+                } catch let error as EtcdError where !error.isUnavailable {
+                    throw error
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    try await streamBroke("\(error)")
+                }
+                continue
+            }
+            do {
+                if let chunk = try await body!.next() {
+                    buffer.writeImmutableBuffer(chunk)
+                    try parseLines()
+                } else {
+                    try await streamBroke("etcd closed the watch stream")
+                }
+            } catch let error as EtcdError {
+                body = nil
+                throw error
+            } catch is CancellationError {
+                body = nil
+                throw CancellationError()
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                try await streamBroke("\(error)")
+            }
+        }
+    }
+
+    /// Drops the stream and waits before the next attempt (or throws when reconnecting is off).
+    func streamBroke(_ cause: String) async throws {
+        body = nil
+        buffer.clear()
+        lastCause = cause
+        guard options.reconnect else { throw EtcdError.watchStreamEnded(reason: cause) }
+        let delay = min(options.maxBackoff, options.initialBackoff * (1 << min(failures, 16)))
+        failures += 1
+        client.logger.info("etcd watch stream broke; reconnecting", metadata: [
+            "cause": "\(cause)", "resume_revision": "\(nextRevision)", "delay": "\(delay)",
+        ])
+        // Jitter of up to 20% so many watchers do not reconnect in lockstep.
+        let jitter = Double.random(in: 0.8...1.0)
+        try await Task.sleep(for: delay * jitter)
+    }
+
+    func open() async throws {
+        let request = WireWatchRequest(create_request: WireWatchCreateRequest(
+            key: keys.wireKey,
+            range_end: keys.wireRangeEnd,
+            start_revision: nextRevision == 0 ? nil : I64(nextRevision),
+            progress_notify: options.progressNotify ? true : nil,
+            prev_kv: options.prevKV ? true : nil
+        ))
+        let payload = try EtcdClient.encoder.encode(request)
+        var lastError: any Error = EtcdError.unavailable(endpoints: client.configuration.endpoints, underlying: "no attempt")
+        for candidate in client.endpointOrder() {
+            do {
+                let response = try await client.streamHTTP.execute(
+                    EtcdClient.request(candidate, "/v3/watch", body: payload),
+                    timeout: client.configuration.requestTimeout.timeAmount,
+                    logger: client.logger
+                )
+                guard response.status == .ok else {
+                    let reply = try await response.body.collect(upTo: 1 << 20)
+                    throw EtcdClient.serverError(status: response.status, body: reply)
+                }
+                client.markPreferred(candidate)
+                endpoint = candidate
+                body = response.body.makeAsyncIterator()
+                return
+            } catch let error as EtcdError where !error.isUnavailable {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    func parseLines() throws {
+        while let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+            let length = newline - buffer.readerIndex
+            let line = buffer.readSlice(length: length)!
+            buffer.moveReaderIndex(forwardBy: 1)
+            if line.readableBytes == 0 { continue }
+            let decoded: WireStreamLine<WireWatchResponse>
+            do {
+                decoded = try JSONDecoder().decode(WireStreamLine<WireWatchResponse>.self, from: line)
+            } catch {
+                throw EtcdError.malformedResponse("watch line \(String(buffer: line)): \(error)")
+            }
+            if let error = decoded.error {
+                // The gateway reports a broken gRPC stream (member stopping) this way: reconnect.
+                throw StreamLineError(message: error.message ?? "stream error \(error.grpc_code ?? -1)")
+            }
+            if let result = decoded.result { try handle(result) }
+        }
+        buffer.discardReadBytes()
+    }
+
+    struct StreamLineError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    func handle(_ response: WireWatchResponse) throws {
+        let headerRevision = response.header?.revision.int64 ?? 0
+        if response.canceled == true {
+            let compactRevision = response.compact_revision.int64
+            if compactRevision > 0 {
+                throw EtcdError.compacted(requestedRevision: nextRevision, compactRevision: compactRevision)
+            }
+            throw EtcdError.watchCanceled(reason: response.cancel_reason ?? "")
+        }
+        if response.created == true {
+            if nextRevision == 0 { nextRevision = headerRevision + 1 }
+            if !announcedCreation {
+                announcedCreation = true
+                pending.append(.created(revision: headerRevision))
+            } else {
+                pending.append(.reconnected(resumeRevision: nextRevision, endpoint: endpoint, cause: lastCause))
+            }
+            failures = 0
+            return
+        }
+        let events = (response.events ?? []).map(WatchEvent.init).filter { $0.revision >= nextRevision }
+        if let last = events.last {
+            nextRevision = last.revision + 1
+            pending.append(.events(events))
+        } else if (response.events ?? []).isEmpty, headerRevision > 0 {
+            // An empty response is a progress notification: nothing below headerRevision is pending.
+            nextRevision = max(nextRevision, headerRevision + 1)
+            pending.append(.progress(revision: headerRevision))
+        }
+    }
+}

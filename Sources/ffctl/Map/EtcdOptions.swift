@@ -1,0 +1,92 @@
+import ArgumentParser
+import Etcd
+import Foundation
+import Logging
+
+/// Options shared by the commands that read the map from etcd.
+struct EtcdOptions: ParsableArguments {
+    @Option(help: "Comma-separated etcd client URLs (also $ETCDCTL_ENDPOINTS).")
+    var endpoints: String = ProcessInfo.processInfo.environment["ETCDCTL_ENDPOINTS"] ?? "http://127.0.0.1:2379"
+
+    @Option(help: "Key prefix of the map (schema version 1).")
+    var root: String = MapSchema.v1.root
+
+    @Option(help: "CA certificate (PEM) that signed etcd's server certificate.")
+    var cacert: String?
+
+    @Option(help: "Client certificate (PEM) for etcd's client-cert auth.")
+    var cert: String?
+
+    @Option(help: "Key (PEM) of the client certificate.")
+    var key: String?
+
+    @Option(help: "Seconds allowed for one etcd request.")
+    var timeout: Int = 5
+
+    var schema: MapSchema { MapSchema(root: root) }
+
+    func configuration() -> EtcdConfiguration {
+        let tls: EtcdTLS? = (cacert == nil && cert == nil && key == nil) ? nil : EtcdTLS(caFile: cacert, certFile: cert, keyFile: key)
+        var config = EtcdConfiguration(endpointList: endpoints, tls: tls)
+        config.requestTimeout = .seconds(timeout)
+        return config
+    }
+
+    /// Runs `body` with a client, turning etcd errors into a one-line message and exit code 1.
+    func withClient<R: Sendable>(_ body: (EtcdClient) async throws -> R) async throws -> R {
+        do {
+            // The watch logs reconnections itself in its output; library logs only for problems.
+            var logger = Logger(label: "ffctl")
+            logger.logLevel = .warning
+            return try await EtcdClient.withClient(configuration(), logger: logger, body)
+        } catch let error as EtcdError {
+            // Compaction has its own exit status and advice (ffctl watch).
+            if case .compacted = error { throw error }
+            throw FFCtlFailure(message: "ffctl: \(error)")
+        }
+    }
+}
+
+/// Prints a message to stderr and exits with status 1 (ArgumentParser prints it for us).
+struct FFCtlFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Sorts IPv4 addresses numerically, anything else after them by text.
+func ipOrder(_ a: String, _ b: String) -> Bool {
+    func parts(_ s: String) -> [Int]? {
+        let p = s.split(separator: ".").compactMap { Int($0) }
+        return p.count == 4 ? p : nil
+    }
+    switch (parts(a), parts(b)) {
+    case (let x?, let y?): return x.lexicographicallyPrecedes(y)
+    case (.some, nil): return true
+    case (nil, .some): return false
+    default: return a < b
+    }
+}
+
+/// Renders rows as left-aligned columns separated by two spaces.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) }
+    }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, cell in
+            i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+/// The IPv4-mapped GID (`::ffff:a.b.c.d`) RoCEv2 uses for an IPv4 address.
+func mappedGID(_ ip: String) -> String {
+    ip.contains(":") ? ip : "::ffff:\(ip)"
+}
+
+/// JSON text of an encodable value, sorted keys, one line.
+func jsonLine<T: Encodable>(_ value: T) -> String {
+    String(decoding: MapCodec.encode(value), as: UTF8.self)
+}
