@@ -59,7 +59,7 @@ let package = Package(
         .target(
             name: "FFRouter",
             dependencies: [
-                "Verbs", "FFProtocol", "FFSystem",
+                "Verbs", "FFProtocol", "FFSystem", "Etcd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "FFRouter",
                 "FFOperations",
+                "Etcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -146,7 +147,10 @@ let package = Package(
         .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
         .testTarget(name: "FFSystemTests", dependencies: ["FFSystem"]),
         .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
-        .testTarget(name: "FFRouterTests", dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs"]),
+        .testTarget(
+            name: "FFRouterTests",
+            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
+        ),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(
             name: "IPHunterTests",

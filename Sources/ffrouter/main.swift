@@ -1,4 +1,5 @@
 import ArgumentParser
+import Etcd
 import FFOperations
 import FFProtocol
 import FFRouter
@@ -17,7 +18,7 @@ struct FFRouterCommand: AsyncParsableCommand {
             Each pod declared with --pod NAME=VIP gets a socket <socket-dir>/NAME.sock; a client that connects \
             there is that pod (mount only a pod's own socket into it). The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
-            (--map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
+            (iphunter's map in etcd with --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
             object belongs to the session that made it and is destroyed when that client disconnects or dies. \
             SIGTERM or SIGINT stops accepting, closes every session (destroying its objects) and exits.
             """
@@ -38,8 +39,20 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("pod"), help: "A pod served here, as NAME=VIP (repeatable).")
     var pods: [String] = []
 
-    @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments.")
-    var map: String
+    @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd).")
+    var map: String?
+
+    @Option(name: .customLong("etcd-endpoints"), help: "etcd client URLs, comma-separated: mirror iphunter's map from there.")
+    var etcdEndpoints: String?
+
+    @Option(name: .customLong("etcd-ca"), help: "CA bundle that signs etcd's certificate.")
+    var etcdCA: String?
+
+    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd.")
+    var etcdCert: String?
+
+    @Option(name: .customLong("etcd-key"), help: "Private key of the etcd client certificate.")
+    var etcdKey: String?
 
     @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
     var adminSocket: String?
@@ -55,6 +68,9 @@ struct FFRouterCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard IPv4Address(nodeIP) != nil else { throw ValidationError("--node-ip \(nodeIP) is not an IPv4 address") }
+        guard (map == nil) != (etcdEndpoints == nil) else {
+            throw ValidationError("give the vip map with exactly one of --etcd-endpoints URLS or --map FILE")
+        }
         guard !pods.isEmpty else { throw ValidationError("declare at least one pod with --pod NAME=VIP") }
         for pod in pods where PodDeclaration(argument: pod) == nil {
             throw ValidationError("--pod \(pod): expected NAME=VIP, e.g. web-0=10.244.1.7")
@@ -71,12 +87,23 @@ struct FFRouterCommand: AsyncParsableCommand {
         let logger = Logger(label: "ffrouter")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let vipMap = try StaticVipMap(path: map)
+        let vipMap: any VipResolver
+        var etcdMap: EtcdVipMap?
+        var etcdClient: EtcdClient?
+        if let map {
+            vipMap = try StaticVipMap(path: map)
+        } else {
+            let tls = etcdCA == nil && etcdCert == nil ? nil : EtcdTLS(caFile: etcdCA, certFile: etcdCert, keyFile: etcdKey)
+            let client = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints!, tls: tls), logger: logger)
+            etcdClient = client
+            etcdMap = EtcdVipMap(mirror: MapMirror(client: client, logger: logger), endpoints: etcdEndpoints!)
+            vipMap = etcdMap!
+        }
         let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
         let router = Router(device: node, map: vipMap, socketDirectory: socketDirectory,
                             pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger)
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
-        var services: [any Service] = [RouterService(router: router, admin: admin)]
+        var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {
             services.append(MetricsEndpoint.makeApplication(
                 registry: registry, host: metricsHost, port: metricsPort, logger: logger,
@@ -91,24 +118,33 @@ struct FFRouterCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await etcdClient?.shutdown()
+            throw error
+        }
+        // AsyncHTTPClient must be shut down before it is released.
+        try await etcdClient?.shutdown()
         logger.info("stopped")
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// The router and its admin socket as one service: graceful shutdown cancels both, which closes every
+/// The router, its admin socket and the etcd map mirror as one service: graceful shutdown cancels both, which closes every
 /// session and removes the sockets.
 struct RouterService: Service {
     let router: Router
     let admin: AdminServer
+    let etcdMap: EtcdVipMap?
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await router.run() }
                 group.addTask { try await admin.run() }
+                if let etcdMap { group.addTask { await etcdMap.run() } }
             }
         }
     }

@@ -10,12 +10,15 @@ final class TwoNodeLab {
     static let vipA = IPv4Address("10.9.0.1")!, vipB = IPv4Address("10.9.0.2")!, vipC = IPv4Address("10.9.0.3")!
     let directory: String
     let ip1: String, ip2: String
+    private let etcdEndpoint: String?
     private var routers: [Process] = []
 
     /// Binaries next to the test bundle (.build/debug).
     static var binaries: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
 
-    init() throws {
+    /// Routers reading the map from `map.txt`, or from etcd at `etcdEndpoint` when given.
+    init(etcdEndpoint: String? = nil) throws {
+        self.etcdEndpoint = etcdEndpoint
         let env = ProcessInfo.processInfo.environment
         guard env["FFLAB"] == "1", let ip1 = env["FFLAB_IP1"], let ip2 = env["FFLAB_IP2"] else {
             throw XCTSkip("SKIPPED: needs the Soft-RoCE lab (no RDMA device here); run scripts/test")
@@ -41,6 +44,12 @@ final class TwoNodeLab {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Sends SIGTERM to every router and returns their exit statuses (0 is a clean shutdown).
+    func stopRouters() -> [Int32] {
+        for router in routers where router.isRunning { router.terminate() }
+        return routers.map { $0.waitUntilExit(); return $0.terminationStatus }
+    }
+
     func socket(_ node: String, _ pod: String) -> String { "\(directory)/\(node)/\(pod).sock" }
     func admin(_ node: Int) -> String { "\(directory)/node\(node)/admin.sock" }
     /// The guest is the lab's own machine: fixed loopback ports cannot collide with anything.
@@ -64,7 +73,8 @@ final class TwoNodeLab {
     private func startRouter(node: Int, ip: String, pods: [String]) throws {
         let process = Process()
         process.executableURL = Self.binaries.appendingPathComponent("ffrouter")
-        process.arguments = ["--node-ip", ip, "--socket-dir", "\(directory)/node\(node)", "--map", "\(directory)/map.txt",
+        let mapSource = etcdEndpoint.map { ["--etcd-endpoints", $0] } ?? ["--map", "\(directory)/map.txt"]
+        process.arguments = ["--node-ip", ip, "--socket-dir", "\(directory)/node\(node)"] + mapSource + [
                              "--metrics-host", "127.0.0.1", "--metrics-port", "\(metricsPort(node))",
                              "--log-level", "warning"] + pods.flatMap { ["--pod", $0] }
         try process.run()

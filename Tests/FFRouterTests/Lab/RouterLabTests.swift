@@ -78,6 +78,8 @@ final class RouterLabTests: XCTestCase {
         let withImmediate = try XCTUnwrap(b.completions().first)
         XCTAssertEqual(UInt32(bigEndian: withImmediate.immData), 0xBEEF)
         XCTAssertEqual(read(b, at: 512, count: 6), "inline")
+        XCTAssertEqual(lab.stopRouters(), [0, 0], "SIGTERM with clients connected still stops cleanly")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.socket("node1", "a")), "the socket file is removed")
     }
 
     func testAClientCannotNameUseOrDestroyAnotherClientsObjects() throws {
