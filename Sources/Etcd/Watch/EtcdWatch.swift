@@ -8,7 +8,9 @@ import NIOFoundationCompat
 public struct WatchEvent: Sendable, Hashable {
     /// PUT (create or update) or DELETE.
     public enum Kind: String, Sendable {
+        /// The key was created or updated.
         case put = "PUT"
+        /// The key was deleted (or its lease ended).
         case delete = "DELETE"
     }
 
