@@ -60,6 +60,9 @@ struct IPHunterTests {
                     && placement["10.244.0.2"] == nil && placement["10.244.0.3"] == nil
             }
             // Only the touched keys were written: 1 add (late) + 3 deletes (p0, p1, old p2) + 1 add (new p2).
+            // The counters are updated when the transaction returns, just after etcd shows the change.
+            try await eventually("counters caught up") { await hunter.hunter.currentStats.writes - afterSync >= 5 }
+            try await Task.sleep(for: .milliseconds(200))
             let churnWrites = await hunter.hunter.currentStats.writes - afterSync
             #expect(churnWrites == 5)
             await hunter.stop()
@@ -169,7 +172,7 @@ struct IPHunterTests {
             try await eventually("the guarded write conflicted, re-read and repaired the key") {
                 try await world.vips()["10.6.0.1"]?.pip == "192.168.0.9"
             }
-            #expect(await hunter.hunter.currentStats.conflicts >= 1)
+            try await eventually("the conflict was counted") { await hunter.hunter.currentStats.conflicts >= 1 }
             await hunter.stop()
         }
     }
