@@ -134,7 +134,9 @@ final class WatchSession {
             if body == nil {
                 do {
                     try await open()
-                } catch let error as EtcdError where !error.isUnavailable {
+                } catch let error as EtcdError where error.isPermanent {
+                    // A member that is still starting answers with assorted transient codes;
+                    // only a request etcd will never accept ends the watch here.
                     throw error
                 } catch is CancellationError {
                     throw CancellationError()
@@ -204,7 +206,7 @@ final class WatchSession {
                 endpoint = candidate
                 body = response.body.makeAsyncIterator()
                 return
-            } catch let error as EtcdError where !error.isUnavailable {
+            } catch let error as EtcdError where error.isPermanent {
                 throw error
             } catch is CancellationError {
                 throw CancellationError()
