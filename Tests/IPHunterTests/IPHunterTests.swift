@@ -177,6 +177,28 @@ struct IPHunterTests {
         }
     }
 
+    @Test func changesMadeWhileEtcdIsDownArePublishedWhenItIsBack() async throws {
+        try await HunterWorld.with { world in
+            try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.1"))
+            for i in 0..<5 { try await world.kube.apply("pods", podJSON("p\(i)", ip: "10.10.0.\(i + 1)", node: "node-a")) }
+            let hunter = try world.startHunter(leaderElection: true, identity: "hunter-1", ttl: 2)
+            try await eventually("initial map") { try await world.vips().count == 5 }
+            await world.etcd.halt()
+            await world.kube.delete("pods", namespace: "default", name: "p0")
+            try await world.kube.apply("pods", podJSON("p9", ip: "10.10.0.9", node: "node-a"))
+            try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.7"))
+            try await Task.sleep(for: .seconds(3))
+            try await world.etcd.resume()
+            try await eventually("map repaired after etcd came back", timeout: .seconds(30)) {
+                let vips = try await world.vips()
+                return vips.count == 5 && vips["10.10.0.1"] == nil && vips["10.10.0.9"] != nil
+                    && vips.values.allSatisfy { $0.pip == "192.168.0.7" }
+            }
+            #expect(await hunter.hunter.currentStats.isLeader)
+            await hunter.stop()
+        }
+    }
+
     @Test func labelSelectorLimitsThePods() async throws {
         try await HunterWorld.with { world in
             try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.1"))
