@@ -131,8 +131,7 @@ let package = Package(
                 "Etcd", "IPHunter", "FreeFlowTestSupport",
                 .product(name: "HashTreeCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "Sources/ffbench-map"
+            ]
         ),
         // Real etcd processes and a fake Kubernetes API server for tests and benchmarks.
         .target(

@@ -80,8 +80,16 @@ struct IPHunterCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let tls: EtcdTLS? = (etcdCacert ?? etcdCert ?? etcdKey) == nil ? nil : EtcdTLS(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
-        let etcd = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints, tls: tls), logger: logger)
-        let kube = try KubeClient(try kubeConfiguration(), logger: logger)
+        // Configuration errors first, before any client exists that would need a shutdown.
+        let kubeConfig = try kubeConfiguration()
+        let kube = try KubeClient(kubeConfig, logger: logger)
+        let etcd: EtcdClient
+        do {
+            etcd = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints, tls: tls), logger: logger)
+        } catch {
+            try? await kube.shutdown()
+            throw error
+        }
         var options = IPHunterOptions()
         options.schema = MapSchema(root: root)
         options.labelSelector = labelSelector

@@ -53,11 +53,14 @@ struct FFCtlTests {
             process.executableURL = FFCtlProcess.executable
             process.arguments = ["watch", "--endpoints", etcd.clientURL]
             let pipe = Pipe()
+            let errors = Pipe()
             process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
+            process.standardError = errors
             try process.run()
             defer { if process.isRunning { process.terminate() } }
             let output = OutputCollector(pipe.fileHandleForReading)
+            let diagnostics = OutputCollector(errors.fileHandleForReading)
+            defer { if !diagnostics.text.isEmpty { print("ffctl stderr: \(diagnostics.text)") } }
             try await eventually("watch started") { output.text.contains("# watching /freeflow/v1/") }
             try etcdctl(etcd.clientURL, ["put", "/freeflow/v1/nodes/node-a", nodeJSON])
             try etcdctl(etcd.clientURL, ["put", "/freeflow/v1/vips/10.244.1.5", vipJSON])

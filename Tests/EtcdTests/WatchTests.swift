@@ -124,6 +124,21 @@ struct WatchTests {
         }
     }
 
+    @Test func watchSkipsADeadEndpointAndUsesTheNextOne() async throws {
+        try await withEtcd { etcd, client in
+            let dead = "http://127.0.0.1:\(try LocalEtcdPort.free())"
+            let both = try EtcdClient(EtcdConfiguration(endpoints: [dead, etcd.clientURL], connectTimeout: .milliseconds(500)))
+            let collector = Collector()
+            let task = collector.start(both.watch(.prefix("/m/")))
+            try await eventually("watch created through the live endpoint") { !collector.snapshot.updates.isEmpty }
+            try await client.put("/m/a", "1")
+            try await eventually("event arrives") { collector.snapshot.events.count == 1 }
+            task.cancel()
+            _ = await task.value
+            try await both.shutdown()
+        }
+    }
+
     @Test func cancellingTheConsumingTaskEndsTheWatch() async throws {
         try await withEtcd { _, client in
             let collector = Collector()

@@ -60,6 +60,9 @@ struct IPHunterTests {
                     && placement["10.244.0.2"] == nil && placement["10.244.0.3"] == nil
             }
             // Only the touched keys were written: 1 add (late) + 3 deletes (p0, p1, old p2) + 1 add (new p2).
+            // The counters are updated when the transaction returns, just after etcd shows the change.
+            try await eventually("counters caught up") { await hunter.hunter.currentStats.writes - afterSync >= 5 }
+            try await Task.sleep(for: .milliseconds(200))
             let churnWrites = await hunter.hunter.currentStats.writes - afterSync
             #expect(churnWrites == 5)
             await hunter.stop()
@@ -169,7 +172,29 @@ struct IPHunterTests {
             try await eventually("the guarded write conflicted, re-read and repaired the key") {
                 try await world.vips()["10.6.0.1"]?.pip == "192.168.0.9"
             }
-            #expect(await hunter.hunter.currentStats.conflicts >= 1)
+            try await eventually("the conflict was counted") { await hunter.hunter.currentStats.conflicts >= 1 }
+            await hunter.stop()
+        }
+    }
+
+    @Test func changesMadeWhileEtcdIsDownArePublishedWhenItIsBack() async throws {
+        try await HunterWorld.with { world in
+            try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.1"))
+            for i in 0..<5 { try await world.kube.apply("pods", podJSON("p\(i)", ip: "10.10.0.\(i + 1)", node: "node-a")) }
+            let hunter = try world.startHunter(leaderElection: true, identity: "hunter-1", ttl: 2)
+            try await eventually("initial map") { try await world.vips().count == 5 }
+            await world.etcd.halt()
+            await world.kube.delete("pods", namespace: "default", name: "p0")
+            try await world.kube.apply("pods", podJSON("p9", ip: "10.10.0.9", node: "node-a"))
+            try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.7"))
+            try await Task.sleep(for: .seconds(3))
+            try await world.etcd.resume()
+            try await eventually("map repaired after etcd came back", timeout: .seconds(30)) {
+                let vips = try await world.vips()
+                return vips.count == 5 && vips["10.10.0.1"] == nil && vips["10.10.0.9"] != nil
+                    && vips.values.allSatisfy { $0.pip == "192.168.0.7" }
+            }
+            #expect(await hunter.hunter.currentStats.isLeader)
             await hunter.stop()
         }
     }

@@ -21,6 +21,15 @@ public enum EtcdError: Error, Sendable, CustomStringConvertible, Equatable {
     /// gRPC status code etcd uses for "required revision has been compacted".
     static let outOfRange = 11
 
+    /// True for a refusal that retrying cannot fix: a bad request or missing permission
+    /// (gRPC InvalidArgument, PermissionDenied, Unauthenticated; HTTP 400, 401, 403).
+    var isPermanent: Bool {
+        if case .server(let code, let status, _) = self {
+            return [3, 7, 16].contains(code) || [400, 401, 403].contains(status)
+        }
+        return true
+    }
+
     /// True for a server reply meaning "try again / try another member" (gRPC Unavailable, HTTP 503).
     var isUnavailable: Bool {
         if case .server(let code, let status, _) = self { return code == 14 || status == 503 }

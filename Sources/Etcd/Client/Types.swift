@@ -136,7 +136,14 @@ public struct DeleteResult: Sendable {
 public struct Compare: Sendable {
     /// How the key's field is compared with the given value.
     public enum Relation: String, Sendable {
-        case equal = "EQUAL", greater = "GREATER", less = "LESS", notEqual = "NOT_EQUAL"
+        /// ==
+        case equal = "EQUAL"
+        /// >
+        case greater = "GREATER"
+        /// <
+        case less = "LESS"
+        /// !=
+        case notEqual = "NOT_EQUAL"
     }
 
     var wire: WireCompare
@@ -188,8 +195,11 @@ public enum TxnOp: Sendable {
 
 /// The result of one operation of the branch a transaction took.
 public enum TxnOpResult: Sendable {
+    /// Result of a `.get`.
     case range(RangeResult)
+    /// Result of a `.put`.
     case put(PutResult)
+    /// Result of a `.delete`.
     case delete(DeleteResult)
 }
 

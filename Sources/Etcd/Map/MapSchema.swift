@@ -31,9 +31,13 @@ public struct MapSchema: Sendable, Hashable {
 
     /// What a key of the map is.
     public enum Entry: Sendable, Hashable {
+        /// `vips/<vip>`.
         case vip(String)
+        /// `nodes/<node>`.
         case node(String)
+        /// The IP hunter's leader key.
         case leader
+        /// Anything else under the root (ignored by readers, left alone by the hunter).
         case other
     }
 

@@ -8,7 +8,9 @@ import NIOFoundationCompat
 public struct WatchEvent: Sendable, Hashable {
     /// PUT (create or update) or DELETE.
     public enum Kind: String, Sendable {
+        /// The key was created or updated.
         case put = "PUT"
+        /// The key was deleted (or its lease ended).
         case delete = "DELETE"
     }
 
@@ -132,7 +134,9 @@ final class WatchSession {
             if body == nil {
                 do {
                     try await open()
-                } catch let error as EtcdError where !error.isUnavailable {
+                } catch let error as EtcdError where error.isPermanent {
+                    // A member that is still starting answers with assorted transient codes;
+                    // only a request etcd will never accept ends the watch here.
                     throw error
                 } catch is CancellationError {
                     throw CancellationError()
@@ -202,7 +206,7 @@ final class WatchSession {
                 endpoint = candidate
                 body = response.body.makeAsyncIterator()
                 return
-            } catch let error as EtcdError where !error.isUnavailable {
+            } catch let error as EtcdError where error.isPermanent {
                 throw error
             } catch is CancellationError {
                 throw CancellationError()

@@ -175,7 +175,7 @@ public final class KubeClient: Sendable {
                 var query = [("limit", String(pageSize))]
                 if let labelSelector { query.append(("labelSelector", labelSelector)) }
                 if let continueToken { query.append(("continue", continueToken)) }
-                let response = try await http.execute(try request(path, query: query), timeout: .seconds(30), logger: logger)
+                let response = try await http.execute(try request(path, query: query), timeout: .seconds(15), logger: logger)
                 let body = try await response.body.collect(upTo: 512 << 20)
                 guard response.status == .ok else {
                     let error = Self.status(from: body, httpStatus: Int(response.status.code))
@@ -207,7 +207,7 @@ public final class KubeClient: Sendable {
     ) async throws {
         var query = [("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"), ("timeoutSeconds", String(timeoutSeconds))]
         if let labelSelector { query.append(("labelSelector", labelSelector)) }
-        let response = try await http.execute(try request(path, query: query), timeout: .seconds(30), logger: logger)
+        let response = try await http.execute(try request(path, query: query), timeout: .seconds(15), logger: logger)
         guard response.status == .ok else {
             throw Self.status(from: try await response.body.collect(upTo: 1 << 20), httpStatus: Int(response.status.code))
         }
