@@ -78,6 +78,7 @@ let package = Package(
             name: "IPHunter",
             dependencies: [
                 "Etcd",
+                "FFOperations",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
