@@ -1,5 +1,4 @@
 import CVerbs
-import FFSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,21 +33,7 @@ public final class CompletionChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next CQ event and returns the id of its CQ.
     public func nextEvent() async throws -> CompletionQueue.ID {
-        do { try Readiness.setNonBlocking(fileDescriptor) } catch { throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: error.errno, detail: "completion channel") }
-        while true {
-            if let id = try pendingEvent() { return id }
-            try await Readiness.readable(fileDescriptor)
-        }
-    }
-
-    /// `getEvent()` on a non-blocking channel: nil when no event is pending (EAGAIN).
-    func pendingEvent() throws(VerbsError) -> CompletionQueue.ID? {
-        do {
-            return try getEvent()
-        } catch {
-            if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return nil }
-            throw error
-        }
+        try await ChannelEvents.next(fd: fileDescriptor, what: "completion channel") { () throws(VerbsError) in try getEvent() }
     }
 }
 

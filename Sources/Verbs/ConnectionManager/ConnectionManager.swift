@@ -1,5 +1,4 @@
 import CVerbs
-import FFSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,21 +47,7 @@ public final class EventChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next event.
     public func nextEvent() async throws -> ConnectionEvent {
-        do { try Readiness.setNonBlocking(fileDescriptor) } catch { throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: error.errno, detail: "rdma_cm event channel") }
-        while true {
-            if let event = try pendingEvent() { return event }
-            try await Readiness.readable(fileDescriptor)
-        }
-    }
-
-    /// `getEvent()` on a non-blocking channel: nil when no event is pending (EAGAIN).
-    func pendingEvent() throws(VerbsError) -> ConnectionEvent? {
-        do {
-            return try getEvent()
-        } catch {
-            if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return nil }
-            throw error
-        }
+        try await ChannelEvents.next(fd: fileDescriptor, what: "rdma_cm event channel") { () throws(VerbsError) in try getEvent() }
     }
 }
 
