@@ -24,6 +24,9 @@ public final class LocalEtcd: @unchecked Sendable {
     let extraArguments: [String]
     let lock = NSLock()
     var process: Process?
+    /// The member ID the first launch answered with; a relaunch must answer with the same one,
+    /// or something else took the port while this etcd was halted.
+    var memberID: String?
 
     /// Starts etcd and waits until it answers. `extraArguments` are passed to etcd
     /// (for example `--experimental-watch-progress-notify-interval=500ms`). With `tls`, etcd
@@ -41,10 +44,10 @@ public final class LocalEtcd: @unchecked Sendable {
         return etcd
     }
 
-    init(executable: String, extraArguments: [String], scheme: String = "http") throws {
+    init(executable: String, extraArguments: [String], scheme: String = "http", clientPort: Int? = nil) throws {
         self.executable = executable
         self.extraArguments = extraArguments
-        clientURL = "\(scheme)://127.0.0.1:\(try Self.freePort())"
+        clientURL = "\(scheme)://127.0.0.1:\(try clientPort ?? Self.freePort())"
         peerURL = "http://127.0.0.1:\(try Self.freePort())"
         dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("ff-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
@@ -62,25 +65,30 @@ public final class LocalEtcd: @unchecked Sendable {
         return nil
     }
 
-    /// Asks the kernel for a free TCP port on 127.0.0.1.
+    /// A free TCP port on 127.0.0.1 that this process has not handed out before.
+    ///
+    /// Ports come from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), so that
+    /// neither an outgoing connection nor a listener bound to port 0 can take the port of an etcd
+    /// that a test halted and is about to resume; and never twice within a process, so that two
+    /// tests running in parallel cannot end up sharing one etcd (a CI run once saw exactly that:
+    /// one test's writes interleaved in another test's watch).
     static func freePort() throws -> Int {
+        try PortAllocator.shared.next()
+    }
+
+    /// Whether nothing listens on or is bound to `port` on 127.0.0.1 right now.
+    static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw LocalEtcdError(description: "socket: errno \(errno)") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw LocalEtcdError(description: "bind: errno \(errno)") }
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw LocalEtcdError(description: "getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 
     func launch() async throws {
@@ -110,7 +118,8 @@ public final class LocalEtcd: @unchecked Sendable {
         try await waitUntilHealthy(timeout: .seconds(20))
     }
 
-    /// Polls the client port until etcd serves a range request.
+    /// Polls the client port until etcd serves a range request, and checks that the etcd answering
+    /// is this one (same member ID as at the first launch), not another process on the same port.
     func waitUntilHealthy(timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         let url = URL(string: clientURL + "/v3/kv/range")!
@@ -118,16 +127,27 @@ public final class LocalEtcd: @unchecked Sendable {
             if lock.withLock({ process?.isRunning }) != true {
                 throw LocalEtcdError(description: "etcd exited during start; see \(logFile.path): \(tail())")
             }
-            if Self.probe(url) { return }
+            if let member = Self.probe(url) {
+                let expected = lock.withLock { () -> String? in
+                    if memberID == nil { memberID = member }
+                    return memberID
+                }
+                guard member == expected else {
+                    throw LocalEtcdError(description: "\(clientURL) answers as etcd member \(member), not as this etcd (\(expected ?? "?")): another process took the port")
+                }
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw LocalEtcdError(description: "etcd did not become healthy within \(timeout); see \(logFile.path): \(tail())")
     }
 
     /// One blocking HTTP probe over a raw socket, so this helper needs no HTTP client of its own.
-    static func probe(_ url: URL) -> Bool {
+    /// Returns the answering member's ID (`header.member_id`; empty for https, where the probe
+    /// only checks that the listener accepts), or nil when etcd does not answer yet.
+    static func probe(_ url: URL) -> String? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -138,16 +158,30 @@ public final class LocalEtcd: @unchecked Sendable {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { return false }
+        guard connected == 0 else { return nil }
         // An https listener is ready once it accepts connections; the caller's TLS client retries.
-        if url.scheme == "https" { return true }
+        if url.scheme == "https" { return "" }
         let body = #"{"key":"AA=="}"#
         let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
-        var reply = [UInt8](repeating: 0, count: 512)
-        let count = recv(fd, &reply, reply.count, 0)
-        guard count > 0 else { return false }
-        return String(decoding: reply[..<count], as: UTF8.self).hasPrefix("HTTP/1.1 200")
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while reply.count < 8192 {
+            let count = recv(fd, &chunk, chunk.count, 0)
+            guard count > 0 else { break }
+            reply += chunk[..<count]
+        }
+        let text = String(decoding: reply, as: UTF8.self)
+        guard text.hasPrefix("HTTP/1.1 200") else { return nil }
+        return memberID(inRangeReply: text)
+    }
+
+    /// The value of `"member_id":"…"` in a range reply's header.
+    static func memberID(inRangeReply text: String) -> String? {
+        guard let key = text.range(of: #""member_id":""#) else { return nil }
+        let rest = text[key.upperBound...]
+        guard let end = rest.firstIndex(of: "\"") else { return nil }
+        return String(rest[..<end])
     }
 
     func tail() -> String {
@@ -181,6 +215,39 @@ public final class LocalEtcd: @unchecked Sendable {
         await halt()
         try? FileManager.default.removeItem(at: dataDirectory)
         try? FileManager.default.removeItem(at: logFile)
+    }
+}
+
+/// Hands out loopback ports below the ephemeral range, each at most once per process.
+final class PortAllocator: @unchecked Sendable {
+    static let shared = PortAllocator()
+    let lock = NSLock()
+    let range: Range<Int>
+    var cursor: Int
+
+    init() {
+        // Default Linux range is 32768-60999; read it so a tuned machine is honoured too.
+        var ephemeralLow = 32768
+        if let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+           let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first,
+           let low = Int(first) {
+            ephemeralLow = low
+        }
+        let lower = max(1024, ephemeralLow - 16384)
+        range = lower..<max(lower + 1024, ephemeralLow)
+        // A random start keeps two test processes running side by side apart.
+        cursor = Int.random(in: range)
+    }
+
+    func next() throws -> Int {
+        try lock.withLock {
+            for _ in 0..<range.count {
+                let port = cursor
+                cursor = cursor + 1 == range.upperBound ? range.lowerBound : cursor + 1
+                if LocalEtcd.canBind(port) { return port }
+            }
+            throw LocalEtcdError(description: "no free loopback port in \(range)")
+        }
     }
 }
 

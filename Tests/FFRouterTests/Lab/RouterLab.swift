@@ -2,6 +2,7 @@ import FFClient
 import FFProtocol
 import FFSystem
 import Foundation
+import FreeFlowTestSupport
 import XCTest
 
 /// Two routers in the lab guest, one per lab address ("node 1" and "node 2"), each as its own process, with
@@ -12,6 +13,8 @@ final class TwoNodeLab {
     let ip1: String, ip2: String
     private let etcdEndpoint: String?
     private var routers: [Process] = []
+    /// Each router's metrics port, from the same allocator as the lab's etcd, so they never meet.
+    private let metricsPorts: [Int]
 
     /// Binaries next to the test bundle (.build/debug).
     static var binaries: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
@@ -25,6 +28,7 @@ final class TwoNodeLab {
         }
         self.ip1 = ip1
         self.ip2 = ip2
+        metricsPorts = [try LocalEtcdPort.free(), try LocalEtcdPort.free()]
         directory = NSTemporaryDirectory() + "fflab-routers-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let map = "\(Self.vipA) \(ip1) node1\n\(Self.vipC) \(ip1) node1\n\(Self.vipB) \(ip2) node2\n"
@@ -52,8 +56,8 @@ final class TwoNodeLab {
 
     func socket(_ node: String, _ pod: String) -> String { "\(directory)/\(node)/\(pod).sock" }
     func admin(_ node: Int) -> String { "\(directory)/node\(node)/admin.sock" }
-    /// The guest is the lab's own machine: fixed loopback ports cannot collide with anything.
-    func metricsPort(_ node: Int) -> Int { 19463 + node }
+    /// Router `node`'s (1 or 2) metrics port.
+    func metricsPort(_ node: Int) -> Int { metricsPorts[node - 1] }
 
     /// GETs `path` from router `node`'s HTTP endpoint with curl: (HTTP status, body).
     func http(node: Int, _ path: String) throws -> (Int, String) {
@@ -85,10 +89,9 @@ final class TwoNodeLab {
     private func waitForFile(_ path: String, seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while !FileManager.default.fileExists(atPath: path) {
-            guard Date() < deadline else { throw XCTSkip("router socket \(path) did not appear in \(seconds) s") }
+            guard Date() < deadline else { throw LabError("router socket \(path) did not appear in \(seconds) s") }
             if let exited = routers.first(where: { !$0.isRunning }) {
-                XCTFail("a router exited during start-up with status \(exited.terminationStatus) (its stderr is above)")
-                throw XCTSkip("router failed")
+                throw LabError("a router exited during start-up with status \(exited.terminationStatus) (its stderr is above)")
             }
             usleep(50_000)
         }
@@ -188,4 +191,10 @@ struct ClientEndpoint {
         }
         return result
     }
+}
+
+/// A lab set-up step that failed: the test fails with this message (it is not a skip).
+struct LabError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
