@@ -106,7 +106,7 @@ public final class LocalEtcd: @unchecked Sendable {
             "--log-level", "warn",
         ] + extraArguments
         if !FileManager.default.fileExists(atPath: logFile.path) {
-            FileManager.default.createFile(atPath: logFile.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         }
         let log = try FileHandle(forWritingTo: logFile)
         log.seekToEndOfFile()

@@ -123,7 +123,7 @@ struct IPHunterCommand: AsyncParsableCommand {
 struct HunterService: Service {
     let hunter: IPHunter
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await hunter.run()
         }
     }
