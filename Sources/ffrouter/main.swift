@@ -45,8 +45,8 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("etcd-endpoints"), help: "etcd client URLs, comma-separated: mirror iphunter's map from there.")
     var etcdEndpoints: String?
 
-    @Option(name: .customLong("etcd-ca"), help: "CA bundle that signs etcd's certificate.")
-    var etcdCA: String?
+    @Option(name: .customLong("etcd-cacert"), help: "CA bundle that signs etcd's certificate.")
+    var etcdCacert: String?
 
     @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd.")
     var etcdCert: String?
@@ -93,7 +93,7 @@ struct FFRouterCommand: AsyncParsableCommand {
         if let map {
             vipMap = try StaticVipMap(path: map)
         } else {
-            let tls = etcdCA == nil && etcdCert == nil ? nil : EtcdTLS(caFile: etcdCA, certFile: etcdCert, keyFile: etcdKey)
+            let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
             let client = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints!, tls: tls), logger: logger)
             etcdClient = client
             etcdMap = EtcdVipMap(mirror: MapMirror(client: client, logger: logger), endpoints: etcdEndpoints!)

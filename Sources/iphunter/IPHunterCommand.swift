@@ -79,7 +79,7 @@ struct IPHunterCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-        let tls: EtcdTLS? = (etcdCacert ?? etcdCert ?? etcdKey) == nil ? nil : EtcdTLS(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
+        let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
         // Configuration errors first, before any client exists that would need a shutdown.
         let kubeConfig = try kubeConfiguration()
         let kube = try KubeClient(kubeConfig, logger: logger)

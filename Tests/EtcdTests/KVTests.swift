@@ -157,6 +157,16 @@ struct KVTests {
             _ = try EtcdClient(EtcdConfiguration(endpoints: ["https://127.0.0.1:1"], tls: EtcdTLS(certFile: "/tmp/c.pem")))
         }
     }
+
+    @Test func tlsFlagsMeanPlainHTTPOnlyWhenNoFileIsGiven() throws {
+        #expect(EtcdTLS.fromFlags(caFile: nil, certFile: nil, keyFile: nil) == nil)
+        #expect(EtcdTLS.fromFlags(caFile: "/ca.pem", certFile: nil, keyFile: nil) == EtcdTLS(caFile: "/ca.pem"))
+        // A key without its certificate is not silently dropped: the client refuses it.
+        let keyOnly = try #require(EtcdTLS.fromFlags(caFile: nil, certFile: nil, keyFile: "/k.pem"))
+        #expect(throws: EtcdError.self) {
+            _ = try EtcdClient(EtcdConfiguration(endpoints: ["https://127.0.0.1:1"], tls: keyOnly))
+        }
+    }
 }
 
 @Suite("etcd over TLS with client certificates")

@@ -23,6 +23,11 @@ public struct EtcdTLS: Sendable, Hashable {
         self.keyFile = keyFile
     }
 
+    /// TLS settings from command-line flags: nil (plain http) when none of the files is given.
+    public static func fromFlags(caFile: String?, certFile: String?, keyFile: String?) -> EtcdTLS? {
+        caFile == nil && certFile == nil && keyFile == nil ? nil : EtcdTLS(caFile: caFile, certFile: certFile, keyFile: keyFile)
+    }
+
     func makeConfiguration() throws -> TLSConfiguration {
         var config = TLSConfiguration.makeClientConfiguration()
         if let caFile { config.trustRoots = .file(caFile) }

@@ -26,8 +26,7 @@ struct EtcdOptions: ParsableArguments {
     var schema: MapSchema { MapSchema(root: root) }
 
     func configuration() -> EtcdConfiguration {
-        let tls: EtcdTLS? = (cacert == nil && cert == nil && key == nil) ? nil : EtcdTLS(caFile: cacert, certFile: cert, keyFile: key)
-        var config = EtcdConfiguration(endpointList: endpoints, tls: tls)
+        var config = EtcdConfiguration(endpointList: endpoints, tls: .fromFlags(caFile: cacert, certFile: cert, keyFile: key))
         config.requestTimeout = .seconds(timeout)
         return config
     }
