@@ -4,8 +4,6 @@ import FFOperations
 import FFProtocol
 import FFRouter
 import Logging
-import Metrics
-import Prometheus
 import ServiceLifecycle
 
 /// `ffrouter`: the per-node FreeFlow router.
@@ -63,7 +61,7 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("metrics-port"), help: "Port of the /metrics and /healthz HTTP endpoint (0: none).")
     var metricsPort = 9464
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .customLong("log-level"), help: "Log level.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
@@ -78,15 +76,8 @@ struct FFRouterCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let registry = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "ffrouter")
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let vipMap: any VipResolver
         var etcdMap: EtcdVipMap?
         var etcdClient: EtcdClient?

@@ -1,10 +1,9 @@
 import ArgumentParser
 import Etcd
+import FFOperations
 import Foundation
 import IPHunter
 import Logging
-import Metrics
-import Prometheus
 import ServiceLifecycle
 
 /// `iphunter`: publishes where every pod lives (vip→pip) into etcd for the FreeFlow routers.
@@ -53,8 +52,8 @@ struct IPHunterCommand: AsyncParsableCommand {
     var listenHost = "0.0.0.0"
     @Option(help: "Port for /metrics and /healthz.")
     var listenPort = 9102
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel = "info"
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
 
     func kubeConfiguration() throws -> KubeConfiguration {
         if let apiServer {
@@ -69,15 +68,8 @@ struct IPHunterCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let registry = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "iphunter")
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
         // Configuration errors first, before any client exists that would need a shutdown.
@@ -128,3 +120,5 @@ struct HunterService: Service {
         }
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
