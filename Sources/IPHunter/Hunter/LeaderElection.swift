@@ -16,6 +16,10 @@ public actor LeaderElector {
     public let ttl: Int64
     let logger: Logger
     var lease: Lease?
+    /// Our previous lease when revoking it failed (etcd was unreachable as we stepped down). etcd
+    /// extends every lease by its TTL when it restarts, so our stale leader key would otherwise
+    /// keep everyone, us included, waiting a full TTL after etcd returns.
+    var staleLease: Int64?
     /// The leader key's create revision while we lead; guards every write.
     public private(set) var leaderRevision: Int64?
 
@@ -35,6 +39,7 @@ public actor LeaderElector {
         var backoff = Duration.milliseconds(200)
         while !Task.isCancelled {
             do {
+                try await revokeStaleLease()
                 try await waitUntilVacant()
                 let lease = try await client.leaseGrant(ttl: ttl)
                 self.lease = lease
@@ -54,9 +59,14 @@ public actor LeaderElector {
                 backoff = .milliseconds(200)
                 await keepAlive(lease)
                 if Task.isCancelled { break }
-                try? await client.leaseRevoke(id: lease.id)
                 leaderRevision = nil
                 self.lease = nil
+                do {
+                    try await client.leaseRevoke(id: lease.id)
+                } catch EtcdError.leaseNotFound {
+                } catch {
+                    staleLease = lease.id
+                }
                 await changed(nil)
                 logger.warning("lost leadership", metadata: ["identity": "\(identity)"])
             } catch {
@@ -80,6 +90,18 @@ public actor LeaderElector {
         let client = self.client
         await Task { try? await client.leaseRevoke(id: lease.id) }.value
         logger.notice("resigned leadership", metadata: ["identity": "\(identity)"])
+    }
+
+    /// Revokes the lease we could not revoke when we stepped down; a lease etcd no longer knows
+    /// is already gone. Throws while etcd is unreachable, so the campaign retries with backoff.
+    func revokeStaleLease() async throws {
+        guard let id = staleLease else { return }
+        do {
+            try await client.leaseRevoke(id: id)
+        } catch EtcdError.leaseNotFound {
+        }
+        staleLease = nil
+        logger.info("revoked the lease left from our last term", metadata: ["lease": "\(id)"])
     }
 
     /// Returns when nobody holds the key: at once if absent, else when a watch sees it deleted,
