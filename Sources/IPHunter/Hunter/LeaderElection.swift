@@ -15,11 +15,8 @@ public actor LeaderElector {
     /// Lease TTL in seconds: the longest a dead leader blocks the others.
     public let ttl: Int64
     let logger: Logger
+    /// The lease we hold: while leading, and after stepping down until etcd confirms it revoked.
     var lease: Lease?
-    /// Our previous lease when revoking it failed (etcd was unreachable as we stepped down). etcd
-    /// extends every lease by its TTL when it restarts, so our stale leader key would otherwise
-    /// keep everyone, us included, waiting a full TTL after etcd returns.
-    var staleLease: Int64?
     /// The leader key's create revision while we lead; guards every write.
     public private(set) var leaderRevision: Int64?
 
@@ -39,7 +36,8 @@ public actor LeaderElector {
         var backoff = Duration.milliseconds(200)
         while !Task.isCancelled {
             do {
-                try await revokeStaleLease()
+                // A lease left from the last round (lost race, step-down, failed call) goes first.
+                try await revokeHeldLease()
                 try await waitUntilVacant()
                 let lease = try await client.leaseGrant(ttl: ttl)
                 self.lease = lease
@@ -48,11 +46,8 @@ public actor LeaderElector {
                     success: [.put(key, Array(identity.utf8), lease: lease.id)],
                     failure: [.get(.key(key))]
                 )
-                guard result.succeeded else {
-                    try? await client.leaseRevoke(id: lease.id)
-                    self.lease = nil
-                    continue
-                }
+                // Lost the race: the next round revokes the lease we were granted.
+                guard result.succeeded else { continue }
                 leaderRevision = result.revision
                 logger.notice("became leader", metadata: ["identity": "\(identity)", "revision": "\(result.revision)", "ttl": "\(lease.ttl)"])
                 await changed(result.revision)
@@ -60,13 +55,6 @@ public actor LeaderElector {
                 await keepAlive(lease)
                 if Task.isCancelled { break }
                 leaderRevision = nil
-                self.lease = nil
-                do {
-                    try await client.leaseRevoke(id: lease.id)
-                } catch EtcdError.leaseNotFound {
-                } catch {
-                    staleLease = lease.id
-                }
                 await changed(nil)
                 logger.warning("lost leadership", metadata: ["identity": "\(identity)"])
             } catch {
@@ -92,16 +80,17 @@ public actor LeaderElector {
         logger.notice("resigned leadership", metadata: ["identity": "\(identity)"])
     }
 
-    /// Revokes the lease we could not revoke when we stepped down; a lease etcd no longer knows
-    /// is already gone. Throws while etcd is unreachable, so the campaign retries with backoff.
-    func revokeStaleLease() async throws {
-        guard let id = staleLease else { return }
+    /// Revokes the lease we still hold; one etcd no longer knows is already gone. Throws while etcd
+    /// is unreachable and keeps the lease, so the next campaign tries again first: etcd extends
+    /// every lease by its TTL when it restarts, and our stale leader key would otherwise keep
+    /// everyone, us included, waiting a full TTL after etcd returns.
+    func revokeHeldLease() async throws {
+        guard let lease else { return }
         do {
-            try await client.leaseRevoke(id: id)
+            try await client.leaseRevoke(id: lease.id)
         } catch EtcdError.leaseNotFound {
         }
-        staleLease = nil
-        logger.info("revoked the lease left from our last term", metadata: ["lease": "\(id)"])
+        self.lease = nil
     }
 
     /// Returns when nobody holds the key: at once if absent, else when a watch sees it deleted,
