@@ -73,10 +73,8 @@ public actor LeaderElector {
 
     /// Revokes our lease (if any) outside the cancelled task, so etcd deletes the leader key now.
     func resign() async {
-        guard let lease else { return }
-        self.lease = nil
-        let client = self.client
-        await Task { try? await client.leaseRevoke(id: lease.id) }.value
+        guard lease != nil else { return }
+        await Task { try? await self.revokeHeldLease() }.value
         logger.notice("resigned leadership", metadata: ["identity": "\(identity)"])
     }
 
