@@ -6,8 +6,13 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 
 #define FFS_MFD_CLOEXEC 0x0001U
+/* fcntl(2) F_GET_SEALS (F_LINUX_SPECIFIC_BASE + 10): succeeds only on memfd/shmem files. */
+#define FFS_F_GET_SEALS 1034
+/* statfs(2) f_type of hugetlbfs, which memfd_create(MFD_HUGETLB) files live on. */
+#define FFS_HUGETLBFS_MAGIC 0x958458f6L
 
 extern int memfd_create(const char *name, unsigned int flags);
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);

@@ -150,8 +150,12 @@ public enum Errno {
     public static let busy: Int32 = 16
     /// `EINVAL`: well-formed but invalid request (e.g. bad QP transition).
     public static let invalidArgument: Int32 = 22
+    /// `EMFILE`: the session holds as many router descriptors as it may.
+    public static let tooManyDescriptors: Int32 = 24
     /// `EPROTO`: malformed message, or a request out of order (before hello).
     public static let protocolError: Int32 = 71
+    /// `EOVERFLOW`: an address, offset or length whose sum does not fit 64 bits.
+    public static let overflow: Int32 = 75
     /// `EPROTONOSUPPORT`: no common protocol version.
     public static let protocolNotSupported: Int32 = 93
     /// `EOPNOTSUPP`: the router does not implement this operation.

@@ -12,8 +12,7 @@ enum VirtualDevice {
     /// FreeFlow's part id.
     static let vendorPartID: UInt32 = 0xF4EE
 
-    static func attributes(of device: NodeDevice, vip: IPv4Address) -> FFProtocol.DeviceAttributes {
-        let real = device.attributes
+    static func attributes(of real: Verbs.DeviceAttributes, vip: IPv4Address) -> FFProtocol.DeviceAttributes {
         let guid = 0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8 | UInt64(vip.bytes[3])
         var a = FFProtocol.DeviceAttributes()
         a.firmwareVersion = "freeflow-1"

@@ -134,7 +134,7 @@ public final class Router: Sendable {
             return r.nextSession
         }
         metrics.sessions.increment()
-        let session = Session(id: id, identity: identity, vip: pod.vip, device: device, map: map, metrics: metrics, logger: logger)
+        let session = Session(id: id, identity: identity, vip: pod.vip, backend: device, map: map, metrics: metrics, logger: logger)
         logger.info("client connected", metadata: ["session": "\(id)", "pod": "\(pod.name)", "pid": "\(credentials.pid)"])
         defer {
             session.close()

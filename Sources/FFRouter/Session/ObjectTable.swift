@@ -1,20 +1,22 @@
 import FFProtocol
 import FFSystem
-import Verbs
 
 /// Every verbs object one client session owns, by the handles the client was given. Handles are numbered
 /// per session, so a client can only ever name its own objects: any other number is EBADF. Destroying an
-/// object that others still use is EBUSY, as with real verbs (the Swift objects would otherwise keep the
+/// object that others still use is EBUSY, as with real verbs (the backend objects would otherwise keep the
 /// parent alive silently).
 final class ObjectTable {
-    struct MREntry { let mr: MemoryRegion; let pd: UInt32; let mapping: SharedMemory }
-    struct CQEntry { let cq: CompletionQueue; let channel: UInt32? }
-    struct QPEntry { let qp: QueuePair; let pd: UInt32; let sendCQ: UInt32; let recvCQ: UInt32; let srq: UInt32? }
-    struct SRQEntry { let srq: SharedReceiveQueue; let pd: UInt32 }
-    struct AHEntry { let ah: AddressHandle; let pd: UInt32 }
+    struct MREntry { let mr: any BackendMR; let pd: UInt32; let pinnedBytes: UInt64 }
+    struct CQEntry { let cq: any BackendCQ; let channel: UInt32?; let entries: UInt64 }
+    struct QPEntry { let qp: any BackendQP; let pd: UInt32; let sendCQ: UInt32; let recvCQ: UInt32; let srq: UInt32?; let workRequests: UInt64 }
+    struct SRQEntry { let srq: any BackendSRQ; let pd: UInt32; let workRequests: UInt64 }
+    struct AHEntry { let ah: any BackendAH; let pd: UInt32 }
+
+    /// Router descriptors one completion channel holds: the channel's own and the router's end of the event socket.
+    static let descriptorsPerChannel = 2
 
     private var nextHandle: UInt32 = 1
-    var pds: [UInt32: ProtectionDomain] = [:]
+    var pds: [UInt32: any BackendPD] = [:]
     var mrs: [UInt32: MREntry] = [:]
     var channels: [UInt32: CompletionForwarder] = [:]
     var cqs: [UInt32: CQEntry] = [:]
@@ -22,8 +24,9 @@ final class ObjectTable {
     var srqs: [UInt32: SRQEntry] = [:]
     var ahs: [UInt32: AHEntry] = [:]
 
-    /// A fresh handle, never reused within the session.
+    /// A fresh handle, never reused within the session (0 is never a handle: the wire uses it for "none").
     func allocate() -> UInt32 {
+        if nextHandle == 0 { nextHandle = 1 }
         defer { nextHandle &+= 1 }
         return nextHandle
     }
@@ -31,6 +34,14 @@ final class ObjectTable {
     /// Objects by kind, for status and metrics.
     var counts: ObjectCounts {
         ObjectCounts(pd: pds.count, mr: mrs.count, compChannel: channels.count, cq: cqs.count, qp: qps.count, srq: srqs.count, ah: ahs.count)
+    }
+
+    /// What the session holds, for its limits.
+    var usage: SessionUsage {
+        SessionUsage(descriptors: channels.count * Self.descriptorsPerChannel,
+                     pinnedBytes: mrs.values.reduce(0) { $0 &+ $1.pinnedBytes },
+                     workRequests: qps.values.reduce(0) { $0 &+ $1.workRequests } &+ srqs.values.reduce(0) { $0 &+ $1.workRequests },
+                     cqEntries: cqs.values.reduce(0) { $0 &+ $1.entries })
     }
 
     /// Why `pd` cannot be deallocated yet, if it cannot.

@@ -29,29 +29,31 @@ struct Reply {
     func encode() throws -> [UInt8] { try Frame(requestID: requestID, message: message).encode() }
 }
 
-/// One client's session: decodes its requests, runs them on the real device with the client's own
-/// objects, and answers. Used by one task at a time (the connection's); never throws: every failure is an
-/// error reply and the session goes on.
+/// One client's session: decodes its requests, checks every value against the trust boundary and the session's
+/// limits, runs them on the backend with the client's own objects, and answers. Used by one thread at a time (the
+/// session's); never throws: every failure is an error reply and the session goes on.
 final class Session {
     let id: UInt64
     let identity: ClientIdentity
     private let vip: IPv4Address
-    private let device: NodeDevice
+    private let backend: any VerbsBackend
     private let map: any VipResolver
+    private let limits: SessionLimits
     private let logger: Logger
     private let metrics: RouterMetrics
     private(set) var objects = ObjectTable()
     private var version: UInt16?
     private(set) var stats = SessionStats()
 
-    init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, device: NodeDevice, map: any VipResolver, metrics: RouterMetrics,
-         logger: Logger) {
+    init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
+         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger) {
         self.metrics = metrics
         self.id = id
         self.identity = identity
         self.vip = vip
-        self.device = device
+        self.backend = backend
         self.map = map
+        self.limits = limits
         var logger = logger
         logger[metadataKey: "session"] = "\(id)"
         logger[metadataKey: "pod"] = "\(identity.pod)"
@@ -67,7 +69,7 @@ final class Session {
 
     /// Answers one datagram.
     func handle(_ datagram: Datagram) -> Reply {
-        stats.requests += 1
+        stats.requests &+= 1
         let frame: Frame
         do throws(WireError) {
             guard !datagram.truncated else {
@@ -89,7 +91,7 @@ final class Session {
                 version = reply.version
                 logger.info("hello", metadata: ["client": "\(hello.clientName)", "version": "\(reply.version)", "pid": "\(identity.pid)"])
             } else {
-                stats.errors += 1
+                stats.errors &+= 1
                 logger.warning("hello refused", metadata: ["client": "\(hello.clientName)", "reason": "\(answer)"])
             }
             return Reply(message: answer, requestID: frame.requestID)
@@ -103,7 +105,12 @@ final class Session {
             reply.requestID = frame.requestID
             return reply
         } catch let error as ErrorReply {
-            let kind = error.errno == Errno.badHandle ? "bad_handle" : error.errno == Errno.hostUnreachable ? "unknown_vip" : "verbs"
+            let kind = switch error.errno {
+            case Errno.badHandle: "bad_handle"
+            case Errno.hostUnreachable: "unknown_vip"
+            case Errno.outOfMemory, Errno.tooManyDescriptors: "limit"
+            default: "verbs"
+            }
             return failure(frame.requestID, error, kind: kind)
         } catch let error as VerbsError {
             return failure(frame.requestID, ErrorReply(errno: error.errno, reason: ErrorReply.fit(error.description)), kind: "verbs")
@@ -115,8 +122,8 @@ final class Session {
     }
 
     private func failure(_ requestID: UInt64, _ error: ErrorReply, kind: String) -> Reply {
-        stats.errors += 1
-        stats.errorsByKind[kind, default: 0] += 1
+        stats.errors &+= 1
+        stats.errorsByKind[kind, default: 0] &+= 1
         metrics.error(kind)
         logger.debug("request refused", metadata: ["errno": "\(error.errno)", "reason": "\(error.reason)"])
         return Reply(message: .error(error), requestID: requestID)
@@ -124,7 +131,7 @@ final class Session {
 
     // MARK: - Handles
 
-    private func pd(_ h: PDHandle) throws -> ProtectionDomain {
+    private func pd(_ h: PDHandle) throws -> any BackendPD {
         guard let pd = objects.pds[h.rawValue] else { throw badHandle("PD", h.rawValue) }
         return pd
     }
@@ -170,13 +177,16 @@ final class Session {
             throw ErrorReply(errno: Errno.invalidArgument, reason: "destination GID \(route.destinationGID) is not a FreeFlow virtual GID (::ffff:vip)")
         }
         guard let pip = map.physicalIP(for: destinationVIP) else {
-            stats.unknownVIPs += 1
+            stats.unknownVIPs &+= 1
             throw ErrorReply(errno: Errno.hostUnreachable, reason: "unknown vip \(destinationVIP): not in the vip map (\(map.summary.source))")
         }
-        let global = GlobalRoute(destinationGID: Verbs.GID(ipv4: pip.description)!, sourceGIDIndex: UInt8(device.gidIndex),
+        guard let gid = Verbs.GID(ipv4: pip.description), let sourceIndex = UInt8(exactly: backend.gidIndex) else {
+            throw ErrorReply(errno: Errno.invalidArgument, reason: "no RoCEv2 GID for node \(pip)")
+        }
+        let global = GlobalRoute(destinationGID: gid, sourceGIDIndex: sourceIndex,
                                  flowLabel: route.flowLabel, hopLimit: route.hopLimit, trafficClass: route.trafficClass)
         return AddressVector(global: global, destinationLID: av.destinationLID, serviceLevel: av.serviceLevel,
-                             sourcePathBits: av.sourcePathBits, staticRate: av.staticRate, port: device.port)
+                             sourcePathBits: av.sourcePathBits, staticRate: av.staticRate, port: backend.port)
     }
 
     // MARK: - Dispatch
@@ -184,20 +194,22 @@ final class Session {
     private func dispatch(_ message: Message, descriptors: [OwnedDescriptor]) throws -> Reply {
         switch message {
         case .queryDevice:
-            return Reply(message: .queryDeviceReply(VirtualDevice.attributes(of: device, vip: vip)))
+            return Reply(message: .queryDeviceReply(backend.virtualAttributes(vip: vip)))
         case .queryPort(let r):
             try checkPort(r.port)
-            return Reply(message: .queryPortReply(VirtualDevice.port(try device.context.queryPort(device.port))))
+            return Reply(message: .queryPortReply(try backend.virtualPort()))
         case .queryGID(let r):
             try checkPort(r.port)
             guard r.index >= 0 && r.index < VirtualDevice.gidTableLength else {
                 throw ErrorReply(errno: Errno.invalidArgument, reason: "GID index \(r.index) outside the virtual table (0..<\(VirtualDevice.gidTableLength))")
             }
-            return Reply(message: .queryGIDReply(r.index == 0 ? FFProtocol.GID(ipv4Mapped: vip) : FFProtocol.GID(bytes: [UInt8](repeating: 0, count: 16))!))
+            return Reply(message: .queryGIDReply(FFProtocol.GID(ipv4Mapped: vip)))
 
         case .allocPD:
+            try SessionLimits.checkCount(objects.pds.count, limits.pds, "PDs", flag: "max-pds")
+            let pd = try backend.allocatePD()
             let handle = objects.allocate()
-            objects.pds[handle] = try device.context.allocateProtectionDomain()
+            objects.pds[handle] = pd
             return Reply(message: .allocPDReply(PDHandle(rawValue: handle)))
         case .deallocPD(let h):
             _ = try pd(h)
@@ -206,13 +218,20 @@ final class Session {
             return Reply(message: .deallocPDReply)
 
         case .regMR(let r):
-            return try registerMemory(r, memfd: descriptors[0])
+            guard let memfd = descriptors.first else {
+                throw ErrorReply(errno: Errno.protocolError, reason: "reg_mr carries no memfd")
+            }
+            return try registerMemory(r, memfd: memfd)
         case .deregMR(let h):
             guard objects.mrs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("MR", h.rawValue) }
             return Reply(message: .deregMRReply)
 
         case .createCompChannel:
-            let forwarder = try CompletionForwarder(context: device.context)
+            try SessionLimits.checkCount(objects.channels.count, limits.completionChannels, "completion channels", flag: "max-comp-channels")
+            try SessionLimits.checkBudget(UInt64(objects.usage.descriptors), adding: UInt64(ObjectTable.descriptorsPerChannel),
+                                          UInt64(limits.descriptors), "router descriptors held", flag: "max-descriptors",
+                                          errno: Errno.tooManyDescriptors)
+            let forwarder = try CompletionForwarder(backend: backend)
             forwarder.start()
             let handle = objects.allocate()
             objects.channels[handle] = forwarder
@@ -227,16 +246,7 @@ final class Session {
             return Reply(message: .destroyCompChannelReply)
 
         case .createCQ(let r):
-            var forwarder: CompletionForwarder?
-            if let channel = r.channel {
-                guard let f = objects.channels[channel.rawValue] else { throw badHandle("completion channel", channel.rawValue) }
-                forwarder = f
-            }
-            let cq = try device.context.createCompletionQueue(entries: Int(r.cqe), channel: forwarder?.channel, vector: Int(r.compVector))
-            let handle = objects.allocate()
-            forwarder?.attach(cq, as: CQHandle(rawValue: handle))
-            objects.cqs[handle] = ObjectTable.CQEntry(cq: cq, channel: r.channel?.rawValue)
-            return Reply(message: .createCQReply(CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(cq.capacity))))
+            return try createCQ(r)
         case .destroyCQ(let h):
             let entry = try cq(h)
             try busy(objects.usersOfCQ(h.rawValue))
@@ -244,7 +254,11 @@ final class Session {
             objects.cqs[h.rawValue] = nil
             return Reply(message: .destroyCQReply)
         case .reqNotifyCQ(let r):
-            try cq(r.cq).cq.requestNotification(solicitedOnly: r.solicitedOnly)
+            let entry = try cq(r.cq)
+            guard entry.channel != nil else {
+                throw Check.invalid("CQ \(r.cq.rawValue) has no completion channel to notify")
+            }
+            try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
             return Reply(message: .reqNotifyCQReply)
 
         case .createQP(let r):
@@ -252,29 +266,27 @@ final class Session {
         case .modifyQP(let r):
             let entry = try qp(r.qp)
             try entry.qp.modify(try verbsAttributes(r.mask, r.attributes))
-            stats.modifies += 1
+            stats.modifies &+= 1
             return Reply(message: .modifyQPReply)
         case .queryQP(let r):
             let entry = try qp(r.qp)
             var attributes = FFProtocol.QPAttributes()
             attributes.state = FFProtocol.QPState(rawValue: try entry.qp.state().rawValue) ?? .unknown
-            return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: FFProtocol.QPType(rawValue: entry.qp.type.rawValue)!,
+            guard let type = FFProtocol.QPType(rawValue: entry.qp.type.rawValue) else { throw Check.invalid("QP type \(entry.qp.type)") }
+            return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: type,
                                                              capabilities: Translate.capabilities(entry.qp.capabilities))))
         case .destroyQP(let h):
             guard objects.qps.removeValue(forKey: h.rawValue) != nil else { throw badHandle("QP", h.rawValue) }
             return Reply(message: .destroyQPReply)
 
         case .createSRQ(let r):
-            let srq = try pd(r.pd).createSharedReceiveQueue(maxWorkRequests: r.maxWR, maxSGE: r.maxSGE)
-            if r.limit > 0 { try srq.setLimit(r.limit) }
-            let handle = objects.allocate()
-            objects.srqs[handle] = ObjectTable.SRQEntry(srq: srq, pd: r.pd.rawValue)
-            return Reply(message: .createSRQReply(CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)))
+            return try createSRQ(r)
         case .modifySRQ(let r):
             let entry = try srq(r.srq)
             guard r.mask == .limit else {
                 throw ErrorReply(errno: Errno.notSupported, reason: "only the SRQ limit can be modified (rxe cannot resize an SRQ)")
             }
+            _ = try Check.within(r.limit, 0...entry.srq.maxWorkRequests, "srq_limit")
             try entry.srq.setLimit(r.limit)
             return Reply(message: .modifySRQReply)
         case .destroySRQ(let h):
@@ -284,7 +296,9 @@ final class Session {
             return Reply(message: .destroySRQReply)
 
         case .createAH(let r):
-            let ah = try pd(r.pd).createAddressHandle(try physicalAddress(r.attributes))
+            let protectionDomain = try pd(r.pd)
+            try SessionLimits.checkCount(objects.ahs.count, limits.ahs, "AHs", flag: "max-ahs")
+            let ah = try protectionDomain.createAH(try physicalAddress(r.attributes))
             let handle = objects.allocate()
             objects.ahs[handle] = ObjectTable.AHEntry(ah: ah, pd: r.pd.rawValue)
             return Reply(message: .createAHReply(AHHandle(rawValue: handle)))
@@ -296,16 +310,18 @@ final class Session {
             return Reply(message: .postSendReply(try postSend(r)))
         case .postRecv(let r):
             let entry = try qp(r.target)
-            return Reply(message: .postRecvReply(post(r.requests.count) { try entry.qp.postReceive(r.requests.map(Translate.receive)) }))
+            return Reply(message: .postRecvReply(post { try entry.qp.postReceive(r.requests.map(Translate.receive)) }))
         case .postSRQRecv(let r):
             let entry = try srq(r.target)
-            return Reply(message: .postSRQRecvReply(post(r.requests.count) { try entry.srq.postReceive(r.requests.map(Translate.receive)) }))
+            return Reply(message: .postSRQRecvReply(post { try entry.srq.postReceive(r.requests.map(Translate.receive)) }))
         case .pollCQ(let r):
             let entry = try cq(r.cq)
-            let completions = try entry.cq.poll(max: Int(max(1, r.maxEntries)))
-            stats.completions += UInt64(completions.count)
+            // verbs polls at most num_entries; the reply carries at most maxWCsPerPoll, and 0 asks for nothing.
+            guard r.maxEntries > 0 else { return Reply(message: .pollCQReply(PollCQReply(completions: []))) }
+            let completions = try entry.cq.poll(max: Int32(min(r.maxEntries, UInt32(WireLimits.maxWCsPerPoll))))
+            stats.completions &+= UInt64(completions.count)
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
-            return Reply(message: .pollCQReply(PollCQReply(completions: completions.map(Translate.completion))))
+            return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
 
         case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
              .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
@@ -317,50 +333,102 @@ final class Session {
 
     private func registerMemory(_ r: RegMRRequest, memfd: OwnedDescriptor) throws -> Reply {
         let protectionDomain = try pd(r.pd)
-        let page = UInt64(4096)
-        // rxe (and ibv_reg_mr_iova(3) generally) needs the iova to keep the buffer's offset within its page,
-        // and so the memfd offset must sit at the same page offset as the client's address.
-        guard r.memfdOffset % page == r.address % page else {
-            throw ErrorReply(errno: Errno.invalidArgument, reason: "memfd offset \(r.memfdOffset) and address 0x\(String(r.address, radix: 16)) differ in page offset")
+        let access = try Check.access(r.access)
+        try SessionLimits.checkCount(objects.mrs.count, limits.mrs, "MRs", flag: "max-mrs")
+        let file: MemoryFile
+        do {
+            file = try MemoryFile.check(memfd.rawValue)
+        } catch {
+            throw Check.invalid("reg_mr: \(error.detail ?? error.description)")
         }
-        let mapStart = r.memfdOffset - r.memfdOffset % page
-        let mapEnd = (r.memfdOffset + r.length + page - 1) / page * page
-        let mapping = try SharedMemory(mapping: memfd, offset: Int(mapStart), length: Int(mapEnd - mapStart))
-        let region = UnsafeMutableRawBufferPointer(rebasing: mapping.bytes[Int(r.memfdOffset - mapStart)..<Int(r.memfdOffset - mapStart + r.length)])
-        let mr = try protectionDomain.registerMemory(region, iova: r.address, access: Translate.access(r.access), keepAlive: mapping)
+        let plan = try Check.memory(r, file: file, maxMRSize: backend.limits.maxMRSize)
+        // Checked before anything is mapped or pinned.
+        try SessionLimits.checkBudget(objects.usage.pinnedBytes, adding: plan.mapLength, limits.pinnedBytes, "registered bytes",
+                                      flag: "max-pinned-bytes")
+        let mapping = try MemoryMapping(fd: memfd.rawValue, offset: plan.mapOffset, length: plan.mapLength)
+        // The mapping keeps the pages; the client's descriptor is not needed any more.
+        memfd.close()
+        let region = UnsafeMutableRawBufferPointer(rebasing: mapping.bytes[plan.bufferOffset..<(plan.bufferOffset + plan.bufferLength)])
+        let mr = try protectionDomain.registerMemory(region, iova: r.address, access: access, keepAlive: mapping)
         let handle = objects.allocate()
-        objects.mrs[handle] = ObjectTable.MREntry(mr: mr, pd: r.pd.rawValue, mapping: mapping)
-        stats.registeredBytes += r.length
+        objects.mrs[handle] = ObjectTable.MREntry(mr: mr, pd: r.pd.rawValue, pinnedBytes: plan.mapLength)
+        stats.registeredBytes &+= r.length
         return Reply(message: .regMRReply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
+    }
+
+    private func createCQ(_ r: CreateCQRequest) throws -> Reply {
+        let device = backend.limits
+        guard let entries = Int32(exactly: r.cqe), entries >= 1, entries <= device.maxCQE else {
+            throw Check.invalid("cqe \(r.cqe) outside 1...\(device.maxCQE)")
+        }
+        guard let vector = Int32(exactly: r.compVector), vector < device.completionVectors else {
+            throw Check.invalid("comp_vector \(r.compVector) outside 0..<\(device.completionVectors)")
+        }
+        var forwarder: CompletionForwarder?
+        if let channel = r.channel {
+            guard let f = objects.channels[channel.rawValue] else { throw badHandle("completion channel", channel.rawValue) }
+            forwarder = f
+        }
+        try SessionLimits.checkCount(objects.cqs.count, limits.cqs, "CQs", flag: "max-cqs")
+        try SessionLimits.checkBudget(objects.usage.cqEntries, adding: UInt64(entries), limits.cqEntries, "CQ entries", flag: "max-cq-entries")
+        let cq = try backend.createCQ(entries: entries, channel: forwarder?.channel, vector: vector)
+        let handle = objects.allocate()
+        forwarder?.attach(cq, as: CQHandle(rawValue: handle))
+        objects.cqs[handle] = ObjectTable.CQEntry(cq: cq, channel: r.channel?.rawValue, entries: UInt64(max(0, cq.capacity)))
+        return Reply(message: .createCQReply(CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(max(0, cq.capacity)))))
     }
 
     private func createQP(_ r: CreateQPRequest) throws -> Reply {
         let protectionDomain = try pd(r.pd)
         let send = try cq(r.sendCQ), receive = try cq(r.recvCQ)
         let shared = try r.srq.map { try srq($0) }
-        let configuration = QueuePairConfiguration(type: Verbs.QPType(rawValue: r.type.rawValue)!, sendCQ: send.cq, receiveCQ: receive.cq,
-                                                   sharedReceiveQueue: shared?.srq, capabilities: Translate.capabilities(r.capabilities),
-                                                   signalAll: r.signalAll)
-        let qp = try protectionDomain.createQueuePair(configuration)
+        let capabilities = try Check.capabilities(r.capabilities, backend.limits)
+        guard let type = Verbs.QPType(rawValue: r.type.rawValue) else { throw Check.invalid("QP type \(r.type)") }
+        try SessionLimits.checkCount(objects.qps.count, limits.qps, "QPs", flag: "max-qps")
+        // With an SRQ the receive queue is the SRQ's, already counted.
+        let depth = UInt64(capabilities.maxSendWorkRequests) + (shared == nil ? UInt64(capabilities.maxReceiveWorkRequests) : 0)
+        try SessionLimits.checkBudget(objects.usage.workRequests, adding: depth, limits.workRequests, "queue depth (outstanding work requests)",
+                                      flag: "max-work-requests")
+        let qp = try protectionDomain.createQP(BackendQPConfiguration(type: type, sendCQ: send.cq, receiveCQ: receive.cq,
+                                                                      sharedReceiveQueue: shared?.srq, capabilities: capabilities,
+                                                                      signalAll: r.signalAll))
+        let granted = qp.capabilities
         let handle = objects.allocate()
-        objects.qps[handle] = ObjectTable.QPEntry(qp: qp, pd: r.pd.rawValue, sendCQ: r.sendCQ.rawValue, recvCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue)
+        objects.qps[handle] = ObjectTable.QPEntry(qp: qp, pd: r.pd.rawValue, sendCQ: r.sendCQ.rawValue, recvCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue,
+                                                  workRequests: UInt64(granted.maxSendWorkRequests) + (shared == nil ? UInt64(granted.maxReceiveWorkRequests) : 0))
         logger.debug("QP created", metadata: ["handle": "\(handle)", "qpn": "\(qp.number)", "type": "\(qp.type)"])
         return Reply(message: .createQPReply(CreateQPReply(qp: QPHandle(rawValue: handle), qpNum: qp.number,
-                                                           capabilities: Translate.capabilities(qp.capabilities))))
+                                                           capabilities: Translate.capabilities(granted))))
+    }
+
+    private func createSRQ(_ r: CreateSRQRequest) throws -> Reply {
+        let protectionDomain = try pd(r.pd)
+        let device = backend.limits
+        _ = try Check.within(r.maxWR, 1...device.maxSRQWR, "srq max_wr")
+        _ = try Check.within(r.maxSGE, 1...device.maxSRQSGE, "srq max_sge")
+        _ = try Check.within(r.limit, 0...r.maxWR, "srq_limit")
+        try SessionLimits.checkCount(objects.srqs.count, limits.srqs, "SRQs", flag: "max-srqs")
+        try SessionLimits.checkBudget(objects.usage.workRequests, adding: UInt64(r.maxWR), limits.workRequests,
+                                      "queue depth (outstanding work requests)", flag: "max-work-requests")
+        let srq = try protectionDomain.createSRQ(maxWorkRequests: r.maxWR, maxSGE: r.maxSGE)
+        if r.limit > 0 { try srq.setLimit(r.limit) }
+        let handle = objects.allocate()
+        objects.srqs[handle] = ObjectTable.SRQEntry(srq: srq, pd: r.pd.rawValue, workRequests: UInt64(srq.maxWorkRequests))
+        return Reply(message: .createSRQReply(CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)))
     }
 
     /// The client's attribute mask and values as a Verbs attribute set; the address vector is translated.
     private func verbsAttributes(_ mask: QPAttributeMask, _ a: FFProtocol.QPAttributes) throws -> Verbs.QPAttributes {
         var v = Verbs.QPAttributes()
         if mask.contains(.state) {
-            guard let state = Verbs.QPState(rawValue: a.state.rawValue) else {
+            guard a.state != .unknown, let state = Verbs.QPState(rawValue: a.state.rawValue) else {
                 throw ErrorReply(errno: Errno.invalidArgument, reason: "QP state \(a.state) cannot be requested")
             }
             v.state = state
         }
-        if mask.contains(.accessFlags) { v.access = Translate.access(a.accessFlags) }
+        if mask.contains(.accessFlags) { v.access = try Check.access(a.accessFlags) }
         if mask.contains(.pkeyIndex) { v.pkeyIndex = a.pkeyIndex }
-        if mask.contains(.port) { try checkPort(a.port); v.port = device.port }
+        if mask.contains(.port) { try checkPort(a.port); v.port = backend.port }
         if mask.contains(.qkey) { v.qkey = a.qkey }
         if mask.contains(.addressVector) { v.address = try physicalAddress(a.addressVector) }
         if mask.contains(.pathMTU) { v.pathMTU = Translate.mtu(a.pathMTU) }
@@ -379,47 +447,53 @@ final class Session {
     private func postSend(_ r: PostSendRequest) throws -> PostReply {
         let entry = try qp(r.qp)
         // Inline payloads travel in the message; they are copied into router memory the device reads at post time.
-        let inlineBytes = r.requests.reduce(0) { $0 + $1.inlineData.count }
+        var inlineBytes = 0
+        for (i, w) in r.requests.enumerated() {
+            try Check.inline(w, index: i)
+            inlineBytes += w.inlineData.count
+        }
         let inlineBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, inlineBytes), alignment: 8)
         defer { inlineBuffer.deallocate() }
         var inlineOffset = 0
-        var requests: [Verbs.SendWorkRequest] = []
+        var requests: [BackendSendRequest] = []
         requests.reserveCapacity(r.requests.count)
+        var bytes: UInt64 = 0
         for w in r.requests {
-            var destination: DatagramDestination?
+            var addressHandle: (any BackendAH)?
             if let ah = w.addressHandle {
                 guard let entry = objects.ahs[ah.rawValue] else { throw badHandle("AH", ah.rawValue) }
-                destination = DatagramDestination(addressHandle: entry.ah, remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey)
+                addressHandle = entry.ah
             }
             var sges = w.sgList.map(Translate.sge)
-            if w.flags.contains(.inline) && !w.inlineData.isEmpty {
+            if !w.inlineData.isEmpty {
                 let target = inlineBuffer.baseAddress! + inlineOffset
                 w.inlineData.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                 sges = [ScatterGatherElement(address: UInt64(UInt(bitPattern: target)), length: UInt32(w.inlineData.count), lkey: 0)]
                 inlineOffset += w.inlineData.count
             }
-            requests.append(Verbs.SendWorkRequest(id: w.wrID, operation: Translate.operation(w), scatterGather: sges,
-                                                  flags: Verbs.SendFlags(rawValue: w.flags.rawValue), destination: destination))
+            bytes = sges.reduce(bytes) { $0 &+ UInt64($1.length) }
+            requests.append(BackendSendRequest(id: w.wrID, operation: Translate.operation(w), scatterGather: sges,
+                                               flags: Verbs.SendFlags(rawValue: w.flags.rawValue), addressHandle: addressHandle,
+                                               remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey))
         }
-        let reply = post(requests.count) { try entry.qp.postSend(requests) }
+        let reply = post { try entry.qp.postSend(requests) }
         if reply.errno == 0 {
-            let bytes = r.requests.reduce(0) { $0 + $1.sgList.reduce(UInt64($1.inlineData.count)) { $0 + UInt64($1.length) } }
-            stats.sends += UInt64(requests.count)
-            stats.bytesPosted += bytes
+            stats.sends &+= UInt64(requests.count)
+            stats.bytesPosted &+= bytes
             metrics.postedOperations.increment(by: Int64(requests.count))
-            metrics.postedBytes.increment(by: Int64(bytes))
+            metrics.postedBytes.increment(by: Int64(clamping: bytes))
         }
         return reply
     }
 
     /// Runs a post and turns a refusal into the reply's errno and index (as `bad_wr` reports it).
-    private func post(_ count: Int, _ body: () throws -> Void) -> PostReply {
+    private func post(_ body: () throws -> Void) -> PostReply {
         do {
             try body()
             return PostReply(errno: 0, failedIndex: 0)
         } catch let error as VerbsError {
-            stats.errors += 1
-            return PostReply(errno: error.errno, failedIndex: UInt32(error.failedWorkRequest ?? 0))
+            stats.errors &+= 1
+            return PostReply(errno: error.errno, failedIndex: UInt32(clamping: error.failedWorkRequest ?? 0))
         } catch {
             return PostReply(errno: Errno.invalidArgument, failedIndex: 0)
         }

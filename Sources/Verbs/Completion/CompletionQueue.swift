@@ -56,8 +56,12 @@ public final class CompletionQueue: @unchecked Sendable {
     public let channel: CompletionChannel?
 
     init(context: Context, entries: Int, channel: CompletionChannel?, vector: Int) throws(VerbsError) {
+        // ibv_create_cq takes C ints: a count or vector that does not fit is the EINVAL the device would give.
+        guard let cqe = Int32(exactly: entries), let compVector = Int32(exactly: vector) else {
+            throw VerbsError(operation: "ibv_create_cq", errno: EINVAL, detail: "\(entries) entries, vector \(vector) do not fit a C int")
+        }
         self.raw = try Call.returnsPointer("ibv_create_cq", detail: "\(entries) entries") {
-            ibv_create_cq(context.raw, Int32(entries), nil, channel?.raw, Int32(vector))
+            ibv_create_cq(context.raw, cqe, nil, channel?.raw, compVector)
         }
         self.context = context
         self.channel = channel
@@ -85,9 +89,11 @@ public final class CompletionQueue: @unchecked Sendable {
 
     /// `ibv_poll_cq(3)` for up to `max` completions.
     public func poll(max: Int = 16) throws(VerbsError) -> [WorkCompletion] {
-        precondition(max > 0, "poll(max:) needs a positive count")
+        guard max > 0, let count = Int32(exactly: max) else {
+            throw VerbsError(operation: "ibv_poll_cq", errno: EINVAL, detail: "poll for \(max) completions")
+        }
         var wcs = [ibv_wc](repeating: ibv_wc(), count: max)
-        let n = ibv_poll_cq(raw, Int32(max), &wcs)
+        let n = ibv_poll_cq(raw, count, &wcs)
         if n < 0 { throw VerbsError(operation: "ibv_poll_cq", errno: EIO) }
         return wcs.prefix(Int(n)).map(WorkCompletion.init)
     }

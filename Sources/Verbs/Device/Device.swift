@@ -95,6 +95,9 @@ public final class Context: @unchecked Sendable {
         if owner == nil { ibv_close_device(raw) }
     }
 
+    /// Completion vectors of the device (`ibv_context.num_comp_vectors`): valid CQ vectors are 0..<this.
+    public var completionVectorCount: Int { Int(raw.pointee.num_comp_vectors) }
+
     /// `ibv_query_device(3)`.
     public func queryDevice() throws(VerbsError) -> DeviceAttributes {
         var attr = ibv_device_attr()

@@ -18,7 +18,7 @@ public final class ProtectionDomain: @unchecked Sendable {
     public func registerMemory(_ buffer: UnsafeMutableRawBufferPointer, access: AccessFlags,
                                keepAlive: AnyObject? = nil) throws(VerbsError) -> MemoryRegion {
         let mr = try Call.returnsPointer("ibv_reg_mr", detail: "\(buffer.count) bytes") {
-            ffv_reg_mr(raw, buffer.baseAddress, buffer.count, Int32(access.rawValue))
+            ffv_reg_mr(raw, buffer.baseAddress, buffer.count, Int32(bitPattern: access.rawValue))
         }
         return MemoryRegion(raw: mr, pd: self, buffer: buffer, iova: nil, keepAlive: keepAlive)
     }
@@ -29,7 +29,7 @@ public final class ProtectionDomain: @unchecked Sendable {
     public func registerMemory(_ buffer: UnsafeMutableRawBufferPointer, iova: UInt64, access: AccessFlags,
                                keepAlive: AnyObject? = nil) throws(VerbsError) -> MemoryRegion {
         let mr = try Call.returnsPointer("ibv_reg_mr_iova", detail: "\(buffer.count) bytes at iova 0x\(String(iova, radix: 16))") {
-            ffv_reg_mr_iova(raw, buffer.baseAddress, buffer.count, iova, Int32(access.rawValue))
+            ffv_reg_mr_iova(raw, buffer.baseAddress, buffer.count, iova, Int32(bitPattern: access.rawValue))
         }
         return MemoryRegion(raw: mr, pd: self, buffer: buffer, iova: iova, keepAlive: keepAlive)
     }

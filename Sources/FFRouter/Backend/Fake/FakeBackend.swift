@@ -1,0 +1,386 @@
+import FFProtocol
+import FFSystem
+import Foundation
+import Verbs
+
+/// An in-memory verbs device for host tests and benchmarks: PDs, MRs over the router's mapping of the client's memfd,
+/// CQs with notification and channels, QPs with the RESET→INIT→RTR→RTS state machine and its required attributes,
+/// SRQs, AHs, and loopback data movement between any two fake QPs of the same backend (SEND with or without immediate,
+/// RDMA WRITE with or without immediate, READ, both atomics; RC, UC and UD). Work completes synchronously inside
+/// `postSend`, so a completion is in the CQ when the post returns. `liveObjects` counts what exists, so tests can check
+/// that a session left nothing behind.
+public final class FakeBackend: VerbsBackend, @unchecked Sendable {
+    // @unchecked: every mutable field of the fake's objects is guarded by `world.lock`.
+    /// Device name.
+    public let deviceName: String
+    /// Node IP.
+    public let nodeIP: IPv4Address
+    /// GID index of the node IP.
+    public let gidIndex = 1
+    /// Served port.
+    public let port: UInt8 = 1
+    /// Device maxima.
+    public let limits: DeviceLimits
+    let world: FakeWorld
+
+    /// A fake device `name` on a node with IP `nodeIP`.
+    public init(name: String = "fake0", nodeIP: IPv4Address = IPv4Address("10.0.2.15")!, limits: DeviceLimits = FakeBackend.defaultLimits) {
+        deviceName = name
+        self.nodeIP = nodeIP
+        self.limits = limits
+        world = FakeWorld(limits: limits)
+    }
+
+    /// rxe-like maxima.
+    public static let defaultLimits = DeviceLimits(maxMRSize: 1 << 40, maxCQE: 32767, maxQPWR: 16384, maxSGE: 32, maxSRQWR: 16384,
+                                                   maxSRQSGE: 27, maxInlineData: 512, completionVectors: 1)
+
+    /// Live objects by kind (`pd`, `mr`, `comp_channel`, `cq`, `qp`, `srq`, `ah`); kinds with none are absent.
+    public var liveObjects: [String: Int] { world.locked { $0.live.filter { $0.value > 0 } } }
+
+    /// All live objects.
+    public var liveObjectCount: Int { liveObjects.values.reduce(0, +) }
+
+    /// Whether the port is active; tests turn it off to see health fail.
+    public var portActive: Bool {
+        get { world.locked { $0.portActive } }
+        set { world.locked { $0.portActive = newValue } }
+    }
+
+    /// Called inside `registerMemory` before it returns, with the region's length; tests use it to hold a registration
+    /// in progress (as pinning a large buffer would).
+    public var onRegisterMemory: (@Sendable (Int) -> Void)? {
+        get { world.locked { $0.onRegister } }
+        set { world.locked { $0.onRegister = newValue } }
+    }
+
+    /// The device as a pod sees it.
+    public func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes {
+        var real = FFProtocol.DeviceAttributes()
+        real.firmwareVersion = "freeflow-1"
+        real.nodeGUID = 0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8
+            | UInt64(vip.bytes[3])
+        real.systemImageGUID = real.nodeGUID
+        real.maxMRSize = limits.maxMRSize
+        real.pageSizeCap = 0xFFFF_F000
+        real.vendorID = VirtualDevice.vendorID
+        real.vendorPartID = VirtualDevice.vendorPartID
+        real.atomicCap = .hca
+        real.maxQP = 65536
+        real.maxQPWR = Int32(clamping: limits.maxQPWR)
+        real.maxSGE = Int32(clamping: limits.maxSGE)
+        real.maxSGERead = real.maxSGE
+        real.maxCQ = 65536
+        real.maxCQE = limits.maxCQE
+        real.maxMR = 65536
+        real.maxPD = 65536
+        real.maxQPReadAtomic = 128
+        real.maxQPInitReadAtomic = 128
+        real.maxAH = 65536
+        real.maxSRQ = 65536
+        real.maxSRQWR = Int32(clamping: limits.maxSRQWR)
+        real.maxSRQSGE = Int32(clamping: limits.maxSRQSGE)
+        real.maxPkeys = 64
+        real.physicalPortCount = 1
+        return real
+    }
+
+    /// Port 1, active unless `portActive` was cleared.
+    public func virtualPort() throws -> FFProtocol.PortAttributes {
+        var p = FFProtocol.PortAttributes()
+        p.state = portActive ? .active : .down
+        p.maxMTU = .mtu4096
+        p.activeMTU = .mtu1024
+        p.gidTableLength = VirtualDevice.gidTableLength
+        p.maxMessageSize = 1 << 31
+        p.pkeyTableLength = 64
+        p.linkLayer = .ethernet
+        return p
+    }
+
+    /// Active unless `portActive` was cleared.
+    public func portHealth() -> (active: Bool, detail: String) {
+        let active = portActive
+        return (active, "device \(deviceName) port 1 \(active ? "PORT_ACTIVE" : "PORT_DOWN")")
+    }
+
+    /// A new PD.
+    public func allocatePD() throws -> any BackendPD { FakePD(world: world) }
+
+    /// A new completion channel.
+    public func createCompletionChannel() throws -> any BackendCompletionChannel { FakeCompletionChannel(world: world) }
+
+    /// A new CQ; `entries` and `vector` as verbs checks them.
+    public func createCQ(entries: Int32, channel: (any BackendCompletionChannel)?, vector: Int32) throws -> any BackendCQ {
+        guard entries > 0, entries <= limits.maxCQE else { throw fakeError("ibv_create_cq", Errno.invalidArgument, "\(entries) entries") }
+        guard vector >= 0, vector < limits.completionVectors else { throw fakeError("ibv_create_cq", Errno.invalidArgument, "vector \(vector)") }
+        var fakeChannel: FakeCompletionChannel?
+        if let channel {
+            guard let c = channel as? FakeCompletionChannel else { throw fakeError("ibv_create_cq", Errno.invalidArgument, "foreign channel") }
+            fakeChannel = c
+        }
+        return FakeCQ(world: world, capacity: entries, channel: fakeChannel)
+    }
+}
+
+func fakeError(_ operation: String, _ errno: Int32, _ detail: String, failed: Int? = nil) -> VerbsError {
+    VerbsError(operation: operation, errno: errno, detail: "fake: \(detail)", failedWorkRequest: failed)
+}
+
+/// Everything the fake's objects share: one lock, live counts, and the QPs and MRs data movement looks up.
+final class FakeWorld: @unchecked Sendable {
+    // @unchecked: all state is behind `lock`.
+    struct State {
+        var live: [String: Int] = [:]
+        var portActive = true
+        var nextQPN: UInt32 = 0x11
+        var nextKey: UInt32 = 1
+        var qps: [UInt32: Weak<FakeQP>] = [:]
+        var mrsByLKey: [UInt32: Weak<FakeMR>] = [:]
+        var mrsByRKey: [UInt32: Weak<FakeMR>] = [:]
+        var onRegister: (@Sendable (Int) -> Void)?
+    }
+
+    struct Weak<T: AnyObject> { weak var object: T? }
+
+    let limits: DeviceLimits
+    private let lock = NSLock()
+    private var state = State()
+
+    init(limits: DeviceLimits) { self.limits = limits }
+
+    func locked<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&state)
+    }
+
+    func born(_ kind: String) { locked { $0.live[kind, default: 0] += 1 } }
+    func died(_ kind: String) { locked { $0.live[kind, default: 0] -= 1 } }
+}
+
+final class FakePD: BackendPD {
+    let world: FakeWorld
+
+    init(world: FakeWorld) {
+        self.world = world
+        world.born("pd")
+    }
+
+    deinit { world.died("pd") }
+
+    func registerMemory(_ region: UnsafeMutableRawBufferPointer, iova: UInt64, access: Verbs.AccessFlags,
+                        keepAlive: MemoryMapping) throws -> any BackendMR {
+        guard region.count > 0 else { throw fakeError("ibv_reg_mr_iova", Errno.invalidArgument, "empty region") }
+        guard iova.addingReportingOverflow(UInt64(region.count)).overflow == false else {
+            throw fakeError("ibv_reg_mr_iova", Errno.invalidArgument, "iova range wraps")
+        }
+        if let hook = world.locked({ $0.onRegister }) { hook(region.count) }
+        return FakeMR(world: world, pd: self, region: region, iova: iova, access: access, keepAlive: keepAlive)
+    }
+
+    func createQP(_ c: BackendQPConfiguration) throws -> any BackendQP {
+        guard let send = c.sendCQ as? FakeCQ, let receive = c.receiveCQ as? FakeCQ else {
+            throw fakeError("ibv_create_qp", Errno.invalidArgument, "foreign CQ")
+        }
+        var srq: FakeSRQ?
+        if let shared = c.sharedReceiveQueue {
+            guard let s = shared as? FakeSRQ else { throw fakeError("ibv_create_qp", Errno.invalidArgument, "foreign SRQ") }
+            srq = s
+        }
+        let caps = c.capabilities
+        let limits = world.limits
+        guard caps.maxSendWorkRequests <= limits.maxQPWR, caps.maxReceiveWorkRequests <= limits.maxQPWR,
+              caps.maxSendSGE <= limits.maxSGE, caps.maxReceiveSGE <= limits.maxSGE, caps.maxInlineData <= limits.maxInlineData else {
+            throw fakeError("ibv_create_qp", Errno.invalidArgument, "capabilities \(caps) beyond the device's")
+        }
+        return FakeQP(world: world, pd: self, configuration: c, sendCQ: send, receiveCQ: receive, srq: srq)
+    }
+
+    func createSRQ(maxWorkRequests: UInt32, maxSGE: UInt32) throws -> any BackendSRQ {
+        let limits = world.limits
+        guard maxWorkRequests > 0, maxWorkRequests <= limits.maxSRQWR, maxSGE > 0, maxSGE <= limits.maxSRQSGE else {
+            throw fakeError("ibv_create_srq", Errno.invalidArgument, "\(maxWorkRequests) WRs, \(maxSGE) SGEs")
+        }
+        return FakeSRQ(world: world, pd: self, maxWorkRequests: maxWorkRequests, maxSGE: maxSGE)
+    }
+
+    func createAH(_ address: AddressVector) throws -> any BackendAH {
+        guard address.global != nil else { throw fakeError("ibv_create_ah", Errno.invalidArgument, "RoCE needs a GRH") }
+        return FakeAH(world: world, pd: self, address: address)
+    }
+}
+
+final class FakeMR: BackendMR {
+    let world: FakeWorld
+    let pd: FakePD
+    let region: UnsafeMutableRawBufferPointer
+    let iova: UInt64
+    let access: Verbs.AccessFlags
+    let keepAlive: MemoryMapping
+    let lkey: UInt32
+    let rkey: UInt32
+
+    init(world: FakeWorld, pd: FakePD, region: UnsafeMutableRawBufferPointer, iova: UInt64, access: Verbs.AccessFlags,
+         keepAlive: MemoryMapping) {
+        self.world = world
+        self.pd = pd
+        self.region = region
+        self.iova = iova
+        self.access = access
+        self.keepAlive = keepAlive
+        let key = world.locked { s -> UInt32 in defer { s.nextKey &+= 1 }; return s.nextKey }
+        lkey = key << 8 | 0x01
+        rkey = key << 8 | 0x02
+        world.locked { s in
+            s.live["mr", default: 0] += 1
+            s.mrsByLKey[lkey] = .init(object: self)
+            s.mrsByRKey[rkey] = .init(object: self)
+        }
+    }
+
+    deinit {
+        world.locked { s in
+            s.live["mr", default: 0] -= 1
+            s.mrsByLKey[lkey] = nil
+            s.mrsByRKey[rkey] = nil
+        }
+    }
+
+    /// The router-side bytes for client addresses `address..<address+length`, if the MR covers them.
+    func bytes(at address: UInt64, length: UInt64) -> UnsafeMutableRawBufferPointer? {
+        guard address >= iova else { return nil }
+        let offset = address - iova
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow, end <= UInt64(region.count) else { return nil }
+        return UnsafeMutableRawBufferPointer(rebasing: region[Int(offset)..<Int(end)])
+    }
+}
+
+final class FakeCompletionChannel: BackendCompletionChannel, @unchecked Sendable {
+    // @unchecked: the stream's continuation is thread-safe; the iterator is used by the one forwarding task.
+    let world: FakeWorld
+    private let stream: AsyncStream<UInt>
+    private let continuation: AsyncStream<UInt>.Continuation
+    private var iterator: AsyncStream<UInt>.AsyncIterator
+
+    init(world: FakeWorld) {
+        self.world = world
+        (stream, continuation) = AsyncStream.makeStream(of: UInt.self)
+        iterator = stream.makeAsyncIterator()
+        world.born("comp_channel")
+    }
+
+    deinit {
+        continuation.finish()
+        world.died("comp_channel")
+    }
+
+    func signal(_ eventID: UInt) { continuation.yield(eventID) }
+
+    func nextEvent() async throws -> UInt {
+        guard let id = await iterator.next() else { throw CancellationError() }
+        return id
+    }
+}
+
+final class FakeCQ: BackendCQ {
+    let world: FakeWorld
+    let capacity: Int32
+    let channel: FakeCompletionChannel?
+    // Guarded by world.lock.
+    private var entries: [FFProtocol.WorkCompletion] = []
+    private var armed = false
+    private var solicitedOnly = false
+    private(set) var overflowed = false
+
+    init(world: FakeWorld, capacity: Int32, channel: FakeCompletionChannel?) {
+        self.world = world
+        self.capacity = capacity
+        self.channel = channel
+        world.born("cq")
+    }
+
+    deinit { world.died("cq") }
+
+    var eventID: UInt { UInt(bitPattern: ObjectIdentifier(self).hashValue) }
+
+    func requestNotification(solicitedOnly: Bool) throws {
+        world.locked { _ in
+            armed = true
+            self.solicitedOnly = solicitedOnly
+        }
+    }
+
+    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion] {
+        guard max > 0 else { throw fakeError("ibv_poll_cq", Errno.invalidArgument, "poll for \(max)") }
+        return world.locked { _ in
+            let n = Swift.min(Int(max), entries.count)
+            defer { entries.removeFirst(n) }
+            return Array(entries.prefix(n))
+        }
+    }
+
+    /// Adds a completion; called with world.lock held. A full CQ overflows (as a real one does), and the completion is lost.
+    func push(_ wc: FFProtocol.WorkCompletion, solicited: Bool) {
+        guard entries.count < Int(capacity) else {
+            overflowed = true
+            return
+        }
+        entries.append(wc)
+        if armed && (!solicitedOnly || solicited || wc.status != .success) {
+            armed = false
+            channel?.signal(eventID)
+        }
+    }
+}
+
+final class FakeSRQ: BackendSRQ {
+    let world: FakeWorld
+    let pd: FakePD
+    let maxWorkRequests: UInt32
+    let maxSGE: UInt32
+    // Guarded by world.lock.
+    var limit: UInt32 = 0
+    var queue: [Verbs.ReceiveWorkRequest] = []
+
+    init(world: FakeWorld, pd: FakePD, maxWorkRequests: UInt32, maxSGE: UInt32) {
+        self.world = world
+        self.pd = pd
+        self.maxWorkRequests = maxWorkRequests
+        self.maxSGE = maxSGE
+        world.born("srq")
+    }
+
+    deinit { world.died("srq") }
+
+    func setLimit(_ limit: UInt32) throws {
+        guard limit <= maxWorkRequests else { throw fakeError("ibv_modify_srq", Errno.invalidArgument, "limit \(limit) over \(maxWorkRequests)") }
+        world.locked { _ in self.limit = limit }
+    }
+
+    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
+        try world.locked { _ in
+            for (i, r) in requests.enumerated() {
+                guard r.scatterGather.count <= Int(maxSGE) else { throw fakeError("ibv_post_srq_recv", Errno.invalidArgument, "too many SGEs", failed: i) }
+                guard queue.count < Int(maxWorkRequests) else { throw fakeError("ibv_post_srq_recv", Errno.outOfMemory, "SRQ full", failed: i) }
+                queue.append(r)
+            }
+        }
+    }
+}
+
+final class FakeAH: BackendAH {
+    let world: FakeWorld
+    let pd: FakePD
+    let address: AddressVector
+
+    init(world: FakeWorld, pd: FakePD, address: AddressVector) {
+        self.world = world
+        self.pd = pd
+        self.address = address
+        world.born("ah")
+    }
+
+    deinit { world.died("ah") }
+}

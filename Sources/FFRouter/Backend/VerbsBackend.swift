@@ -1,0 +1,196 @@
+import FFProtocol
+import FFSystem
+import Verbs
+
+/// The verbs a router runs for its sessions on one device port. `DeviceBackend` is the real device; `FakeBackend`
+/// is an in-memory device (objects, a QP state machine, loopback data movement) so that the router's session logic
+/// runs under `swift test` on a machine without RDMA. Sessions validate every client value before calling in here:
+/// a backend may assume arguments that fit the device's limits (`limits`) and reports refusals as `VerbsError`.
+public protocol VerbsBackend: AnyObject, Sendable {
+    /// Device name (`rxe0`, or the fake's name).
+    var deviceName: String { get }
+    /// The node's IP: its RoCEv2 GID is the source of every translated address vector.
+    var nodeIP: IPv4Address { get }
+    /// GID table index of `nodeIP` on the served port.
+    var gidIndex: Int { get }
+    /// The physical port served (1-based).
+    var port: UInt8 { get }
+    /// What the device can do; sessions check client values against it before any verbs call.
+    var limits: DeviceLimits { get }
+    /// The device as a pod with `vip` sees it (docs/router.md "What a pod sees").
+    func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes
+    /// The served port, as a pod sees it (one GID, no LIDs).
+    func virtualPort() throws -> FFProtocol.PortAttributes
+    /// Whether the port can carry traffic, and a line saying its state.
+    func portHealth() -> (active: Bool, detail: String)
+    /// `ibv_alloc_pd`.
+    func allocatePD() throws -> any BackendPD
+    /// `ibv_create_comp_channel`.
+    func createCompletionChannel() throws -> any BackendCompletionChannel
+    /// `ibv_create_cq` with at least `entries` entries, reporting to `channel`.
+    func createCQ(entries: Int32, channel: (any BackendCompletionChannel)?, vector: Int32) throws -> any BackendCQ
+}
+
+/// The device maxima a session validates client values against (`ibv_query_device`, clamped to what the wire carries).
+public struct DeviceLimits: Sendable, Equatable {
+    /// Largest memory region.
+    public var maxMRSize: UInt64
+    /// Entries of the largest CQ.
+    public var maxCQE: Int32
+    /// Depth of the largest send or receive queue.
+    public var maxQPWR: UInt32
+    /// Scatter/gather entries per work request.
+    public var maxSGE: UInt32
+    /// Depth of the largest SRQ.
+    public var maxSRQWR: UInt32
+    /// Scatter/gather entries per SRQ work request.
+    public var maxSRQSGE: UInt32
+    /// Largest inline payload a QP may ask for.
+    public var maxInlineData: UInt32
+    /// Completion vectors (`ibv_context.num_comp_vectors`): valid `comp_vector` values are 0..<this.
+    public var completionVectors: Int32
+
+    /// Limits with every field given.
+    public init(maxMRSize: UInt64, maxCQE: Int32, maxQPWR: UInt32, maxSGE: UInt32, maxSRQWR: UInt32, maxSRQSGE: UInt32,
+                maxInlineData: UInt32, completionVectors: Int32) {
+        self.maxMRSize = maxMRSize
+        self.maxCQE = maxCQE
+        self.maxQPWR = maxQPWR
+        self.maxSGE = maxSGE
+        self.maxSRQWR = maxSRQWR
+        self.maxSRQSGE = maxSRQSGE
+        self.maxInlineData = maxInlineData
+        self.completionVectors = completionVectors
+    }
+}
+
+/// A protection domain.
+public protocol BackendPD: AnyObject {
+    /// `ibv_reg_mr_iova` of `region` (router memory mapped from the client's memfd) at the client's address `iova`;
+    /// the MR keeps `keepAlive` (the mapping) alive.
+    func registerMemory(_ region: UnsafeMutableRawBufferPointer, iova: UInt64, access: Verbs.AccessFlags,
+                        keepAlive: MemoryMapping) throws -> any BackendMR
+    /// `ibv_create_qp`.
+    func createQP(_ configuration: BackendQPConfiguration) throws -> any BackendQP
+    /// `ibv_create_srq`.
+    func createSRQ(maxWorkRequests: UInt32, maxSGE: UInt32) throws -> any BackendSRQ
+    /// `ibv_create_ah` with a physical address vector.
+    func createAH(_ address: AddressVector) throws -> any BackendAH
+}
+
+/// A registered memory region.
+public protocol BackendMR: AnyObject {
+    /// Local key.
+    var lkey: UInt32 { get }
+    /// Remote key.
+    var rkey: UInt32 { get }
+}
+
+/// A completion channel. Events are read without blocking a thread.
+public protocol BackendCompletionChannel: AnyObject, Sendable {
+    /// Waits for the next event and returns the `eventID` of the CQ it is for; throws when the channel is closed or the
+    /// task cancelled.
+    func nextEvent() async throws -> UInt
+}
+
+/// A completion queue.
+public protocol BackendCQ: AnyObject {
+    /// Entries granted.
+    var capacity: Int32 { get }
+    /// What the CQ's channel events name it by.
+    var eventID: UInt { get }
+    /// `ibv_req_notify_cq`.
+    func requestNotification(solicitedOnly: Bool) throws
+    /// `ibv_poll_cq` for at most `max` completions, as the wire carries them.
+    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion]
+}
+
+/// What a QP is created with.
+public struct BackendQPConfiguration {
+    /// Transport.
+    public var type: Verbs.QPType
+    /// Send CQ.
+    public var sendCQ: any BackendCQ
+    /// Receive CQ.
+    public var receiveCQ: any BackendCQ
+    /// Shared receive queue, if any.
+    public var sharedReceiveQueue: (any BackendSRQ)?
+    /// Queue depths, SGEs and inline size asked for.
+    public var capabilities: Verbs.QPCapabilities
+    /// Every send completes (`sq_sig_all`).
+    public var signalAll: Bool
+
+    /// A configuration with every field given.
+    public init(type: Verbs.QPType, sendCQ: any BackendCQ, receiveCQ: any BackendCQ, sharedReceiveQueue: (any BackendSRQ)?,
+                capabilities: Verbs.QPCapabilities, signalAll: Bool) {
+        self.type = type
+        self.sendCQ = sendCQ
+        self.receiveCQ = receiveCQ
+        self.sharedReceiveQueue = sharedReceiveQueue
+        self.capabilities = capabilities
+        self.signalAll = signalAll
+    }
+}
+
+/// A send work request with its address handle resolved to the session's backend object.
+public struct BackendSendRequest {
+    /// `wr_id`.
+    public var id: UInt64
+    /// Opcode and its operands.
+    public var operation: SendOperation
+    /// Local buffers (client addresses and lkeys).
+    public var scatterGather: [ScatterGatherElement]
+    /// `send_flags`.
+    public var flags: Verbs.SendFlags
+    /// UD destination: address handle, remote QPN and Q_Key.
+    public var addressHandle: (any BackendAH)?
+    /// UD remote QP number.
+    public var remoteQPN: UInt32
+    /// UD remote Q_Key.
+    public var remoteQKey: UInt32
+
+    /// A request with every field given.
+    public init(id: UInt64, operation: SendOperation, scatterGather: [ScatterGatherElement], flags: Verbs.SendFlags,
+                addressHandle: (any BackendAH)?, remoteQPN: UInt32, remoteQKey: UInt32) {
+        self.id = id
+        self.operation = operation
+        self.scatterGather = scatterGather
+        self.flags = flags
+        self.addressHandle = addressHandle
+        self.remoteQPN = remoteQPN
+        self.remoteQKey = remoteQKey
+    }
+}
+
+/// A queue pair.
+public protocol BackendQP: AnyObject {
+    /// QP number.
+    var number: UInt32 { get }
+    /// Transport.
+    var type: Verbs.QPType { get }
+    /// Capabilities granted.
+    var capabilities: Verbs.QPCapabilities { get }
+    /// `ibv_modify_qp` with the attributes set in `attributes`.
+    func modify(_ attributes: Verbs.QPAttributes) throws
+    /// The current state (`ibv_query_qp`).
+    func state() throws -> Verbs.QPState
+    /// `ibv_post_send`; a refusal is a `VerbsError` naming the failed request's index.
+    func postSend(_ requests: [BackendSendRequest]) throws
+    /// `ibv_post_recv`.
+    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws
+}
+
+/// A shared receive queue.
+public protocol BackendSRQ: AnyObject {
+    /// Depth granted.
+    var maxWorkRequests: UInt32 { get }
+    /// SGEs per request granted.
+    var maxSGE: UInt32 { get }
+    /// `ibv_modify_srq` of the limit.
+    func setLimit(_ limit: UInt32) throws
+    /// `ibv_post_srq_recv`.
+    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws
+}
+
+/// An address handle.
+public protocol BackendAH: AnyObject {}
