@@ -74,14 +74,4 @@ enum Check {
         _ = try within(c.maxInlineData, 0...limits.maxInlineData, "max_inline_data")
         return Translate.capabilities(c)
     }
-
-    /// A send request's inline fields agree: inline data travels in the message and only with IBV_SEND_INLINE, and an
-    /// inline request names no SGEs (the device would read them from the router's own address space).
-    static func inline(_ w: FFProtocol.SendWorkRequest, index: Int) throws(ErrorReply) {
-        if w.flags.contains(.inline) {
-            guard w.sgList.isEmpty else { throw invalid("send request \(index): IBV_SEND_INLINE with SGEs; inline payloads travel in the message") }
-        } else {
-            guard w.inlineData.isEmpty else { throw invalid("send request \(index): inline data without IBV_SEND_INLINE") }
-        }
-    }
 }

@@ -28,6 +28,13 @@ public struct Datagram: Sendable {
     public var descriptors: [OwnedDescriptor]
     /// The datagram was larger than the buffer (MSG_TRUNC) or descriptors were dropped (MSG_CTRUNC).
     public var truncated: Bool
+
+    /// A datagram as `receive` returns it (also for in-process peers and tests).
+    public init(bytes: [UInt8], descriptors: [OwnedDescriptor], truncated: Bool) {
+        self.bytes = bytes
+        self.descriptors = descriptors
+        self.truncated = truncated
+    }
 }
 
 /// A Unix-domain SOCK_SEQPACKET socket: message boundaries are kept, so one datagram is one protocol

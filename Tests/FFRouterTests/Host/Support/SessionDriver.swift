@@ -1,0 +1,148 @@
+import FFProtocol
+@testable import FFRouter
+import FFSystem
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import XCTest
+
+/// A vip map held in memory.
+final class MemoryVipMap: VipResolver {
+    private let entries: Mutex<[IPv4Address: IPv4Address]>
+    init(_ entries: [IPv4Address: IPv4Address]) { self.entries = Mutex(entries) }
+    func physicalIP(for vip: IPv4Address) -> IPv4Address? { entries.withLock { $0[vip] } }
+    var summary: MapSummary { MapSummary(entries: entries.withLock { $0.count }, revision: 1, source: "memory") }
+}
+
+/// Drives one router `Session` directly, as its connection would: each call encodes a frame, hands it to the session
+/// with its descriptors, and decodes the reply. The session under test sees exactly what a socket would deliver.
+final class SessionDriver {
+    let session: Session
+    let vip: IPv4Address
+    private var nextRequestID: UInt64 = 1
+
+    static let vipA = IPv4Address("10.9.0.1")!, vipB = IPv4Address("10.9.0.2")!
+    static let map = MemoryVipMap([vipA: IPv4Address("10.0.2.15")!, vipB: IPv4Address("10.0.2.16")!])
+
+    init(backend: any VerbsBackend, vip: IPv4Address = SessionDriver.vipA, id: UInt64 = 1, limits: SessionLimits = SessionLimits(),
+         map: any VipResolver = SessionDriver.map, hello: Bool = true) {
+        self.vip = vip
+        var logger = Logger(label: "test.session")
+        logger.logLevel = .error
+        session = Session(id: id, identity: ClientIdentity(pod: "pod-\(id)", vip: vip.description, pid: 1, uid: 0), vip: vip,
+                          backend: backend, map: map, limits: limits, metrics: RouterMetrics(), logger: logger)
+        if hello {
+            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, clientName: "test")))
+            guard case .helloReply = reply.message else { fatalError("hello refused: \(reply.message)") }
+        }
+    }
+
+    /// The session's answer to `message` (with copies of `descriptors`), and what the reply carried.
+    func raw(_ message: Message, descriptors: [Int32] = [], requestID: UInt64? = nil) -> (message: Message, requestID: UInt64, descriptors: [Int32]) {
+        let id = requestID ?? { defer { nextRequestID += 1 }; return nextRequestID }()
+        do {
+            return rawBytes(try Frame(requestID: id, message: message).encode(), descriptors: descriptors)
+        } catch {
+            XCTFail("\(message.kind) is not well-formed: \(error)")
+            return (.error(ErrorReply(errno: -1, reason: "not encodable")), id, [])
+        }
+    }
+
+    /// The session's answer to a datagram of `bytes`.
+    func rawBytes(_ bytes: [UInt8], descriptors: [Int32] = [], truncated: Bool = false) -> (message: Message, requestID: UInt64, descriptors: [Int32]) {
+        let owned = descriptors.map { OwnedDescriptor(taking: dup($0)) }
+        let reply = session.handle(Datagram(bytes: bytes, descriptors: owned, truncated: truncated))
+        let encoded = try! reply.encode()
+        let sentDescriptors = reply.descriptors.map { dup($0) }
+        reply.afterSend?()
+        let frame = try! Frame.decode(encoded)
+        return (frame.message, frame.requestID, sentDescriptors)
+    }
+
+    /// The reply to `message`, failing the test on an error reply.
+    @discardableResult
+    func ok(_ message: Message, descriptors: [Int32] = [], file: StaticString = #filePath, line: UInt = #line) -> Message {
+        let reply = raw(message, descriptors: descriptors).message
+        if case .error(let e) = reply { XCTFail("\(message.kind) refused: \(e)", file: file, line: line) }
+        return reply
+    }
+
+    /// The error reply to `message`, failing the test if it succeeded.
+    func refused(_ message: Message, descriptors: [Int32] = [], file: StaticString = #filePath, line: UInt = #line) -> ErrorReply {
+        let reply = raw(message, descriptors: descriptors).message
+        guard case .error(let e) = reply else {
+            XCTFail("\(message.kind) was accepted: \(reply)", file: file, line: line)
+            return ErrorReply(errno: 0, reason: "")
+        }
+        return e
+    }
+
+    func allocPD() -> PDHandle {
+        guard case .allocPDReply(let h) = ok(.allocPD) else { return PDHandle(rawValue: 0) }
+        return h
+    }
+
+    func registerMemory(_ pd: PDHandle, _ memory: SharedMemory, offset: Int = 0, length: Int? = nil,
+                        access: AccessFlags = [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic]) -> RegMRReply {
+        let count = length ?? (memory.bytes.count - offset)
+        let request = RegMRRequest(pd: pd, access: access, address: memory.address + UInt64(offset), length: UInt64(count), memfdOffset: UInt64(offset))
+        guard case .regMRReply(let r) = ok(.regMR(request), descriptors: [memory.descriptor.rawValue]) else { return RegMRReply(mr: MRHandle(rawValue: 0), lkey: 0, rkey: 0) }
+        return r
+    }
+
+    func createCQ(_ cqe: UInt32 = 64, channel: CompChannelHandle? = nil) -> CQHandle {
+        guard case .createCQReply(let r) = ok(.createCQ(CreateCQRequest(cqe: cqe, channel: channel))) else { return CQHandle(rawValue: 0) }
+        return r.cq
+    }
+
+    func createQP(_ pd: PDHandle, _ cq: CQHandle, type: QPType = .rc, srq: SRQHandle? = nil, depth: UInt32 = 32) -> (QPHandle, UInt32) {
+        let caps = QPCapabilities(maxSendWR: depth, maxRecvWR: depth, maxSendSGE: 2, maxRecvSGE: 2, maxInlineData: 64)
+        let request = CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, srq: srq, type: type, signalAll: false, capabilities: caps)
+        guard case .createQPReply(let r) = ok(.createQP(request)) else { return (QPHandle(rawValue: 0), 0) }
+        return (r.qp, r.qpNum)
+    }
+
+    /// Moves `qp` through INIT, RTR and RTS towards `peerQPN` at `peerVIP` (RC/UC), or to RTS (UD).
+    func connect(_ qp: QPHandle, type: QPType = .rc, to peerQPN: UInt32, at peerVIP: IPv4Address, file: StaticString = #filePath, line: UInt = #line) {
+        var a = FFProtocol.QPAttributes()
+        a.state = .initialized
+        a.port = 1
+        a.accessFlags = [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic]
+        a.qkey = 0x1111_1111
+        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, type == .ud ? .qkey : .accessFlags], attributes: a)), file: file, line: line)
+        a.state = .readyToReceive
+        a.addressVector = AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: peerVIP)), port: 1)
+        a.pathMTU = .mtu1024
+        a.destQPN = peerQPN
+        a.maxDestReadAtomic = 1
+        a.minRNRTimer = 12
+        let rtr: QPAttributeMask = switch type {
+        case .rc: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer]
+        case .uc: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN]
+        case .ud: [.state]
+        }
+        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: rtr, attributes: a)), file: file, line: line)
+        a.state = .readyToSend
+        a.timeout = 14
+        a.retryCount = 7
+        a.rnrRetry = 7
+        a.maxReadAtomic = 1
+        let rts: QPAttributeMask = type == .rc ? [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic] : [.state, .sqPSN]
+        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: rts, attributes: a)), file: file, line: line)
+    }
+
+    func poll(_ cq: CQHandle, max: UInt32 = 16) -> [WorkCompletion] {
+        guard case .pollCQReply(let r) = ok(.pollCQ(PollCQRequest(cq: cq, maxEntries: max))) else { return [] }
+        return r.completions
+    }
+}
+
+/// Waits, polling every few milliseconds for at most `seconds`, until `condition` holds; fails the test if it never does.
+func waitUntil(_ what: String, seconds: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else { return XCTFail("timed out after \(seconds) s waiting for \(what)", file: file, line: line) }
+        usleep(2000)
+    }
+}
