@@ -151,6 +151,16 @@ let package = Package(
         ),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(
+            name: "FFOperationsTests",
+            dependencies: [
+                "FFOperations",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .testTarget(
             name: "IPHunterTests",
             dependencies: [
                 "IPHunter", "Etcd", "FreeFlowTestSupport",
