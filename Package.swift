@@ -64,7 +64,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        // What every daemon exposes for operations: Prometheus /metrics and /healthz over HTTP.
+        // What every daemon exposes for operations: Prometheus /metrics, /healthz and /readyz over HTTP.
         .target(
             name: "FFOperations",
             dependencies: [

@@ -22,43 +22,34 @@ struct MetricsEndpointTests {
             readiness: readiness.map { r in { @Sendable in r.current } }, health: { health.current })
     }
 
+    /// GETs `uri` and checks the status and the whole text.
+    func expectAnswer(_ client: any TestClientProtocol, _ uri: String, _ status: HTTPResponse.Status, _ text: String) async throws {
+        try await client.execute(uri: uri, method: .get) { response in
+            #expect(response.status == status, "\(uri)")
+            #expect(String(buffer: response.body) == text, "\(uri)")
+        }
+    }
+
     @Test func readyzAnswers503WithTheReasonUntilReadyThen200() async throws {
         let readiness = Switch()
         let health = Switch()
         health.set(true, "port active")
         try await application(readiness: readiness, health: health).test(.router) { client in
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body) == "not ready: map not listed yet\n")
-            }
+            try await expectAnswer(client, "/readyz", .serviceUnavailable, "not ready: map not listed yet\n")
             // /healthz has its own closure: it is not the readiness answer.
-            try await client.execute(uri: "/healthz", method: .get) { response in
-                #expect(response.status == .ok)
-                #expect(String(buffer: response.body) == "ok: port active\n")
-            }
+            try await expectAnswer(client, "/healthz", .ok, "ok: port active\n")
             readiness.set(true, "map listed at revision 7")
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .ok)
-                #expect(String(buffer: response.body) == "ready: map listed at revision 7\n")
-            }
+            try await expectAnswer(client, "/readyz", .ok, "ready: map listed at revision 7\n")
         }
     }
 
     @Test func readyzWithoutAReadinessClosureAnswersLikeHealthz() async throws {
         let health = Switch()
         try await application(readiness: nil, health: health).test(.router) { client in
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-            }
-            try await client.execute(uri: "/healthz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body) == "not ready: map not listed yet\n")
-            }
+            try await expectAnswer(client, "/readyz", .serviceUnavailable, "not ready: map not listed yet\n")
+            try await expectAnswer(client, "/healthz", .serviceUnavailable, "not ready: map not listed yet\n")
             health.set(true, "synced")
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .ok)
-                #expect(String(buffer: response.body) == "ready: synced\n")
-            }
+            try await expectAnswer(client, "/readyz", .ok, "ready: synced\n")
         }
     }
 
