@@ -64,7 +64,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
-        // What every daemon exposes for operations: Prometheus /metrics and /healthz over HTTP.
+        // What every daemon exposes for operations: Prometheus /metrics, /healthz and /readyz over HTTP.
         .target(
             name: "FFOperations",
             dependencies: [
@@ -150,6 +150,16 @@ let package = Package(
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
         ),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
+        .testTarget(
+            name: "FFOperationsTests",
+            dependencies: [
+                "FFOperations",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .testTarget(
             name: "IPHunterTests",
             dependencies: [

@@ -2,9 +2,9 @@ import Hummingbird
 import Logging
 import Prometheus
 
-/// The HTTP side every FreeFlow daemon exposes: `/metrics` in Prometheus text format and `/healthz`.
+/// The HTTP side every FreeFlow daemon exposes: `/metrics` in Prometheus text format, `/healthz` and `/readyz`.
 public enum MetricsEndpoint {
-    /// What `/healthz` answers: 200 with the detail when healthy, 503 otherwise.
+    /// What `/healthz` or `/readyz` answers: 200 with the detail when healthy (ready), 503 otherwise.
     public struct Health: Sendable {
         /// Whether the daemon can do its job.
         public var healthy: Bool
@@ -18,10 +18,12 @@ public enum MetricsEndpoint {
         }
     }
 
-    /// A swift-service-lifecycle service serving `/metrics` from `registry` and `/healthz` from `health` on
-    /// `host:port`. `beforeScrape` runs before each scrape, for gauges that are read rather than counted.
+    /// A swift-service-lifecycle service serving `/metrics` from `registry`, `/healthz` from `health` and
+    /// `/readyz` from `readiness` (nil: the same answer as `/healthz`) on `host:port`. `beforeScrape` runs
+    /// before each scrape, for gauges that are read rather than counted.
     public static func makeApplication(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
                                        beforeScrape: @escaping @Sendable () async -> Void = {},
+                                       readiness: (@Sendable () async -> Health)? = nil,
                                        health: @escaping @Sendable () async -> Health) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { _, _ -> Response in
@@ -31,10 +33,17 @@ public enum MetricsEndpoint {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: buffer))
         }
         router.get("/healthz") { _, _ -> Response in
-            let answer = await health()
-            return Response(status: answer.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: "\(answer.healthy ? "ok" : "not ready"): \(answer.detail)\n")))
+            answer(await health(), good: "ok")
+        }
+        router.get("/readyz") { _, _ -> Response in
+            answer(await (readiness ?? health)(), good: "ready")
         }
         return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    }
+
+    /// `200 <good>: detail` or `503 not ready: detail`, as text.
+    static func answer(_ health: Health, good: String) -> Response {
+        Response(status: health.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: "\(health.healthy ? good : "not ready"): \(health.detail)\n")))
     }
 }

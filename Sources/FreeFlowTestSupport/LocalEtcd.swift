@@ -189,9 +189,27 @@ public final class LocalEtcd: @unchecked Sendable {
         return String(text.suffix(2000))
     }
 
+    /// Pauses etcd with SIGSTOP: its connections stay open but nothing answers on them, which is what a
+    /// hung member or a half-open connection looks like to a client. ``thaw()`` (or ``halt()``) ends it.
+    public func freeze() {
+        deliver(SIGSTOP)
+    }
+
+    /// Lets a frozen etcd run on (SIGCONT).
+    public func thaw() {
+        deliver(SIGCONT)
+    }
+
+    func deliver(_ number: Int32) {
+        guard let process = lock.withLock({ self.process }), process.isRunning else { return }
+        kill(process.processIdentifier, number)
+    }
+
     /// Stops etcd gracefully (SIGTERM) and waits for it, keeping the data directory for a restart.
     public func halt() async {
         guard let process = lock.withLock({ self.process }) else { return }
+        // A frozen etcd would not act on SIGTERM.
+        if process.isRunning { kill(process.processIdentifier, SIGCONT) }
         if process.isRunning { process.terminate() }
         while process.isRunning {
             try? await Task.sleep(for: .milliseconds(20))

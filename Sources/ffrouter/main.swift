@@ -52,13 +52,16 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("etcd-key"), help: "Private key of the etcd client certificate.")
     var etcdKey: String?
 
+    @Option(help: "Key prefix of the map in etcd (as iphunter's and ffctl's --root).")
+    var root = MapSchema.v1.root
+
     @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
     var adminSocket: String?
 
-    @Option(name: .customLong("metrics-host"), help: "Address of the /metrics and /healthz HTTP endpoint.")
+    @Option(name: .customLong("metrics-host"), help: "Address of the /metrics, /healthz and /readyz HTTP endpoint.")
     var metricsHost = "0.0.0.0"
 
-    @Option(name: .customLong("metrics-port"), help: "Port of the /metrics and /healthz HTTP endpoint (0: none).")
+    @Option(name: .customLong("metrics-port"), help: "Port of the /metrics, /healthz and /readyz HTTP endpoint (0: none).")
     var metricsPort = 9464
 
     @Option(name: .customLong("log-level"), help: "Log level.")
@@ -87,7 +90,7 @@ struct FFRouterCommand: AsyncParsableCommand {
             let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
             let client = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints!, tls: tls), logger: logger)
             etcdClient = client
-            etcdMap = EtcdVipMap(mirror: MapMirror(client: client, logger: logger), endpoints: etcdEndpoints!)
+            etcdMap = EtcdVipMap(mirror: MapMirror(client: client, schema: MapSchema(root: root), logger: logger), endpoints: etcdEndpoints!)
             vipMap = etcdMap!
         }
         let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
@@ -96,13 +99,18 @@ struct FFRouterCommand: AsyncParsableCommand {
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
         var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {
+            // Ready and healthy are one answer: the port is active and the map has been loaded (docs/router.md).
+            let ready: @Sendable () async -> MetricsEndpoint.Health = { [vipMap] in
+                let (portActive, detail) = router.health()
+                guard vipMap.isReady else {
+                    return MetricsEndpoint.Health(healthy: false, detail: "map not listed from etcd yet (every RTR would fail EHOSTUNREACH), \(detail)")
+                }
+                return MetricsEndpoint.Health(healthy: portActive, detail: detail)
+            }
             services.append(MetricsEndpoint.makeApplication(
                 registry: registry, host: metricsHost, port: metricsPort, logger: logger,
                 beforeScrape: { router.metrics.update(from: router.status) },
-                health: {
-                    let (healthy, detail) = router.health()
-                    return MetricsEndpoint.Health(healthy: healthy, detail: detail)
-                }))
+                readiness: ready, health: ready))
         }
         let group = ServiceGroup(
             services: services,

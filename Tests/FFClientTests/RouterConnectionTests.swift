@@ -19,8 +19,9 @@ final class RouterConnectionTests: XCTestCase {
         unlink(path)
     }
 
-    /// Runs a fake router on a thread: accepts one client and answers each request with `answer`.
-    private func fakeRouter(_ answer: @escaping @Sendable (Frame) -> Frame?) -> Thread {
+    /// Runs a scripted router on a thread: accepts one client and hands its connection to `script`.
+    @discardableResult
+    private func scriptedRouter(_ script: @escaping @Sendable (SeqPacketSocket) -> Void) -> Thread {
         let listener = self.listener!
         let thread = Thread {
             var connection: SeqPacketSocket?
@@ -29,6 +30,15 @@ final class RouterConnectionTests: XCTestCase {
                 if connection == nil { usleep(10_000) }
             }
             guard let connection else { return }
+            script(connection)
+        }
+        thread.start()
+        return thread
+    }
+
+    /// Runs a fake router on a thread: accepts one client and answers each request with `answer`.
+    private func fakeRouter(_ answer: @escaping @Sendable (Frame) -> Frame?) -> Thread {
+        scriptedRouter { connection in
             while let datagram = try? connection.receive(timeoutMilliseconds: 5000),
                   let frame = try? Frame.decode(datagram.bytes),
                   let reply = answer(frame), let bytes = try? reply.encode() {
@@ -36,8 +46,6 @@ final class RouterConnectionTests: XCTestCase {
             }
             connection.close()
         }
-        thread.start()
-        return thread
     }
 
     private static let vip = IPv4Address("10.9.0.1")!
@@ -88,6 +96,59 @@ final class RouterConnectionTests: XCTestCase {
         }
     }
 
+    func testALateReplyAfterATimeoutIsDroppedAndTheNextCallGetsItsOwnAnswer() throws {
+        scriptedRouter { connection in
+            // The first allocPD is answered only once the next request shows the client gave up on it:
+            // then the late reply goes out first, right before the answer to the new request.
+            var held: Frame?
+            var answeredLate = false
+            while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
+                if case .hello = frame.message {
+                    try? connection.send(try! Self.welcome(frame)!.encode())
+                    continue
+                }
+                if held == nil && !answeredLate {
+                    held = frame
+                    continue
+                }
+                if let late = held {
+                    try? connection.send(try! Frame(requestID: late.requestID, message: .allocPDReply(PDHandle(rawValue: UInt32(late.requestID)))).encode())
+                    held = nil
+                    answeredLate = true
+                }
+                try? connection.send(try! Frame(requestID: frame.requestID, message: .allocPDReply(PDHandle(rawValue: UInt32(frame.requestID)))).encode())
+            }
+            connection.close()
+        }
+        let connection = try RouterConnection(path: path, name: "unit", timeoutMilliseconds: 300)
+        XCTAssertThrowsError(try connection.allocatePD()) { error in
+            guard case .transport(let cause)? = error as? ClientError else { return XCTFail("\(error)") }
+            XCTAssertEqual(cause.errno, ETIMEDOUT)
+        }
+        // Request 2's call reads the late reply to request 1 first, drops it, and takes its own.
+        XCTAssertEqual(try connection.allocatePD().rawValue, 2)
+        XCTAssertEqual(try connection.allocatePD().rawValue, 3, "the session stays usable")
+        connection.close()
+    }
+
+    func testUndecodableBytesInsteadOfAReplyAreAProtocolViolation() throws {
+        scriptedRouter { connection in
+            while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
+                if case .hello = frame.message {
+                    try? connection.send(try! Self.welcome(frame)!.encode())
+                } else {
+                    try? connection.send([0xde, 0xad, 0xbe, 0xef])
+                }
+            }
+            connection.close()
+        }
+        let connection = try RouterConnection(path: path, name: "unit")
+        XCTAssertThrowsError(try connection.allocatePD()) { error in
+            guard case .protocolViolation(let what)? = error as? ClientError else { return XCTFail("\(error)") }
+            XCTAssertTrue(what.contains("undecodable"), what)
+        }
+    }
+
     func testAReplyOfTheWrongKindIsAProtocolViolation() throws {
         _ = fakeRouter { frame in
             if case .hello = frame.message { return Self.welcome(frame) }
@@ -112,14 +173,7 @@ final class RouterConnectionTests: XCTestCase {
 
     func testRegisteringMemorySendsTheMemfdAndTheProcessAddress() throws {
         let seen = LockedBox<(RegMRRequest, Int)?>(nil)
-        let listener = self.listener!
-        let thread = Thread {
-            var connection: SeqPacketSocket?
-            for _ in 0..<500 where connection == nil {
-                connection = try? listener.accept()
-                if connection == nil { usleep(10_000) }
-            }
-            guard let connection else { return }
+        scriptedRouter { connection in
             while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
                 let reply: Frame
                 switch frame.message {
@@ -132,7 +186,6 @@ final class RouterConnectionTests: XCTestCase {
                 try? connection.send(try! reply.encode())
             }
         }
-        thread.start()
         let connection = try RouterConnection(path: path, name: "unit")
         let memory = try SharedMemory(name: "unit", size: 8192)
         let reply = try connection.registerMemory(pd: PDHandle(rawValue: 1), memory: memory, offset: 4096, length: 100, access: [.localWrite])

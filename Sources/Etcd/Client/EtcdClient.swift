@@ -186,16 +186,20 @@ public final class EtcdClient: Sendable {
 
     /// One unary gateway call with endpoint failover. Server errors are returned at once (another
     /// member would say the same); only transport failures move on to the next endpoint.
-    func call<Request: Encodable, Response: Decodable>(_ path: String, _ body: Request, as: Response.Type) async throws -> Response {
+    /// `endpoints` restricts the call to those members and `timeout` shortens its deadline (the watch's
+    /// liveness probe asks the stream's own member, quickly).
+    func call<Request: Encodable, Response: Decodable>(_ path: String, _ body: Request, as: Response.Type,
+                                                       endpoints: [String]? = nil, timeout: Duration? = nil) async throws -> Response {
         let payload = try Self.encoder.encode(body)
         var lastError = "no attempt"
-        for endpoint in endpointOrder() {
+        let candidates = endpoints ?? endpointOrder()
+        for endpoint in candidates {
             let reply: ByteBuffer
             let status: HTTPResponseStatus
             do {
                 let response = try await unaryHTTP.execute(
                     Self.request(endpoint, path, body: payload),
-                    timeout: configuration.requestTimeout.timeAmount,
+                    timeout: (timeout ?? configuration.requestTimeout).timeAmount,
                     logger: logger
                 )
                 status = response.status
@@ -224,7 +228,7 @@ public final class EtcdClient: Sendable {
                 throw EtcdError.malformedResponse("\(path): \(error)")
             }
         }
-        throw EtcdError.unavailable(endpoints: configuration.endpoints, underlying: lastError)
+        throw EtcdError.unavailable(endpoints: candidates, underlying: lastError)
     }
 
     // MARK: - KV

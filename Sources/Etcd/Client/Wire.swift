@@ -53,6 +53,7 @@ struct WireRangeRequest: Encodable, Sendable {
     var revision: I64?
     var keys_only: Bool?
     var count_only: Bool?
+    var serializable: Bool?
 }
 
 struct WireRangeResponse: Decodable, Sendable {

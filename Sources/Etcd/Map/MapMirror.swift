@@ -32,8 +32,10 @@ public struct MapSnapshot: Sendable {
 public struct MapMirrorStats: Sendable, Hashable {
     /// Full lists done (1 at start, +1 per relist after compaction).
     public var lists = 0
-    /// Watch reconnections after etcd restarts or network breaks.
+    /// Watch reconnections after etcd restarts, network breaks or silent streams.
     public var reconnects = 0
+    /// Watch streams dropped because they went silent (no event, no progress, the member did not answer).
+    public var silentStreams = 0
     /// Watch events applied.
     public var eventsApplied = 0
     /// Values that did not decode and were skipped.
@@ -71,6 +73,20 @@ public final class MapMirror: Sendable {
 
     /// The counters.
     public var stats: MapMirrorStats { state.withLock { $0.stats } }
+
+    /// Whether the first list has completed: before it the snapshot is empty rather than the map, and a
+    /// router must not report ready. Stays true afterwards (an etcd outage keeps the last snapshot).
+    public var isReady: Bool { state.withLock { $0.stats.lists > 0 } }
+
+    /// Waits until the first list has completed (polling every 10 ms); throws ``MapMirrorNotReady``
+    /// when it has not within `timeout`.
+    public func waitUntilReady(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !isReady {
+            if ContinuousClock.now >= deadline { throw MapMirrorNotReady(timeout: timeout) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
 
     /// Lists and watches until the task is cancelled. A failed list (etcd down) is retried with
     /// backoff; compaction leads to a relist. Returns when cancelled.
@@ -136,6 +152,9 @@ public final class MapMirror: Sendable {
             case .reconnected(let resume, let endpoint, let cause):
                 state.withLock { $0.stats.reconnects += 1 }
                 logger.notice("map watch resumed", metadata: ["revision": "\(resume)", "endpoint": "\(endpoint)", "cause": "\(cause)"])
+            case .silent:
+                // The watch logs the silence itself; the mirror keeps its snapshot until the resumption.
+                state.withLock { $0.stats.silentStreams += 1 }
             case .progress(let at):
                 state.withLock { $0.snapshot.revision = max($0.snapshot.revision, at) }
             case .events(let events):
@@ -200,4 +219,12 @@ public struct MapMirrorTimeout: Error, CustomStringConvertible {
     public var reached: Int64
     /// Human-readable form.
     public var description: String { "map mirror reached revision \(reached), not \(wanted), before the timeout" }
+}
+
+/// ``MapMirror/waitUntilReady(timeout:)`` gave up: no list completed in time.
+public struct MapMirrorNotReady: Error, CustomStringConvertible {
+    /// How long it waited.
+    public var timeout: Duration
+    /// Human-readable form.
+    public var description: String { "map mirror completed no list within \(timeout)" }
 }

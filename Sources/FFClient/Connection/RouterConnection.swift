@@ -31,7 +31,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
 }
 
 /// One client session with a router over its pod socket. Calls are synchronous, as the verbs API they
-/// serve is, and one is in flight at a time: the router answers requests in order.
+/// serve is, and one is in flight at a time: the router answers requests in order. Request ids grow with
+/// every call, so the late reply to a call that timed out (an id below the current one) is recognised and
+/// dropped by the next call instead of being taken for its answer.
 public final class RouterConnection: Sendable {
     private let socket: SeqPacketSocket
     private let nextRequestID = Mutex<UInt64>(1)
@@ -64,9 +66,12 @@ public final class RouterConnection: Sendable {
     /// Sends `message` (with `descriptors`) and returns the router's reply and the descriptors it carried.
     /// An error reply is thrown as `ClientError.router`.
     public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError) -> (Message, [OwnedDescriptor]) {
-        let id = nextRequestID.withLock { value -> UInt64 in defer { value += 1 }; return value }
-        return try nextRequestID.withLock { _ throws(ClientError) in
-            try Self.exchange(socket: socket, requestID: id, message: message, descriptors: descriptors, timeout: timeoutMilliseconds)
+        // The id is taken under the same lock as the exchange, so ids go out in increasing order and
+        // every reply with a lower id belongs to a call that is already over.
+        try nextRequestID.withLock { next throws(ClientError) in
+            let id = next
+            next += 1
+            return try Self.exchange(socket: socket, requestID: id, message: message, descriptors: descriptors, timeout: timeoutMilliseconds)
         }
     }
 
@@ -78,24 +83,43 @@ public final class RouterConnection: Sendable {
         } catch {
             throw .router(ErrorReply(errno: Errno.invalidArgument, reason: "request not encodable: \(error)"))
         }
-        let datagram: Datagram?
         do {
             try socket.send(bytes, descriptors: descriptors)
-            datagram = try socket.receive(timeoutMilliseconds: timeout)
         } catch {
             throw .transport(error)
         }
-        guard let datagram else { throw .transport(SystemError(operation: "recvmsg", errno: 104, detail: "the router closed the connection")) }
-        let frame: Frame
-        do {
-            frame = try Frame.decode(datagram.bytes)
-        } catch {
-            throw .protocolViolation("undecodable reply: \(error)")
+        let deadline = ContinuousClock.now + .milliseconds(timeout)
+        while true {
+            let datagram: Datagram?
+            do {
+                datagram = try socket.receive(timeoutMilliseconds: remainingMilliseconds(until: deadline))
+            } catch {
+                throw .transport(error)
+            }
+            guard let datagram else { throw .transport(SystemError(operation: "recvmsg", errno: 104, detail: "the router closed the connection")) }
+            let frame: Frame
+            do {
+                frame = try Frame.decode(datagram.bytes)
+            } catch {
+                throw .protocolViolation("undecodable reply: \(error)")
+            }
+            // A late answer to a call that timed out: drop it (its descriptors close with it) and read on
+            // within what is left of this call's time.
+            if frame.requestID < requestID { continue }
+            guard frame.requestID == requestID else {
+                throw .protocolViolation("reply to request \(frame.requestID), expected \(requestID)")
+            }
+            if case .error(let reply) = frame.message { throw .router(reply) }
+            return (frame.message, datagram.descriptors)
         }
-        guard frame.requestID == requestID else {
-            throw .protocolViolation("reply to request \(frame.requestID), expected \(requestID)")
-        }
-        if case .error(let reply) = frame.message { throw .router(reply) }
-        return (frame.message, datagram.descriptors)
+    }
+
+    /// Milliseconds left until `deadline`, 0 once it has passed (the receive then only takes what is waiting).
+    private static func remainingMilliseconds(until deadline: ContinuousClock.Instant) -> Int32 {
+        let left = ContinuousClock.now.duration(to: deadline)
+        guard left > .zero else { return 0 }
+        let (seconds, attoseconds) = left.components
+        // Rounded up, so a call never gives up before its full time.
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
     }
 }

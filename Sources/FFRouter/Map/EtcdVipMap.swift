@@ -26,6 +26,11 @@ public final class EtcdVipMap: VipResolver {
     /// See `VipResolver`.
     public var summary: MapSummary {
         let snapshot = mirror.snapshot
-        return MapSummary(entries: snapshot.vips.count, revision: snapshot.revision, source: "etcd \(endpoints)")
+        let ready = mirror.isReady
+        return MapSummary(entries: snapshot.vips.count, revision: snapshot.revision,
+                          source: ready ? "etcd \(endpoints)" : "etcd \(endpoints) (not listed yet)", ready: ready)
     }
+
+    /// See `VipResolver`: ready once the mirror's first list completed.
+    public var isReady: Bool { mirror.isReady }
 }

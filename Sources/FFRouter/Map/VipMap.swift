@@ -9,6 +9,9 @@ public protocol VipResolver: Sendable {
     func physicalIP(for vip: IPv4Address) -> IPv4Address?
     /// The map's size and revision, for status and metrics.
     var summary: MapSummary { get }
+    /// Whether the map holds what its source says rather than nothing yet: a file once loaded, the etcd
+    /// mirror once its first list completed. Until then every translation would fail, so the router is not ready.
+    var isReady: Bool { get }
 }
 
 /// Size and revision of a map, as the status shows them.
@@ -19,6 +22,16 @@ public struct MapSummary: Sendable, Equatable, Codable {
     public var revision: Int64
     /// Where the map comes from.
     public var source: String
+    /// Whether the map has been loaded (see ``VipResolver/isReady``); false: still waiting for the first etcd list.
+    public var ready: Bool
+
+    /// A summary; a map is ready unless said otherwise.
+    public init(entries: Int, revision: Int64, source: String, ready: Bool = true) {
+        self.entries = entries
+        self.revision = revision
+        self.source = source
+        self.ready = ready
+    }
 }
 
 /// A vip→pip map read from a file of lines `VIP PIP [NODE]` (`#` starts a comment), for clusters without
@@ -65,6 +78,9 @@ public final class StaticVipMap: VipResolver {
     public var summary: MapSummary {
         state.withLock { MapSummary(entries: $0.entries.count, revision: $0.revision, source: "file \(path)") }
     }
+
+    /// See `VipResolver`: `init` loaded the file or threw, so a static map is always ready.
+    public var isReady: Bool { true }
 }
 
 /// A malformed line in a map file.

@@ -58,6 +58,9 @@ struct WatchFormatter {
         case .reconnected(let resume, let endpoint, let cause):
             return json ? [jsonLine(Notice(notice: "resumed", revision: resume, prefix: schema.root, endpoint: endpoint, cause: cause))]
                         : ["# etcd stream broke (\(cause)); resumed from revision \(resume) at \(endpoint), no change lost"]
+        case .silent(let endpoint, let cause):
+            return json ? [jsonLine(Notice(notice: "silent", revision: nil, prefix: schema.root, endpoint: endpoint, cause: cause))]
+                        : ["# etcd stream at \(endpoint) went silent (\(cause)); reconnecting"]
         case .progress(let revision):
             return json ? [jsonLine(Notice(notice: "progress", revision: revision, prefix: schema.root))]
                         : ["# progress: up to date at revision \(revision)"]
@@ -68,7 +71,7 @@ struct WatchFormatter {
 
     struct Notice: Encodable {
         var notice: String
-        var revision: Int64
+        var revision: Int64?
         var prefix: String
         var endpoint: String?
         var cause: String?

@@ -53,4 +53,29 @@ final class EtcdVipMapTests: XCTestCase {
         try await client.shutdown()
         await etcd.stop()
     }
+
+    func testTheMapIsNotReadyUntilTheMirrorsFirstListAndThenSaysSoInItsSummary() async throws {
+        let etcd = try await LocalEtcd.start()
+        let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL], requestTimeout: .seconds(2), connectTimeout: .seconds(1)))
+        let entry = VipEntry(vip: "10.9.0.1", pip: "10.0.2.15", node: "node-a", namespace: "default", pod: "p", uid: "u")
+        _ = try await client.put(MapSchema.v1.vipKey(entry.vip), MapCodec.encode(entry))
+        let map = EtcdVipMap(mirror: MapMirror(client: client), endpoints: etcd.clientURL)
+        // A frozen etcd cannot answer the first list, so nothing can make the map ready meanwhile.
+        etcd.freeze()
+        let mirror = Task { await map.run() }
+        XCTAssertFalse(map.isReady)
+        XCTAssertFalse(map.summary.ready)
+        XCTAssertTrue(map.summary.source.hasSuffix("(not listed yet)"), map.summary.source)
+        XCTAssertNil(map.physicalIP(for: IPv4Address("10.9.0.1")!))
+        etcd.thaw()
+        try await eventually("the first list makes the map ready", seconds: 30) { map.isReady }
+        XCTAssertTrue(map.summary.ready)
+        XCTAssertEqual(map.summary.source, "etcd \(etcd.clientURL)")
+        XCTAssertEqual(map.physicalIP(for: IPv4Address("10.9.0.1")!), IPv4Address("10.0.2.15"))
+
+        mirror.cancel()
+        await mirror.value
+        try await client.shutdown()
+        await etcd.stop()
+    }
 }

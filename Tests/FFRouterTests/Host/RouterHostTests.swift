@@ -31,6 +31,8 @@ final class StaticVipMapTests: XCTestCase {
         try map.reload()
         XCTAssertEqual(map.physicalIP(for: IPv4Address("10.9.0.1")!), IPv4Address("10.0.2.16"))
         XCTAssertEqual(map.summary.revision, 2)
+        XCTAssertTrue(map.isReady, "a loaded file is the map at once")
+        XCTAssertTrue(map.summary.ready)
         XCTAssertNil(map.physicalIP(for: IPv4Address("10.9.9.9")!))
     }
 }
