@@ -176,6 +176,10 @@ final class Session {
         guard let destinationVIP = route.destinationGID.ipv4Mapped else {
             throw ErrorReply(errno: Errno.invalidArgument, reason: "destination GID \(route.destinationGID) is not a FreeFlow virtual GID (::ffff:vip)")
         }
+        // Before the first map list every vip would look unknown: say "try again" instead of "no such host".
+        guard map.isReady else {
+            throw ErrorReply(errno: Errno.tryAgain, reason: "the vip map is not loaded yet (\(map.summary.source)); try again")
+        }
         guard let pip = map.physicalIP(for: destinationVIP) else {
             stats.unknownVIPs &+= 1
             throw ErrorReply(errno: Errno.hostUnreachable, reason: "unknown vip \(destinationVIP): not in the vip map (\(map.summary.source))")

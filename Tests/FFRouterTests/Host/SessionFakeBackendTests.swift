@@ -142,4 +142,16 @@ final class SessionFakeBackendTests: XCTestCase {
         // The channel goes once its forwarding task has ended.
         waitUntil("every object destroyed") { backend.liveObjects.isEmpty }
     }
+
+    func testTranslationBeforeTheFirstMapListSaysTryAgainNotUnknownHost() {
+        let map = MemoryVipMap([SessionDriver.vipB: IPv4Address("10.0.2.16")!], ready: false)
+        let a = SessionDriver(backend: FakeBackend(), map: map)
+        let pd = a.allocPD()
+        let ah = CreateAHRequest(pd: pd, attributes: AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: SessionDriver.vipB)), port: 1))
+        let early = a.refused(.createAH(ah))
+        XCTAssertEqual(early.errno, Errno.tryAgain)
+        XCTAssertTrue(early.reason.contains("not loaded yet"), early.reason)
+        map.isReady = true
+        a.ok(.createAH(ah))
+    }
 }

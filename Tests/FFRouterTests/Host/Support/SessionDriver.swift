@@ -10,7 +10,15 @@ import XCTest
 /// A vip map held in memory.
 final class MemoryVipMap: VipResolver {
     private let entries: Mutex<[IPv4Address: IPv4Address]>
-    init(_ entries: [IPv4Address: IPv4Address]) { self.entries = Mutex(entries) }
+    private let ready: Mutex<Bool>
+    init(_ entries: [IPv4Address: IPv4Address], ready: Bool = true) {
+        self.entries = Mutex(entries)
+        self.ready = Mutex(ready)
+    }
+    var isReady: Bool {
+        get { ready.withLock { $0 } }
+        set { ready.withLock { $0 = newValue } }
+    }
     func physicalIP(for vip: IPv4Address) -> IPv4Address? { entries.withLock { $0[vip] } }
     var summary: MapSummary { MapSummary(entries: entries.withLock { $0.count }, revision: 1, source: "memory") }
 }
