@@ -71,7 +71,11 @@ public struct RegMRRequest: WireCodable {
         try w.handle(pd, "regMR.pd")
         try w.options(access, supported: .supported, "regMR.access")
         w.u64(address)
-        try w.bounded(length, 1...min(UInt64.max - address, UInt64.max - memfdOffset), "regMR.length")
+        // Written out rather than as a range: `1...0` (an address or offset of 2^64-1) would trap.
+        guard length >= 1, length <= UInt64.max - address, length <= UInt64.max - memfdOffset else {
+            throw WireError(.valueOutOfRange(length), field: "regMR.length", offset: w.offset)
+        }
+        w.u64(length)
         w.u64(memfdOffset)
     }
 

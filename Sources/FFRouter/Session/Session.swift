@@ -314,10 +314,10 @@ final class Session {
             return Reply(message: .postSendReply(try postSend(r)))
         case .postRecv(let r):
             let entry = try qp(r.target)
-            return Reply(message: .postRecvReply(post { try entry.qp.postReceive(r.requests.map(Translate.receive)) }))
+            return Reply(message: .postRecvReply(post(r.requests.count) { try entry.qp.postReceive(r.requests.map(Translate.receive)) }))
         case .postSRQRecv(let r):
             let entry = try srq(r.target)
-            return Reply(message: .postSRQRecvReply(post { try entry.srq.postReceive(r.requests.map(Translate.receive)) }))
+            return Reply(message: .postSRQRecvReply(post(r.requests.count) { try entry.srq.postReceive(r.requests.map(Translate.receive)) }))
         case .pollCQ(let r):
             let entry = try cq(r.cq)
             // verbs polls at most num_entries; the reply carries at most maxWCsPerPoll, and 0 asks for nothing.
@@ -478,7 +478,7 @@ final class Session {
                                                flags: Verbs.SendFlags(rawValue: w.flags.rawValue), addressHandle: addressHandle,
                                                remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey))
         }
-        let reply = post { try entry.qp.postSend(requests) }
+        let reply = post(requests.count) { try entry.qp.postSend(requests) }
         if reply.errno == 0 {
             stats.sends &+= UInt64(requests.count)
             stats.bytesPosted &+= bytes
@@ -488,15 +488,18 @@ final class Session {
         return reply
     }
 
-    /// Runs a post and turns a refusal into the reply's errno and index (as `bad_wr` reports it).
-    private func post(_ body: () throws -> Void) -> PostReply {
+    /// Runs a post of `count` requests and turns a refusal into the reply's errno and index (as `bad_wr` reports it),
+    /// an index that always names one of the requests (0 for an empty post).
+    private func post(_ count: Int, _ body: () throws -> Void) -> PostReply {
         do {
             try body()
             return PostReply(errno: 0, failedIndex: 0)
         } catch let error as VerbsError {
             stats.errors &+= 1
-            return PostReply(errno: error.errno, failedIndex: UInt32(clamping: error.failedWorkRequest ?? 0))
+            let index = min(max(0, error.failedWorkRequest ?? 0), max(0, count - 1))
+            return PostReply(errno: error.errno == 0 ? Errno.invalidArgument : error.errno, failedIndex: UInt32(clamping: index))
         } catch {
+            stats.errors &+= 1
             return PostReply(errno: Errno.invalidArgument, failedIndex: 0)
         }
     }

@@ -194,6 +194,8 @@ final class FakeQP: BackendQP {
         guard let peer = s.qps[qpn]?.object, peer.type == type,
               peer.current == .readyToReceive || peer.current == .readyToSend else { return nil }
         if type == .ud && peer.qkey != r.remoteQKey { return nil }
+        // A connected QP takes packets only from the QP it is connected to.
+        if type != .ud && peer.destinationQPN != number { return nil }
         return peer
     }
 
