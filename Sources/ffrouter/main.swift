@@ -3,6 +3,7 @@ import Etcd
 import FFOperations
 import FFProtocol
 import FFRouter
+import FFSystem
 import Logging
 import ServiceLifecycle
 
@@ -14,10 +15,15 @@ struct FFRouterCommand: AsyncParsableCommand {
         abstract: "Serve the verbs calls of this node's pods on the node's RDMA device.",
         discussion: """
             Each pod declared with --pod NAME=VIP gets a socket <socket-dir>/NAME.sock; a client that connects \
-            there is that pod (mount only a pod's own socket into it). The pod sees a virtual device whose GID \
+            there is that pod (mount only a pod's own socket into it). Pods can also be added and removed while \
+            the router runs, over the admin socket (`ffctl router pod add|remove|list`); such a pod's socket is \
+            <socket-dir>/pod-<UID>.sock. The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
             (iphunter's map in etcd with --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
             object belongs to the session that made it and is destroyed when that client disconnects or dies. \
+            Each session runs on its own thread; a client that leaves replies unread for --reply-timeout is \
+            disconnected and its objects destroyed. At start the router raises its open-file limit to the hard \
+            limit and its locked-memory limit to unlimited (or the hard limit) and logs what it got. \
             SIGTERM or SIGINT stops accepting, closes every session (destroying its objects) and exits.
             """
     )
@@ -34,7 +40,7 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("socket-dir"), help: "Folder of the pod sockets.")
     var socketDirectory = "/run/freeflow"
 
-    @Option(name: .customLong("pod"), help: "A pod served here, as NAME=VIP (repeatable).")
+    @Option(name: .customLong("pod"), help: "A pod served from the start, as NAME=VIP (repeatable; more can be added at runtime).")
     var pods: [String] = []
 
     @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd).")
@@ -52,8 +58,17 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("etcd-key"), help: "Private key of the etcd client certificate.")
     var etcdKey: String?
 
-    @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
+    @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` and `ffctl router pod` (root only; default: <socket-dir>/admin.sock).")
     var adminSocket: String?
+
+    @Option(name: .customLong("reply-timeout"), help: "Seconds a client may leave its replies unread before it is disconnected and its objects destroyed.")
+    var replyTimeout = 5.0
+
+    @Option(name: .customLong("reply-queue"), help: "Replies a session queues (beyond its socket buffer) before it stops reading that client's requests.")
+    var replyQueue = 64
+
+    @Option(name: .customLong("max-connections-per-pod"), help: "Connections one pod may hold at once; more are refused (0: only descriptors limit them).")
+    var maxConnectionsPerPod = 1024
 
     @Option(name: .customLong("metrics-host"), help: "Address of the /metrics and /healthz HTTP endpoint.")
     var metricsHost = "0.0.0.0"
@@ -69,7 +84,9 @@ struct FFRouterCommand: AsyncParsableCommand {
         guard (map == nil) != (etcdEndpoints == nil) else {
             throw ValidationError("give the vip map with exactly one of --etcd-endpoints URLS or --map FILE")
         }
-        guard !pods.isEmpty else { throw ValidationError("declare at least one pod with --pod NAME=VIP") }
+        guard replyTimeout > 0, replyTimeout <= 3600 else { throw ValidationError("--reply-timeout \(replyTimeout): give 0 < seconds <= 3600") }
+        guard (1...65536).contains(replyQueue) else { throw ValidationError("--reply-queue \(replyQueue): give 1...65536 replies") }
+        guard maxConnectionsPerPod >= 0 else { throw ValidationError("--max-connections-per-pod \(maxConnectionsPerPod) is negative") }
         for pod in pods where PodDeclaration(argument: pod) == nil {
             throw ValidationError("--pod \(pod): expected NAME=VIP, e.g. web-0=10.244.1.7")
         }
@@ -78,6 +95,11 @@ struct FFRouterCommand: AsyncParsableCommand {
     func run() async throws {
         let registry = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "ffrouter")
+        let limits = RouterStatus.Limits.raiseForRouter()
+        logger.info("process limits", metadata: [
+            "open_files": "\(ResourceLimits.describe(limits.openFiles.soft)) (\(limits.openFiles.note))",
+            "locked_memory": "\(ResourceLimits.describe(limits.lockedMemory.soft)) (\(limits.lockedMemory.note))",
+        ])
         let vipMap: any VipResolver
         var etcdMap: EtcdVipMap?
         var etcdClient: EtcdClient?
@@ -91,8 +113,10 @@ struct FFRouterCommand: AsyncParsableCommand {
             vipMap = etcdMap!
         }
         let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
+        let options = RouterOptions(replyTimeoutMilliseconds: Int(replyTimeout * 1000), replyQueueDepth: replyQueue,
+                                    maxConnectionsPerPod: maxConnectionsPerPod, limits: limits)
         let router = Router(device: node, map: vipMap, socketDirectory: socketDirectory,
-                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger)
+                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger, options: options)
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
         var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {
