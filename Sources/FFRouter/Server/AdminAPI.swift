@@ -118,7 +118,11 @@ public struct AdminClient: Sendable {
         let deadline = Poll.nowMilliseconds() + Int64(timeoutMilliseconds)
         let socket = try StreamSocket.connect(path: path)
         defer { socket.close() }
-        try socket.write(Array(try JSONEncoder().encode(request)) + [UInt8(ascii: "\n")], deadline: deadline)
+        do {
+            try socket.write(Array(try JSONEncoder().encode(request)) + [UInt8(ascii: "\n")], deadline: deadline)
+        } catch let error as SystemError where error.errno == EPIPE || error.errno == ECONNRESET {
+            // The router answered (a refusal) and closed before reading the request: its answer is still there.
+        }
         socket.shutdownWrite()
         let bytes = try socket.readToEnd(maxBytes: 256 << 20, deadline: deadline)
         guard !bytes.isEmpty else {

@@ -109,8 +109,13 @@ public final class AdminServer: Sendable {
     }
 
     private func refuse(_ connection: StreamSocket, _ failure: AdminFailure) {
-        // A fresh connection's socket buffer takes a short answer without waiting.
-        try? connection.write(Self.encode(AdminResponse(failure)), deadline: Poll.nowMilliseconds() + 100)
+        // A fresh connection's socket buffer takes a short answer without waiting. The request is read (for
+        // at most 100 ms) before closing: closing a Unix stream socket with unread data resets the peer,
+        // which would lose the answer.
+        let deadline = Poll.nowMilliseconds() + 100
+        try? connection.write(Self.encode(AdminResponse(failure)), deadline: deadline)
+        connection.shutdownWrite()
+        _ = try? connection.readLine(maxBytes: 64 * 1024, deadline: deadline)
         connection.close()
     }
 
