@@ -48,6 +48,10 @@ public final class Router: Sendable {
 
     enum Phase { case idle, running, stopping }
 
+    /// Pending connections a pod socket holds: a burst of clients starting at once finds room (a connect to a
+    /// full backlog fails with EAGAIN) while the acceptor thread catches up.
+    static let listenBacklog: Int32 = 1024
+
     /// A pod being served and its listening socket.
     struct PodEntry {
         var pod: PodDeclaration
@@ -120,7 +124,7 @@ public final class Router: Sendable {
                 guard s.pods[pod.key] == nil else { throw RouterSetupError("pod \(pod.name) is declared twice") }
                 let listener: SeqPacketSocket
                 do {
-                    listener = try SeqPacketSocket.listen(path: socketPath(of: pod))
+                    listener = try SeqPacketSocket.listen(path: socketPath(of: pod), backlog: Self.listenBacklog)
                 } catch {
                     for entry in s.pods.values { entry.listener.close(); unlink(socketPath(of: entry.pod)) }
                     s.pods = [:]
@@ -219,7 +223,7 @@ public final class Router: Sendable {
             }
             let listener: SeqPacketSocket
             do throws(SystemError) {
-                listener = try SeqPacketSocket.listen(path: socketPath(of: pod))
+                listener = try SeqPacketSocket.listen(path: socketPath(of: pod), backlog: Self.listenBacklog)
             } catch {
                 throw AdminFailure(errno: error.errno, "cannot create the pod socket: \(error)")
             }

@@ -28,13 +28,18 @@ struct AdminSocketOption: ParsableArguments {
         do {
             return try body(client)
         } catch let failure as AdminFailure {
-            throw ValidationError("router refused: \(failure.message)")
+            throw AdminCommandError(description: "the router refused: \(failure.message)")
         } catch let error as SystemError where error.errno == ENOENT || error.errno == ECONNREFUSED {
-            throw ValidationError("no router is listening at \(adminSocket) (\(error)); is ffrouter running, and is this its --admin-socket?")
+            throw AdminCommandError(description: "no router is listening at \(adminSocket) (\(error)); is ffrouter running, and is this its --admin-socket?")
         } catch let error as SystemError where error.errno == EACCES {
-            throw ValidationError("\(adminSocket): permission denied; the admin socket is root-only (run with sudo)")
+            throw AdminCommandError(description: "\(adminSocket): permission denied; the admin socket is root-only (run with sudo)")
         }
     }
+}
+
+/// A failed admin call, printed as one line (without the usage text a `ValidationError` would add).
+struct AdminCommandError: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// `ffctl router status`: clients, their objects, the map revision.

@@ -412,4 +412,52 @@ final class RouterIOTests: XCTestCase {
         Task { await router.shutdown(); semaphore.signal() }
         XCTAssertEqual(semaphore.wait(timeout: .now() + 20), .success)
     }
+
+    /// Runs the built `ffctl` (next to the test bundle) and returns its exit status, stdout and stderr.
+    private func ffctl(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ffctl")
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else { throw XCTSkip("ffctl not built at \(executable.path)") }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+                String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    func testFFCtlAddsListsAndRemovesPodsAndShowsStatus() async throws {
+        let router = try makeRouter()
+        let (admin, task) = try startAdmin(router)
+        let socketFlag = ["--admin-socket", admin.path]
+        let add = try ffctl(["router", "pod", "add", "--name", "web-0", "--namespace", "team", "--uid", "u-1", "--vip", "10.9.0.9"] + socketFlag)
+        XCTAssertEqual(add.status, 0, add.err)
+        XCTAssertTrue(add.out.hasPrefix("added  team/web-0  vip 10.9.0.9  uid u-1  socket \(directory)/pod-u-1.sock"), add.out)
+        let list = try ffctl(["router", "pod", "list"] + socketFlag)
+        XCTAssertEqual(list.out.split(separator: "\n").count, 2, list.out)
+        var client = try TestClient(path: "\(directory)/pod-u-1.sock")
+        _ = try client.hello()
+        let status = try ffctl(["router", "status"] + socketFlag)
+        XCTAssertEqual(status.status, 0, status.err)
+        XCTAssertTrue(status.out.contains("pod team/web-0 (10.9.0.9)"), status.out)
+        XCTAssertTrue(status.out.contains("limits open files"), status.out)
+        let conflict = try ffctl(["router", "pod", "add", "--name", "web-1", "--uid", "u-2", "--vip", "10.9.0.9"] + socketFlag)
+        XCTAssertNotEqual(conflict.status, 0)
+        XCTAssertTrue(conflict.err.contains("already has vip 10.9.0.9"), conflict.err)
+        let remove = try ffctl(["router", "pod", "remove", "u-1"] + socketFlag)
+        XCTAssertEqual(remove.status, 0, remove.err)
+        XCTAssertTrue(remove.out.contains("sessions closed 1"), remove.out)
+        XCTAssertNil(try client.socket.receive(timeoutMilliseconds: 10_000))
+        let missing = try ffctl(["router", "pod", "remove", "u-1"] + socketFlag)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.err.contains("no pod u-1"), missing.err)
+        let nowhere = try ffctl(["router", "status", "--admin-socket", "\(directory)/none.sock"])
+        XCTAssertTrue(nowhere.err.contains("no router is listening at"), nowhere.err)
+        task.cancel()
+        try await task.value
+        await router.shutdown()
+    }
 }
