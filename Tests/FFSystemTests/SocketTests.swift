@@ -109,7 +109,7 @@ final class SeqPacketSocketTests: XCTestCase {
 final class StreamSocketTests: XCTestCase {
     func testAReplyLargerThanAnySocketBufferArrivesWhole() throws {
         let path = NSTemporaryDirectory() + "ffstream-\(getpid()).sock"
-        let listener = try StreamSocket.listen(path: path)
+        let listener = try StreamSocket.listen(path: path, mode: 0o600)
         defer { listener.close(); unlink(path) }
         var mode = stat()
         XCTAssertEqual(stat(path, &mode), 0)

@@ -53,12 +53,13 @@ public enum Received: Sendable {
 /// recvmsg(2) returns 0 both for an empty datagram and at end of file. Every socket sets SO_PASSCRED, so
 /// each real datagram, even an empty one, arrives with an SCM_CREDENTIALS control message and end of file
 /// is the only 0-byte receive without one.
-public final class SeqPacketSocket: Sendable {
+public final class SeqPacketSocket: UnixDomainSocket {
     private let owned: OwnedDescriptor
     /// The path the socket is bound or connected to, for messages.
     public let path: String
 
-    private init(fd: Int32, path: String) throws(SystemError) {
+    /// Takes ownership of `fd`; sets O_NONBLOCK and SO_PASSCRED.
+    public init(adopting fd: Int32, path: String) throws(SystemError) {
         owned = OwnedDescriptor(taking: fd)
         self.path = path
         try Readiness.setNonBlocking(fd)
@@ -74,21 +75,8 @@ public final class SeqPacketSocket: Sendable {
     /// Closes the socket; a peer then reads end of file.
     public func close() { owned.close() }
 
-    private static let socketType = Int32(SOCK_SEQPACKET.rawValue)
-
-    /// Binds and listens at `path`, replacing a stale socket file left there, with the file mode `mode`.
-    public static func listen(path: String, backlog: Int32 = 64, mode: mode_t = 0o660) throws(SystemError) -> SeqPacketSocket {
-        let socket = try SeqPacketSocket(fd: try UnixSocket.make(socketType, path), path: path)
-        try UnixSocket.bindAndListen(socket.descriptor, path: path, backlog: backlog, mode: mode)
-        return socket
-    }
-
-    /// Connects to the listening socket at `path`.
-    public static func connect(path: String) throws(SystemError) -> SeqPacketSocket {
-        let socket = try SeqPacketSocket(fd: try UnixSocket.make(socketType, path), path: path)
-        try UnixSocket.connect(socket.descriptor, path: path)
-        return socket
-    }
+    /// SOCK_SEQPACKET.
+    public static let socketType = Int32(SOCK_SEQPACKET.rawValue)
 
     /// A connected pair (socketpair(2)), for tests and in-process peers.
     public static func pair() throws(SystemError) -> (SeqPacketSocket, SeqPacketSocket) {
@@ -97,21 +85,8 @@ public final class SeqPacketSocket: Sendable {
             throw SystemError.last("socketpair")
         }
         let first: SeqPacketSocket
-        do { first = try SeqPacketSocket(fd: fds[0], path: "socketpair") } catch { Glibc.close(fds[1]); throw error }
-        return (first, try SeqPacketSocket(fd: fds[1], path: "socketpair"))
-    }
-
-    /// Accepts one pending connection; nil when none is pending. EMFILE/ENFILE are thrown as they are so
-    /// that a server can shed the connection (see the router's acceptor).
-    public func accept() throws(SystemError) -> SeqPacketSocket? {
-        guard let fd = try UnixSocket.accept(descriptor, path: path) else { return nil }
-        return try SeqPacketSocket(fd: fd, path: path)
-    }
-
-    /// Accepts one pending connection and closes it at once, so that its client reads end of file instead
-    /// of waiting in the backlog: how a server out of resources refuses a connection.
-    public func acceptAndClose() {
-        if let fd = try? UnixSocket.accept(descriptor, path: path) { Glibc.close(fd) }
+        do { first = try SeqPacketSocket(adopting: fds[0], path: "socketpair") } catch { Glibc.close(fds[1]); throw error }
+        return (first, try SeqPacketSocket(adopting: fds[1], path: "socketpair"))
     }
 
     /// Waits for and accepts the next connection.
@@ -120,11 +95,6 @@ public final class SeqPacketSocket: Sendable {
             if let connection = try accept() { return connection }
             try await Readiness.readable(descriptor)
         }
-    }
-
-    /// The peer's pid, uid and gid (SO_PEERCRED).
-    public func peerCredentials() throws(SystemError) -> PeerCredentials {
-        try UnixSocket.peerCredentials(descriptor, path: path)
     }
 
     /// Sends one datagram if the socket buffer has room: false when it has not (EAGAIN), the datagram is

@@ -7,12 +7,13 @@ import Glibc
 /// socket): the client writes one request line, the server writes its answer and closes, the client reads
 /// to end of file. Non-blocking; every blocking call takes a deadline, so a peer that stalls costs the
 /// caller at most that long.
-public final class StreamSocket: Sendable {
+public final class StreamSocket: UnixDomainSocket {
     private let owned: OwnedDescriptor
     /// The path the socket is bound or connected to, for messages.
     public let path: String
 
-    private init(fd: Int32, path: String) throws(SystemError) {
+    /// Takes ownership of `fd`; sets O_NONBLOCK.
+    public init(adopting fd: Int32, path: String) throws(SystemError) {
         owned = OwnedDescriptor(taking: fd)
         self.path = path
         try Readiness.setNonBlocking(fd)
@@ -24,37 +25,8 @@ public final class StreamSocket: Sendable {
     /// Closes the socket.
     public func close() { owned.close() }
 
-    private static let socketType = Int32(SOCK_STREAM.rawValue)
-
-    /// Binds and listens at `path` with the file mode `mode`, replacing a stale socket file left there.
-    public static func listen(path: String, backlog: Int32 = 16, mode: mode_t = 0o600) throws(SystemError) -> StreamSocket {
-        let socket = try StreamSocket(fd: try UnixSocket.make(socketType, path), path: path)
-        try UnixSocket.bindAndListen(socket.descriptor, path: path, backlog: backlog, mode: mode)
-        return socket
-    }
-
-    /// Connects to the listener at `path`.
-    public static func connect(path: String) throws(SystemError) -> StreamSocket {
-        let socket = try StreamSocket(fd: try UnixSocket.make(socketType, path), path: path)
-        try UnixSocket.connect(socket.descriptor, path: path)
-        return socket
-    }
-
-    /// Accepts one pending connection; nil when none is pending.
-    public func accept() throws(SystemError) -> StreamSocket? {
-        guard let fd = try UnixSocket.accept(descriptor, path: path) else { return nil }
-        return try StreamSocket(fd: fd, path: path)
-    }
-
-    /// Accepts one pending connection and closes it at once (shedding load when out of descriptors).
-    public func acceptAndClose() {
-        if let fd = try? UnixSocket.accept(descriptor, path: path) { Glibc.close(fd) }
-    }
-
-    /// The peer's pid, uid and gid (SO_PEERCRED).
-    public func peerCredentials() throws(SystemError) -> PeerCredentials {
-        try UnixSocket.peerCredentials(descriptor, path: path)
-    }
+    /// SOCK_STREAM.
+    public static let socketType = Int32(SOCK_STREAM.rawValue)
 
     /// Writes all of `bytes` by `deadline` (a `Poll.nowMilliseconds()` value), else ETIMEDOUT.
     public func write(_ bytes: [UInt8], deadline: Int64) throws(SystemError) {

@@ -68,3 +68,51 @@ enum UnixSocket {
         return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
     }
 }
+
+/// What the SEQPACKET and stream sockets share: a non-blocking descriptor bound or connected to a path,
+/// created by listening, connecting or accepting.
+public protocol UnixDomainSocket: Sendable {
+    /// SOCK_SEQPACKET or SOCK_STREAM.
+    static var socketType: Int32 { get }
+    /// Takes ownership of `fd`, a Unix socket of `socketType` bound, connected or accepted at `path`, and
+    /// makes it non-blocking.
+    init(adopting fd: Int32, path: String) throws(SystemError)
+    /// The descriptor number (-1 once closed).
+    var descriptor: Int32 { get }
+    /// The path the socket is bound or connected to, for messages.
+    var path: String { get }
+}
+
+extension UnixDomainSocket {
+    /// Binds and listens at `path`, replacing a stale socket file left there, with the file mode `mode`.
+    public static func listen(path: String, backlog: Int32 = 64, mode: mode_t = 0o660) throws(SystemError) -> Self {
+        let socket = try Self(adopting: try UnixSocket.make(socketType, path), path: path)
+        try UnixSocket.bindAndListen(socket.descriptor, path: path, backlog: backlog, mode: mode)
+        return socket
+    }
+
+    /// Connects to the listening socket at `path`.
+    public static func connect(path: String) throws(SystemError) -> Self {
+        let socket = try Self(adopting: try UnixSocket.make(socketType, path), path: path)
+        try UnixSocket.connect(socket.descriptor, path: path)
+        return socket
+    }
+
+    /// Accepts one pending connection; nil when none is pending. EMFILE/ENFILE are thrown as they are so
+    /// that a server can shed the connection (`acceptAndClose`).
+    public func accept() throws(SystemError) -> Self? {
+        guard let fd = try UnixSocket.accept(descriptor, path: path) else { return nil }
+        return try Self(adopting: fd, path: path)
+    }
+
+    /// The peer's pid, uid and gid (SO_PEERCRED), as the kernel saw them at connect time.
+    public func peerCredentials() throws(SystemError) -> PeerCredentials {
+        try UnixSocket.peerCredentials(descriptor, path: path)
+    }
+
+    /// Accepts one pending connection and closes it at once, so that its client reads end of file instead
+    /// of waiting in the backlog: how a server out of resources refuses a connection.
+    public func acceptAndClose() {
+        if let fd = try? UnixSocket.accept(descriptor, path: path) { Glibc.close(fd) }
+    }
+}

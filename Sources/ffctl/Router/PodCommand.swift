@@ -86,9 +86,7 @@ struct PodListCommand: ParsableCommand {
     func run() throws {
         let pods = try admin.call { try $0.listPods() }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try encoder.encode(pods), as: UTF8.self))
+            try printJSON(pods)
         } else {
             for pod in pods { print(PodCommand.line(pod)) }
         }

@@ -37,6 +37,13 @@ struct AdminSocketOption: ParsableArguments {
     }
 }
 
+/// Prints `value` as sorted, indented JSON (what `--json` flags print).
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 /// A failed admin call, printed as one line (without the usage text a `ValidationError` would add).
 struct AdminCommandError: Error, CustomStringConvertible {
     var description: String
@@ -56,12 +63,7 @@ struct RouterStatusCommand: ParsableCommand {
 
     func run() throws {
         let status = try admin.call { try $0.status() }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(status) }
         let files = status.limits.openFiles, memlock = status.limits.lockedMemory
         print("device \(status.device)  node ip \(status.nodeIP) (gid index \(status.gidIndex))")
         print("map    \(status.map.entries) entries, revision \(status.map.revision), from \(status.map.source)")
