@@ -399,6 +399,27 @@ final class RouterIOTests: XCTestCase {
         await router.shutdown()
     }
 
+    func testAStalledAdminClientBlocksNeitherSessionsNorOtherAdminClients() async throws {
+        let router = try makeRouter()
+        let (admin, task) = try startAdmin(router)
+        // Connected, never sends its request line, never reads.
+        let stalled = try (0..<3).map { _ in try StreamSocket.connect(path: admin.path) }
+        let started = Poll.nowMilliseconds()
+        XCTAssertEqual(try admin.status().pods.count, 1)
+        var client = try TestClient(path: socket("a"))
+        _ = try client.hello()
+        XCTAssertEqual(try client.allocPD(), PDHandle(rawValue: 1))
+        XCTAssertLessThan(Poll.nowMilliseconds() - started, 3000, "a stalled admin client held up others")
+        // The stalled ones are answered with an error once their request deadline passes, then closed.
+        let answer = try stalled[0].readToEnd(maxBytes: 65536, deadline: Poll.nowMilliseconds() + 20_000)
+        let response = try JSONDecoder().decode(AdminResponse.self, from: Data(answer))
+        XCTAssertEqual(response.errno, ETIMEDOUT, "\(response)")
+        stalled.forEach { $0.close() }
+        task.cancel()
+        try await task.value
+        await router.shutdown()
+    }
+
     func testAdminRequestsThatAreNotUnderstoodGetAnError() throws {
         let router = try makeRouter()
         let admin = AdminServer(path: "\(directory)/unused.sock", router: router, logger: Logger(label: "t"))
