@@ -25,7 +25,7 @@ public enum NamedThread {
         var thread = pthread_t()
         let rc = pthread_create(&thread, &attributes, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            _ = pthread_setname_np(pthread_self(), String(start.name.utf8.prefix(15))!)
+            _ = pthread_setname_np(pthread_self(), String(decoding: start.name.utf8.prefix(15), as: UTF8.self))
             start.body()
             return nil
         }, context)

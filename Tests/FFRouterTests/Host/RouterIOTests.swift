@@ -279,6 +279,23 @@ final class RouterIOTests: XCTestCase {
         await router.shutdown()
     }
 
+    func testAPodAtItsConnectionLimitIsRefusedWhileOtherPodsConnect() async throws {
+        let router = try makeRouter(pods: ["a=10.9.0.1", "b=10.9.0.2"], options: RouterOptions(maxConnectionsPerPod: 2))
+        var first = try TestClient(path: socket("a")), second = try TestClient(path: socket("a"))
+        _ = try first.hello()
+        _ = try second.hello()
+        var third = try TestClient(path: socket("a"))
+        XCTAssertThrowsError(try third.hello(), "a third connection of pod a is refused")
+        var other = try TestClient(path: socket("b"))
+        XCTAssertNoThrow(try other.hello(), "pod b is not limited by pod a's connections")
+        XCTAssertEqual(router.status.refusedConnections, 1)
+        first.socket.close()
+        XCTAssertTrue(eventually { router.status.pods.first { $0.name == "a" }?.clients == 1 })
+        var again = try TestClient(path: socket("a"))
+        XCTAssertNoThrow(try again.hello(), "a slot freed is usable again")
+        await router.shutdown()
+    }
+
     func testStatusWithAThousandClientsArrivesWhole() async throws {
         let before = try ResourceLimits.current(.openFiles)
         defer { try? ResourceLimits.setSoft(.openFiles, to: before.soft) }
