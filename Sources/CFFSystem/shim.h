@@ -7,8 +7,13 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <pthread.h>
 
 #define FFS_MFD_CLOEXEC 0x0001U
+/* SCM_CREDENTIALS (unix(7)) is an enum value glibc hides behind __USE_GNU. */
+#define FFS_SCM_CREDENTIALS 0x02
 /* fcntl(2) F_GET_SEALS (F_LINUX_SPECIFIC_BASE + 10): succeeds only on memfd/shmem files. */
 #define FFS_F_GET_SEALS 1034
 /* statfs(2) f_type of hugetlbfs, which memfd_create(MFD_HUGETLB) files live on. */
@@ -16,6 +21,7 @@
 
 extern int memfd_create(const char *name, unsigned int flags);
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+extern int pthread_setname_np(pthread_t thread, const char *name);
 
 struct ffs_ucred {
     pid_t pid;

@@ -3,6 +3,7 @@ import Etcd
 import FFOperations
 import FFProtocol
 import FFRouter
+import FFSystem
 import Logging
 import ServiceLifecycle
 
@@ -14,10 +15,15 @@ struct FFRouterCommand: AsyncParsableCommand {
         abstract: "Serve the verbs calls of this node's pods on the node's RDMA device.",
         discussion: """
             Each pod declared with --pod NAME=VIP gets a socket <socket-dir>/NAME.sock; a client that connects \
-            there is that pod (mount only a pod's own socket into it). The pod sees a virtual device whose GID \
+            there is that pod (mount only a pod's own socket into it). Pods can also be added and removed while \
+            the router runs, over the admin socket (`ffctl router pod add|remove|list`); such a pod's socket is \
+            <socket-dir>/pod-<UID>.sock. The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
             (iphunter's map in etcd with --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
             object belongs to the session that made it and is destroyed when that client disconnects or dies. \
+            Each session runs on its own thread; a client that leaves replies unread for --reply-timeout is \
+            disconnected and its objects destroyed. At start the router raises its open-file limit to the hard \
+            limit and its locked-memory limit to unlimited (or the hard limit) and logs what it got. \
             SIGTERM or SIGINT stops accepting, closes every session (destroying its objects) and exits.
             """
     )
@@ -34,7 +40,7 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("socket-dir"), help: "Folder of the pod sockets.")
     var socketDirectory = "/run/freeflow"
 
-    @Option(name: .customLong("pod"), help: "A pod served here, as NAME=VIP (repeatable).")
+    @Option(name: .customLong("pod"), help: "A pod served from the start, as NAME=VIP (repeatable; more can be added at runtime).")
     var pods: [String] = []
 
     @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd).")
@@ -55,8 +61,50 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(help: "Key prefix of the map in etcd (as iphunter's and ffctl's --root).")
     var root = MapSchema.v1.root
 
-    @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` (default: <socket-dir>/admin.sock).")
+    @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` and `ffctl router pod` (root only; default: <socket-dir>/admin.sock).")
     var adminSocket: String?
+
+    @Option(name: .customLong("reply-timeout"), help: "Seconds a client may leave its replies unread before it is disconnected and its objects destroyed.")
+    var replyTimeout = 5.0
+
+    @Option(name: .customLong("reply-queue"), help: "Replies a session queues (beyond its socket buffer) before it stops reading that client's requests.")
+    var replyQueue = 64
+
+    @Option(name: .customLong("max-connections-per-pod"), help: "Connections one pod may hold at once; more are refused (0: only descriptors limit them).")
+    var maxConnectionsPerPod = 1024
+
+    @Option(name: .customLong("max-pds"), help: "Per session: protection domains (more: ENOMEM).")
+    var maxPDs = SessionLimits().pds
+
+    @Option(name: .customLong("max-mrs"), help: "Per session: memory regions (more: ENOMEM).")
+    var maxMRs = SessionLimits().mrs
+
+    @Option(name: .customLong("max-comp-channels"), help: "Per session: completion channels (more: ENOMEM).")
+    var maxCompChannels = SessionLimits().completionChannels
+
+    @Option(name: .customLong("max-cqs"), help: "Per session: completion queues (more: ENOMEM).")
+    var maxCQs = SessionLimits().cqs
+
+    @Option(name: .customLong("max-qps"), help: "Per session: queue pairs (more: ENOMEM).")
+    var maxQPs = SessionLimits().qps
+
+    @Option(name: .customLong("max-srqs"), help: "Per session: shared receive queues (more: ENOMEM).")
+    var maxSRQs = SessionLimits().srqs
+
+    @Option(name: .customLong("max-ahs"), help: "Per session: address handles (more: ENOMEM).")
+    var maxAHs = SessionLimits().ahs
+
+    @Option(name: .customLong("max-descriptors"), help: "Per session: router file descriptors held, 2 per completion channel (more: EMFILE). MRs hold none.")
+    var maxDescriptors = SessionLimits().descriptors
+
+    @Option(name: .customLong("max-pinned-bytes"), help: "Per session: bytes of registered memory, in whole pages, checked before pinning (more: ENOMEM).")
+    var maxPinnedBytes = SessionLimits().pinnedBytes
+
+    @Option(name: .customLong("max-work-requests"), help: "Per session: outstanding work requests, the sum of the queue depths of its QPs and SRQs (more: ENOMEM).")
+    var maxWorkRequests = SessionLimits().workRequests
+
+    @Option(name: .customLong("max-cq-entries"), help: "Per session: completion queue entries over all its CQs (more: ENOMEM).")
+    var maxCQEntries = SessionLimits().cqEntries
 
     @Option(name: .customLong("metrics-host"), help: "Address of the /metrics, /healthz and /readyz HTTP endpoint.")
     var metricsHost = "0.0.0.0"
@@ -72,7 +120,17 @@ struct FFRouterCommand: AsyncParsableCommand {
         guard (map == nil) != (etcdEndpoints == nil) else {
             throw ValidationError("give the vip map with exactly one of --etcd-endpoints URLS or --map FILE")
         }
-        guard !pods.isEmpty else { throw ValidationError("declare at least one pod with --pod NAME=VIP") }
+        guard replyTimeout > 0, replyTimeout <= 3600 else { throw ValidationError("--reply-timeout \(replyTimeout): give 0 < seconds <= 3600") }
+        guard (1...65536).contains(replyQueue) else { throw ValidationError("--reply-queue \(replyQueue): give 1...65536 replies") }
+        guard maxConnectionsPerPod >= 0 else { throw ValidationError("--max-connections-per-pod \(maxConnectionsPerPod) is negative") }
+        for (flag, value) in [("--max-pds", maxPDs), ("--max-mrs", maxMRs), ("--max-comp-channels", maxCompChannels), ("--max-cqs", maxCQs),
+                              ("--max-qps", maxQPs), ("--max-srqs", maxSRQs), ("--max-ahs", maxAHs), ("--max-descriptors", maxDescriptors)]
+            where value < 0 {
+            throw ValidationError("\(flag) \(value) is negative")
+        }
+        if map != nil, root != MapSchema.v1.root {
+            throw ValidationError("--root sets the etcd map prefix; it has no meaning with --map FILE")
+        }
         for pod in pods where PodDeclaration(argument: pod) == nil {
             throw ValidationError("--pod \(pod): expected NAME=VIP, e.g. web-0=10.244.1.7")
         }
@@ -81,6 +139,11 @@ struct FFRouterCommand: AsyncParsableCommand {
     func run() async throws {
         let registry = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "ffrouter")
+        let limits = RouterStatus.Limits.raiseForRouter()
+        logger.info("process limits", metadata: [
+            "open_files": "\(ResourceLimits.describe(limits.openFiles.soft)) (\(limits.openFiles.note))",
+            "locked_memory": "\(ResourceLimits.describe(limits.lockedMemory.soft)) (\(limits.lockedMemory.note))",
+        ])
         let vipMap: any VipResolver
         var etcdMap: EtcdVipMap?
         var etcdClient: EtcdClient?
@@ -94,8 +157,23 @@ struct FFRouterCommand: AsyncParsableCommand {
             vipMap = etcdMap!
         }
         let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
-        let router = Router(device: node, map: vipMap, socketDirectory: socketDirectory,
-                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger)
+        let options = RouterOptions(replyTimeoutMilliseconds: Int(replyTimeout * 1000), replyQueueDepth: replyQueue,
+                                    maxConnectionsPerPod: maxConnectionsPerPod, limits: limits)
+        var sessionLimits = SessionLimits()
+        sessionLimits.pds = maxPDs
+        sessionLimits.mrs = maxMRs
+        sessionLimits.completionChannels = maxCompChannels
+        sessionLimits.cqs = maxCQs
+        sessionLimits.qps = maxQPs
+        sessionLimits.srqs = maxSRQs
+        sessionLimits.ahs = maxAHs
+        sessionLimits.descriptors = maxDescriptors
+        sessionLimits.pinnedBytes = maxPinnedBytes
+        sessionLimits.workRequests = maxWorkRequests
+        sessionLimits.cqEntries = maxCQEntries
+        logger.info("session limits", metadata: ["limits": "\(sessionLimits)"])
+        let router = Router(backend: node, map: vipMap, socketDirectory: socketDirectory,
+                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger, options: options, limits: sessionLimits)
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
         var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {
@@ -103,7 +181,7 @@ struct FFRouterCommand: AsyncParsableCommand {
             let ready: @Sendable () async -> MetricsEndpoint.Health = { [vipMap] in
                 let (portActive, detail) = router.health()
                 guard vipMap.isReady else {
-                    return MetricsEndpoint.Health(healthy: false, detail: "map not listed from etcd yet (every RTR would fail EHOSTUNREACH), \(detail)")
+                    return MetricsEndpoint.Health(healthy: false, detail: "map not listed from etcd yet (translations answer EAGAIN until then), \(detail)")
                 }
                 return MetricsEndpoint.Health(healthy: portActive, detail: detail)
             }

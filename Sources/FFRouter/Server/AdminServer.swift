@@ -1,13 +1,27 @@
 import FFSystem
 import Foundation
 import Logging
+import Synchronization
 
-/// The router's admin socket: a client sends `status` and gets the router's state as one JSON datagram.
-/// `ffctl router status` is its client. Anything else is answered with an `{"error": …}` object.
+/// The router's admin socket (docs/router.md, "Admin API"): a Unix stream socket, mode 0600, that serves
+/// only root and the router's own user (checked with SO_PEERCRED as well, in case the mode is loosened).
+/// Each connection carries one JSON request line and gets one JSON response, then end of file. `ffctl
+/// router status` and `ffctl router pod …` are its clients; the device plugin calls `pod-add`/`pod-remove`.
+///
+/// It runs on its own threads and never on the router's: an acceptor thread, and one short-lived thread per
+/// request (at most `maxConcurrentRequests`), each bounded by deadlines, so a stalled admin client holds only
+/// its own thread for a few seconds.
 public final class AdminServer: Sendable {
     private let path: String
     private let router: Router
     private let logger: Logger
+    private let active = Mutex<Int>(0)
+    /// Requests served at once; more are answered EBUSY.
+    static let maxConcurrentRequests = 8
+    /// How long a client has to send its request line.
+    static let requestMilliseconds: Int64 = 5000
+    /// How long a client has to read the response.
+    static let responseMilliseconds: Int64 = 10_000
 
     /// An admin socket at `path` for `router`.
     public init(path: String, router: Router, logger: Logger) {
@@ -16,45 +30,155 @@ public final class AdminServer: Sendable {
         self.logger = logger
     }
 
-    /// Serves until cancelled, then removes the socket file.
+    /// Serves until the task is cancelled, then removes the socket file. The task only waits.
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let listener = try SeqPacketSocket.listen(path: path, mode: 0o600)
-        defer { listener.close(); unlink(path) }
+        let listener = try StreamSocket.listen(path: path, mode: 0o600)
+        let wake = try WakeEvent()
+        let finished = Latch()
+        defer { listener.close(); wake.close(); unlink(path) }
+        try NamedThread.start(name: "ffr-admin", stackBytes: 512 * 1024) { self.acceptLoop(listener, wake: wake, finished: finished) }
         logger.info("admin socket ready", metadata: ["path": "\(path)"])
-        while !Task.isCancelled {
-            let connection: SeqPacketSocket
+        let cancelled = Latch()
+        await withTaskCancellationHandler { await cancelled.wait() } onCancel: { cancelled.open() }
+        wake.signal()
+        await finished.wait()
+    }
+
+    /// Whether a peer with `uid` may use the admin socket of a router running as `routerUID`.
+    static func permits(peerUID uid: UInt32, routerUID: UInt32) -> Bool { uid == 0 || uid == routerUID }
+
+    private func acceptLoop(_ listener: StreamSocket, wake: WakeEvent, finished: Latch) {
+        defer { finished.open() }
+        var fds = [pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0), pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)]
+        while true {
+            fds[0].revents = 0
+            fds[1].revents = 0
             do {
-                connection = try await listener.nextConnection()
-            } catch is CancellationError {
+                try Poll.wait(&fds, timeoutMilliseconds: -1)
+            } catch {
+                logger.error("admin poll failed", metadata: ["error": "\(error)"])
                 return
             }
-            // One request per connection, answered at once: no task per client needed.
-            guard let request = try? connection.receive(timeoutMilliseconds: 2000) else { connection.close(); continue }
-            let command = String(decoding: request.bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let reply = Self.answer(command, status: router.status)
-            try? connection.send(reply)
-            connection.close()
+            if fds[0].revents != 0 { return }
+            guard fds[1].revents != 0 else { continue }
+            for _ in 0..<16 {
+                let connection: StreamSocket
+                do {
+                    guard let accepted = try listener.accept() else { break }
+                    connection = accepted
+                } catch {
+                    if error.errno == EMFILE || error.errno == ENFILE { listener.acceptAndClose() }
+                    logger.warning("admin accept failed", metadata: ["error": "\(error)"])
+                    break
+                }
+                dispatch(connection)
+            }
         }
     }
 
-    static func answer(_ command: String, status: RouterStatus) -> [UInt8] {
-        guard command == "status" else {
-            return Array(#"{"error":"unknown admin command; the only command is status"}"#.utf8)
+    /// Checks the peer and hands the connection to a request thread, or refuses it at once.
+    private func dispatch(_ connection: StreamSocket) {
+        let peer = try? connection.peerCredentials()
+        let routerUID = geteuid()
+        guard let peer, Self.permits(peerUID: peer.uid, routerUID: routerUID) else {
+            logger.warning("admin request refused: peer is not root", metadata: ["uid": "\(peer.map { "\($0.uid)" } ?? "unknown")",
+                                                                                  "pid": "\(peer.map { "\($0.pid)" } ?? "unknown")"])
+            refuse(connection, AdminFailure(errno: EACCES, "permission denied: the admin socket serves uid 0 and the router's uid \(routerUID) only, "
+                                            + "not uid \(peer.map { "\($0.uid)" } ?? "unknown")"))
+            return
         }
+        let admitted = active.withLock { count -> Bool in
+            guard count < Self.maxConcurrentRequests else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            refuse(connection, AdminFailure(errno: EBUSY, "the router is serving \(Self.maxConcurrentRequests) admin requests already; retry"))
+            return
+        }
+        do {
+            try NamedThread.start(name: "ffr-admin-req", stackBytes: 512 * 1024) {
+                self.serveRequest(connection)
+                self.active.withLock { $0 -= 1 }
+            }
+        } catch {
+            active.withLock { $0 -= 1 }
+            refuse(connection, AdminFailure(errno: EAGAIN, "no thread for the admin request: \(error)"))
+        }
+    }
+
+    private func refuse(_ connection: StreamSocket, _ failure: AdminFailure) {
+        // A fresh connection's socket buffer takes a short answer without waiting. The request is read (for
+        // at most 100 ms) before closing: closing a Unix stream socket with unread data resets the peer,
+        // which would lose the answer.
+        let deadline = Poll.nowMilliseconds() + 100
+        try? connection.write(Self.encode(AdminResponse(failure)), deadline: deadline)
+        connection.shutdownWrite()
+        _ = try? connection.readLine(maxBytes: 64 * 1024, deadline: deadline)
+        connection.close()
+    }
+
+    private func serveRequest(_ connection: StreamSocket) {
+        defer { connection.close() }
+        let line: [UInt8]
+        do {
+            line = try connection.readLine(maxBytes: 64 * 1024, deadline: Poll.nowMilliseconds() + Self.requestMilliseconds)
+        } catch {
+            logger.warning("admin request not read", metadata: ["error": "\(error)"])
+            try? connection.write(Self.encode(AdminResponse(AdminFailure(errno: error.errno, "request not read: \(error)"))),
+                                  deadline: Poll.nowMilliseconds() + 100)
+            return
+        }
+        let response = respond(to: line)
+        do {
+            try connection.write(Self.encode(response), deadline: Poll.nowMilliseconds() + Self.responseMilliseconds)
+        } catch {
+            logger.warning("admin response not delivered", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The response to one request line: a JSON `AdminRequest`, or the bare word `status`.
+    func respond(to line: [UInt8]) -> AdminResponse {
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let request: AdminRequest
+        if text == "status" {
+            request = AdminRequest(command: .status)
+        } else {
+            do {
+                request = try JSONDecoder().decode(AdminRequest.self, from: Data(text.utf8))
+            } catch {
+                return AdminResponse(AdminFailure(errno: EINVAL, "not an admin request (a JSON object with command status, pod-add, pod-remove "
+                                                  + "or pod-list): \(error)"))
+            }
+        }
+        var response = AdminResponse()
+        do throws(AdminFailure) {
+            switch request.command {
+            case .status:
+                response.status = router.status
+            case .podList:
+                response.pods = router.pods
+            case .podAdd:
+                guard let spec = request.pod else { throw AdminFailure(errno: EINVAL, "pod-add needs a pod {name, namespace, uid, vip}") }
+                (response.pod, response.created) = try router.addPod(spec)
+            case .podRemove:
+                guard let id = request.id, !id.isEmpty else { throw AdminFailure(errno: EINVAL, "pod-remove needs an id (uid, namespace/name or --pod name)") }
+                let removed = try router.removePod(id)
+                (response.pod, response.closedSessions, response.sessionsStillClosing) = (removed.pod, removed.closed, removed.stillClosing)
+            }
+        } catch {
+            return AdminResponse(error)
+        }
+        return response
+    }
+
+    static func encode(_ response: AdminResponse) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return (try? Array(encoder.encode(status))) ?? Array(#"{"error":"status not encodable"}"#.utf8)
+        return (try? Array(encoder.encode(response))) ?? Array(#"{"error":"response not encodable","errno":5}"#.utf8)
     }
 
     /// Asks the router behind `path` for its status (what `ffctl router status` does).
-    public static func requestStatus(path: String) throws -> RouterStatus {
-        let socket = try SeqPacketSocket.connect(path: path)
-        defer { socket.close() }
-        try socket.send(Array("status".utf8))
-        guard let reply = try socket.receive(timeoutMilliseconds: 5000) else {
-            throw SystemError(operation: "recvmsg", errno: ECONNRESET, detail: "\(path): the router closed the admin connection")
-        }
-        return try JSONDecoder().decode(RouterStatus.self, from: Data(reply.bytes))
-    }
+    public static func requestStatus(path: String) throws -> RouterStatus { try AdminClient(path: path).status() }
 }

@@ -8,6 +8,8 @@ public final class RouterMetrics: Sendable {
     let postedBytes: Counter
     let completions: Counter
     let sessions: Counter
+    let slowClientsDisconnected: Counter
+    private let refusedByReason: [String: Counter]
     private let errorsByKind: [String: Counter]
     private let clients: Gauge
     private let objects: [String: Gauge]
@@ -24,6 +26,10 @@ public final class RouterMetrics: Sendable {
         postedBytes = Counter(label: "ffrouter_posted_bytes_total", factory: factory)
         completions = Counter(label: "ffrouter_polled_completions_total", factory: factory)
         sessions = Counter(label: "ffrouter_sessions_total", factory: factory)
+        slowClientsDisconnected = Counter(label: "ffrouter_slow_clients_disconnected_total", factory: factory)
+        refusedByReason = Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
+            ($0.rawValue, Counter(label: "ffrouter_refused_connections_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+        })
         errorsByKind = Dictionary(uniqueKeysWithValues: Self.errorKinds.map {
             ($0, Counter(label: "ffrouter_errors_total", dimensions: [("kind", $0)], factory: factory))
         })
@@ -37,6 +43,9 @@ public final class RouterMetrics: Sendable {
 
     /// Counts one refused request of `kind`.
     func error(_ kind: String) { (errorsByKind[kind] ?? errorsByKind["other"])?.increment() }
+
+    /// Counts one connection refused for `reason`.
+    func refused(_ reason: RefusalReason) { refusedByReason[reason.rawValue]?.increment() }
 
     /// Sets the gauges from the router's state.
     public func update(from status: RouterStatus) {

@@ -16,23 +16,10 @@ public struct ClientIdentity: Sendable, Equatable, Codable {
     public var uid: UInt32
 }
 
-/// A reply to send: the message and the descriptors that travel with it.
-struct Reply {
-    var message: Message
-    var descriptors: [Int32] = []
-    /// The request this answers; set by `Session.handle`.
-    var requestID: UInt64 = 0
-    /// Runs once the reply is sent (or could not be): releases what only had to live until then.
-    var afterSend: (() -> Void)?
-
-    /// The datagram to send.
-    func encode() throws -> [UInt8] { try Frame(requestID: requestID, message: message).encode() }
-}
-
 /// One client's session: decodes its requests, checks every value against the trust boundary and the session's
 /// limits, runs them on the backend with the client's own objects, and answers. Used by one thread at a time (the
 /// session's); never throws: every failure is an error reply and the session goes on.
-final class Session {
+final class Session: SessionHandler {
     let id: UInt64
     let identity: ClientIdentity
     private let vip: IPv4Address
@@ -59,6 +46,9 @@ final class Session {
         logger[metadataKey: "pod"] = "\(identity.pod)"
         self.logger = logger
     }
+
+    /// Objects, requests and errors so far, for status.
+    var counters: SessionCounters { SessionCounters(objects: objects.counts, requests: stats.requests, errors: stats.errors) }
 
     /// Destroys every object of the session in dependency order.
     func close() {
@@ -94,7 +84,7 @@ final class Session {
                 stats.errors &+= 1
                 logger.warning("hello refused", metadata: ["client": "\(hello.clientName)", "reason": "\(answer)"])
             }
-            return Reply(message: answer, requestID: frame.requestID)
+            return Reply(message: answer, requestID: frame.requestID, closeAfterSend: version == nil)
         }
         guard let version, frame.version == version else {
             return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: version == nil

@@ -37,18 +37,43 @@ public struct Datagram: Sendable {
     }
 }
 
+/// What a non-blocking receive found.
+public enum Received: Sendable {
+    /// A datagram, possibly empty (zero bytes is a message, not end of file, on SOCK_SEQPACKET).
+    case datagram(Datagram)
+    /// Nothing is waiting (EAGAIN).
+    case wouldBlock
+    /// The peer closed its end (or shut down writing) and everything it sent has been read.
+    case endOfFile
+
+    /// The datagram, if one came.
+    public var datagram: Datagram? {
+        if case .datagram(let datagram) = self { return datagram }
+        return nil
+    }
+}
+
 /// A Unix-domain SOCK_SEQPACKET socket: message boundaries are kept, so one datagram is one protocol
 /// message, and descriptors travel alongside with SCM_RIGHTS (unix(7)). The descriptor is non-blocking;
 /// the async calls wait for readiness without holding a thread.
-public final class SeqPacketSocket: Sendable {
+///
+/// recvmsg(2) returns 0 both for an empty datagram and at end of file. Every socket sets SO_PASSCRED, so
+/// each real datagram, even an empty one, arrives with an SCM_CREDENTIALS control message and end of file
+/// is the only 0-byte receive without one.
+public final class SeqPacketSocket: UnixDomainSocket {
     private let owned: OwnedDescriptor
     /// The path the socket is bound or connected to, for messages.
     public let path: String
 
-    private init(fd: Int32, path: String) throws(SystemError) {
+    /// Takes ownership of `fd`; sets O_NONBLOCK and SO_PASSCRED.
+    public init(adopting fd: Int32, path: String) throws(SystemError) {
         owned = OwnedDescriptor(taking: fd)
         self.path = path
         try Readiness.setNonBlocking(fd)
+        var on: Int32 = 1
+        guard setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw SystemError.last("setsockopt(SO_PASSCRED)", path)
+        }
     }
 
     /// The descriptor number (-1 once closed).
@@ -57,69 +82,18 @@ public final class SeqPacketSocket: Sendable {
     /// Closes the socket; a peer then reads end of file.
     public func close() { owned.close() }
 
-    private static func makeAddress(_ path: String) throws(SystemError) -> (sockaddr_un, socklen_t) {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard !bytes.isEmpty, bytes.count < capacity else {
-            throw SystemError(operation: "sockaddr_un", errno: ENAMETOOLONG, detail: "socket path must be 1..\(capacity - 1) bytes: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
-        return (addr, socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1))
-    }
-
-    private static func newSocket(_ path: String) throws(SystemError) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemError.last("socket(AF_UNIX, SOCK_SEQPACKET)", path) }
-        return fd
-    }
-
-    /// Binds and listens at `path`, replacing a stale socket file left there, with the file mode `mode`.
-    public static func listen(path: String, backlog: Int32 = 64, mode: mode_t = 0o660) throws(SystemError) -> SeqPacketSocket {
-        var (addr, length) = try makeAddress(path)
-        let fd = try newSocket(path)
-        let socket = try SeqPacketSocket(fd: fd, path: path)
-        var st = stat()
-        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard rc == 0 else { throw SystemError.last("bind", path) }
-        guard chmod(path, mode) == 0 else { throw SystemError.last("chmod", path) }
-        guard Glibc.listen(fd, backlog) == 0 else { throw SystemError.last("listen", path) }
-        _ = length
-        return socket
-    }
-
-    /// Connects to the listening socket at `path`.
-    public static func connect(path: String) throws(SystemError) -> SeqPacketSocket {
-        var (addr, length) = try makeAddress(path)
-        let fd = try newSocket(path)
-        let socket = try SeqPacketSocket(fd: fd, path: path)
-        let rc = retryingEINTR {
-            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) } }
-        }
-        // A Unix-socket connect completes at once or fails; EAGAIN means the backlog is full.
-        guard rc == 0 else { throw SystemError.last("connect", path) }
-        return socket
-    }
+    /// SOCK_SEQPACKET.
+    public static let socketType = Int32(SOCK_SEQPACKET.rawValue)
 
     /// A connected pair (socketpair(2)), for tests and in-process peers.
     public static func pair() throws(SystemError) -> (SeqPacketSocket, SeqPacketSocket) {
         var fds: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+        guard socketpair(AF_UNIX, socketType | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
             throw SystemError.last("socketpair")
         }
-        return (try SeqPacketSocket(fd: fds[0], path: "socketpair"), try SeqPacketSocket(fd: fds[1], path: "socketpair"))
-    }
-
-    /// Accepts one pending connection; nil when none is pending.
-    public func accept() throws(SystemError) -> SeqPacketSocket? {
-        let fd = retryingEINTR { accept4(descriptor, nil, nil, Int32(SOCK_CLOEXEC.rawValue)) }
-        if fd < 0 {
-            if Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK { return nil }
-            throw SystemError.last("accept", path)
-        }
-        return try SeqPacketSocket(fd: fd, path: path)
+        let first: SeqPacketSocket
+        do { first = try SeqPacketSocket(adopting: fds[0], path: "socketpair") } catch { Glibc.close(fds[1]); throw error }
+        return (first, try SeqPacketSocket(adopting: fds[1], path: "socketpair"))
     }
 
     /// Waits for and accepts the next connection.
@@ -130,60 +104,58 @@ public final class SeqPacketSocket: Sendable {
         }
     }
 
-    /// The peer's pid, uid and gid (SO_PEERCRED).
-    public func peerCredentials() throws(SystemError) -> PeerCredentials {
-        var cred = ffs_ucred()
-        var length = socklen_t(MemoryLayout<ffs_ucred>.size)
-        guard getsockopt(descriptor, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0 else {
-            throw SystemError.last("getsockopt(SO_PEERCRED)", path)
-        }
-        return PeerCredentials(pid: cred.pid, uid: cred.uid, gid: cred.gid)
-    }
-
-    /// Sends one datagram with `descriptors` attached (SCM_RIGHTS). A full socket buffer is retried for up to
-    /// `waitMilliseconds` (the peer is a local process reading its replies), then fails with EAGAIN.
-    public func send(_ bytes: [UInt8], descriptors: [Int32] = [], waitMilliseconds: Int = 2000) throws(SystemError) {
+    /// Sends one datagram if the socket buffer has room: false when it has not (EAGAIN), the datagram is
+    /// then not sent. Never blocks. Other failures (EPIPE: the peer is gone) are thrown.
+    public func trySend(_ bytes: [UInt8], descriptors: [Int32] = []) throws(SystemError) -> Bool {
         let controlLength = descriptors.isEmpty ? 0 : cmsgSpace(descriptors.count * MemoryLayout<Int32>.size)
         var control = [UInt8](repeating: 0, count: max(controlLength, 1))
-        var attempts = 0
-        while true {
-            let sent: Int = bytes.withUnsafeBytes { payload in
-                control.withUnsafeMutableBytes { controlBytes in
-                    var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)
-                    return withUnsafeMutablePointer(to: &iov) { iovPointer in
-                        var message = msghdr()
-                        message.msg_iov = iovPointer
-                        message.msg_iovlen = 1
-                        if controlLength > 0 {
-                            message.msg_control = controlBytes.baseAddress
-                            message.msg_controllen = controlLength
-                            let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                            header.pointee.cmsg_level = SOL_SOCKET
-                            header.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                            header.pointee.cmsg_len = cmsgLength(descriptors.count * MemoryLayout<Int32>.size)
-                            let data = controlBytes.baseAddress! + cmsgLength(0)
-                            descriptors.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                        }
-                        return retryingEINTR { sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL)) }
+        let sent: Int = bytes.withUnsafeBytes { payload in
+            control.withUnsafeMutableBytes { controlBytes in
+                var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)
+                return withUnsafeMutablePointer(to: &iov) { iovPointer in
+                    var message = msghdr()
+                    message.msg_iov = iovPointer
+                    message.msg_iovlen = 1
+                    if controlLength > 0 {
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlLength
+                        let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                        header.pointee.cmsg_level = SOL_SOCKET
+                        header.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                        header.pointee.cmsg_len = cmsgLength(descriptors.count * MemoryLayout<Int32>.size)
+                        let data = controlBytes.baseAddress! + cmsgLength(0)
+                        descriptors.withUnsafeBytes { data.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                     }
+                    return retryingEINTR { sendmsg(descriptor, &message, Int32(MSG_NOSIGNAL)) }
                 }
             }
-            if sent >= 0 { return }
-            let code = Glibc.errno
-            if (code == EAGAIN || code == EWOULDBLOCK) && attempts < waitMilliseconds {
-                attempts += 1
-                usleep(1000)
-                continue
+        }
+        if sent >= 0 { return true }
+        let code = Glibc.errno
+        if code == EAGAIN || code == EWOULDBLOCK { return false }
+        throw SystemError(operation: "sendmsg", errno: code, detail: path)
+    }
+
+    /// Sends one datagram with `descriptors` attached (SCM_RIGHTS), blocking the calling thread in poll(2)
+    /// for at most `waitMilliseconds` while the socket buffer is full, then failing with EAGAIN. For
+    /// clients and tests; the router's sessions use `trySend` and their own outbound queue.
+    public func send(_ bytes: [UInt8], descriptors: [Int32] = [], waitMilliseconds: Int = 2000) throws(SystemError) {
+        let deadline = Poll.nowMilliseconds() + Int64(waitMilliseconds)
+        while true {
+            if try trySend(bytes, descriptors: descriptors) { return }
+            let timeout = Poll.timeout(until: deadline)
+            guard timeout > 0 else {
+                throw SystemError(operation: "sendmsg", errno: EAGAIN, detail: "\(path): the peer did not read for \(waitMilliseconds) ms")
             }
-            throw SystemError(operation: "sendmsg", errno: code, detail: path)
+            var pfd = [pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)]
+            try Poll.wait(&pfd, timeoutMilliseconds: timeout)
         }
     }
 
-    /// Receives one datagram if one is waiting: nil when none is (EAGAIN); an empty datagram with no
-    /// descriptors at end of file.
-    public func receive(maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Datagram? {
+    /// Receives one datagram if one is waiting, telling an empty datagram from end of file.
+    public func receive(maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Received {
         var buffer = [UInt8](repeating: 0, count: maxBytes)
-        let controlLength = cmsgSpace(maxDescriptors * MemoryLayout<Int32>.size)
+        let controlLength = cmsgSpace(maxDescriptors * MemoryLayout<Int32>.size) + cmsgSpace(MemoryLayout<ffs_ucred>.size)
         var control = [UInt8](repeating: 0, count: controlLength)
         var flags: Int32 = 0
         var controlUsed = 0
@@ -204,9 +176,12 @@ public final class SeqPacketSocket: Sendable {
             }
         }
         if received < 0 {
-            if Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK { return nil }
+            if Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK { return .wouldBlock }
             throw SystemError.last("recvmsg", path)
         }
+        let truncated = flags & Int32(MSG_TRUNC) != 0 || flags & Int32(MSG_CTRUNC) != 0
+        // A real datagram always carries SCM_CREDENTIALS (SO_PASSCRED); end of file carries nothing.
+        if received == 0 && controlUsed == 0 && !truncated { return .endOfFile }
         var descriptors: [OwnedDescriptor] = []
         var offset = 0
         while offset + cmsgLength(0) <= controlUsed {
@@ -224,42 +199,38 @@ public final class SeqPacketSocket: Sendable {
             }
             offset += cmsgSpace(length - cmsgLength(0))
         }
-        let truncated = flags & Int32(MSG_TRUNC) != 0 || flags & Int32(MSG_CTRUNC) != 0
-        return Datagram(bytes: Array(buffer.prefix(received)), descriptors: descriptors, truncated: truncated)
+        return .datagram(Datagram(bytes: Array(buffer.prefix(received)), descriptors: descriptors, truncated: truncated))
     }
 
     /// Waits, blocking the calling thread for at most `timeoutMilliseconds`, for the next datagram: nil at
     /// end of file; throws ETIMEDOUT when nothing came in time.
     public func receive(timeoutMilliseconds: Int32, maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Datagram? {
-        var remaining = timeoutMilliseconds
+        let deadline = Poll.nowMilliseconds() + Int64(timeoutMilliseconds)
         while true {
-            if let datagram = try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
-                return datagram.bytes.isEmpty && datagram.descriptors.isEmpty && !datagram.truncated ? nil : datagram
+            switch try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
+            case .datagram(let datagram): return datagram
+            case .endOfFile: return nil
+            case .wouldBlock: break
             }
-            var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let started = monotonicMilliseconds()
-            let rc = poll(&pfd, 1, remaining)
-            if rc < 0 && Glibc.errno != EINTR { throw SystemError.last("poll", path) }
-            if rc == 0 { throw SystemError(operation: "recvmsg", errno: ETIMEDOUT, detail: "\(path): no reply within \(timeoutMilliseconds) ms") }
-            remaining = max(0, remaining - Int32(clamping: monotonicMilliseconds() - started))
+            let timeout = Poll.timeout(until: deadline)
+            guard timeout > 0 else {
+                throw SystemError(operation: "recvmsg", errno: ETIMEDOUT, detail: "\(path): no reply within \(timeoutMilliseconds) ms")
+            }
+            var pfd = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
+            try Poll.wait(&pfd, timeoutMilliseconds: timeout)
         }
     }
 
     /// Waits for the next datagram; nil at end of file (the peer closed or died).
     public func nextDatagram(maxBytes: Int = 65536, maxDescriptors: Int = 4) async throws -> Datagram? {
         while true {
-            if let datagram = try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
-                return datagram.bytes.isEmpty && datagram.descriptors.isEmpty && !datagram.truncated ? nil : datagram
+            switch try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
+            case .datagram(let datagram): return datagram
+            case .endOfFile: return nil
+            case .wouldBlock: try await Readiness.readable(descriptor)
             }
-            try await Readiness.readable(descriptor)
         }
     }
-}
-
-private func monotonicMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
 /// CMSG_ALIGN / CMSG_LEN / CMSG_SPACE, which Swift cannot import (they are macros).

@@ -1,0 +1,183 @@
+import FFProtocol
+import FFSystem
+import Foundation
+import Logging
+import Synchronization
+
+/// The acceptor thread's resources: its wake event (pods added or removed, stop) and a reserve descriptor
+/// that lets it shed connections when the process is out of descriptors.
+final class Acceptor: Sendable {
+    let wake: WakeEvent
+    /// Opens when the acceptor thread has ended.
+    let finished = Latch()
+    /// /dev/null, held open so that one descriptor can be freed on EMFILE to accept and at once close a
+    /// connection the router cannot serve; -1 while it could not be reopened. Touched by the acceptor
+    /// thread only (the Mutex makes the class Sendable).
+    private let reserve = Mutex<Int32>(-1)
+
+    init() throws(SystemError) {
+        wake = try WakeEvent()
+        restoreReserve()
+    }
+
+    /// Frees the reserve descriptor; false when there was none.
+    func releaseReserve() -> Bool {
+        reserve.withLock { fd in
+            guard fd >= 0 else { return false }
+            Glibc.close(fd)
+            fd = -1
+            return true
+        }
+    }
+
+    /// Reopens the reserve descriptor if it is not held; false when that failed (still out of descriptors).
+    @discardableResult
+    func restoreReserve() -> Bool {
+        reserve.withLock { fd in
+            if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+            return fd >= 0
+        }
+    }
+
+    func close() {
+        _ = releaseReserve()
+        wake.close()
+    }
+}
+
+/// Why a connection was refused, as the `reason` label of `ffrouter_refused_connections_total`.
+enum RefusalReason: String, CaseIterable {
+    case descriptors
+    case podLimit = "pod_limit"
+    case threads
+}
+
+extension Router {
+    /// The acceptor thread: polls every pod listener and the wake event; accepts, refuses cleanly when out of
+    /// descriptors (the client reads end of file) and starts a session thread per connection.
+    func acceptLoop(_ acceptor: Acceptor) {
+        var refusalLog = RateLimitedLog(intervalMilliseconds: 10_000)
+        // While out of descriptors without a reserve, listeners are not polled (they would stay readable
+        // and spin this thread) until this time.
+        var pausedUntil: Int64 = 0
+        while true {
+            let listeners = state.withLock { s -> [PodEntry]? in
+                for retired in s.retired { retired.close() }
+                s.retired = []
+                return s.phase == .running ? Array(s.pods.values) : nil
+            }
+            guard let listeners else { break }
+            let paused = Poll.nowMilliseconds() < pausedUntil
+            var fds = [pollfd(fd: acceptor.wake.descriptor, events: Int16(POLLIN), revents: 0)]
+            if !paused { fds += listeners.map { pollfd(fd: $0.listener.descriptor, events: Int16(POLLIN), revents: 0) } }
+            do {
+                try Poll.wait(&fds, timeoutMilliseconds: paused ? Poll.timeout(until: pausedUntil) : -1)
+            } catch {
+                logger.error("acceptor poll failed", metadata: ["error": "\(error)"])
+                pausedUntil = Poll.nowMilliseconds() + 100
+                continue
+            }
+            if fds[0].revents != 0 { acceptor.wake.drain() }
+            for (index, entry) in listeners.enumerated() where !paused && fds[index + 1].revents != 0 {
+                // A bounded batch per listener, so that one pod's connection storm cannot starve another's.
+                for _ in 0..<64 {
+                    let connection: SeqPacketSocket
+                    do {
+                        guard let accepted = try entry.listener.accept() else { break }
+                        connection = accepted
+                    } catch where error.errno == EMFILE || error.errno == ENFILE {
+                        if !shed(entry.listener, acceptor) { pausedUntil = Poll.nowMilliseconds() + 100 }
+                        refused(.descriptors, pod: entry.pod, log: &refusalLog, why: "out of descriptors (\(error))")
+                        break
+                    } catch {
+                        logger.error("accept failed", metadata: ["pod": "\(entry.pod.displayName)", "error": "\(error)"])
+                        break
+                    }
+                    admit(connection, pod: entry.pod, acceptor: acceptor, log: &refusalLog)
+                }
+            }
+        }
+        acceptor.finished.open()
+    }
+
+    /// Accepts one connection with the reserve descriptor's slot and closes it at once: the client reads end
+    /// of file instead of waiting in the backlog. False when there was no reserve to free.
+    private func shed(_ listener: SeqPacketSocket, _ acceptor: Acceptor) -> Bool {
+        guard acceptor.releaseReserve() else { acceptor.restoreReserve(); return false }
+        listener.acceptAndClose()
+        return acceptor.restoreReserve()
+    }
+
+    /// Registers the connection and starts its session thread, or refuses it (pod at its connection limit,
+    /// no descriptor for its wake event, no thread).
+    private func admit(_ connection: SeqPacketSocket, pod: PodDeclaration, acceptor: Acceptor, log: inout RateLimitedLog) {
+        let wake: WakeEvent
+        do {
+            wake = try WakeEvent()
+        } catch {
+            connection.close()
+            refused(.descriptors, pod: pod, log: &log, why: "no descriptor for the session (\(error))")
+            return
+        }
+        let credentials = (try? connection.peerCredentials()) ?? PeerCredentials(pid: 0, uid: 0, gid: 0)
+        let limit = options.maxConnectionsPerPod
+        let admitted = state.withLock { s -> SessionConnection? in
+            guard s.phase == .running, s.pods[pod.key]?.pod == pod else { return nil }
+            if limit > 0 && s.connectionsPerPod[pod.key, default: 0] >= limit { return nil }
+            let id = s.nextSession
+            s.nextSession += 1
+            s.sessionsTotal += 1
+            let identity = ClientIdentity(pod: pod.displayName, vip: pod.vip.description, pid: credentials.pid, uid: credentials.uid)
+            let admitted = SessionConnection(context: SessionContext(id: id, identity: identity, vip: pod.vip, pod: pod), socket: connection,
+                                             wake: wake)
+            s.connections[id] = admitted
+            s.connectionsPerPod[pod.key, default: 0] += 1
+            return admitted
+        }
+        guard let admitted else {
+            connection.close()
+            wake.close()
+            let serving = state.withLock { $0.phase == .running && $0.pods[pod.key] != nil }
+            if serving { refused(.podLimit, pod: pod, log: &log, why: "the pod has \(limit) connections (--max-connections-per-pod)") }
+            return
+        }
+        metrics.sessions.increment()
+        do {
+            try NamedThread.start(name: "ffr-s\(admitted.context.id)", stackBytes: options.sessionStackBytes) { self.serve(admitted) }
+        } catch {
+            state.withLock { s in
+                s.connections[admitted.context.id] = nil
+                s.connectionsPerPod[pod.key, default: 1] -= 1
+            }
+            connection.close()
+            wake.close()
+            refused(.threads, pod: pod, log: &log, why: "no thread for the session (\(error))")
+        }
+    }
+
+    private func refused(_ reason: RefusalReason, pod: PodDeclaration, log: inout RateLimitedLog, why: String) {
+        let total = state.withLock { s in s.refusedConnections += 1; return s.refusedConnections }
+        metrics.refused(reason)
+        if let suppressed = log.shouldLog() {
+            logger.warning("connection refused", metadata: ["pod": "\(pod.displayName)", "reason": "\(why)", "refused_total": "\(total)",
+                                                            "refusals_not_logged": "\(suppressed)"])
+        }
+    }
+}
+
+/// At most one log line per interval; counts what it held back.
+struct RateLimitedLog {
+    let intervalMilliseconds: Int64
+    private var last: Int64 = .min
+    private var suppressed = 0
+
+    init(intervalMilliseconds: Int64) { self.intervalMilliseconds = intervalMilliseconds }
+
+    /// The number of events not logged since the last line, when this one should be logged; nil otherwise.
+    mutating func shouldLog() -> Int? {
+        let now = Poll.nowMilliseconds()
+        guard last == .min || now - last >= intervalMilliseconds else { suppressed += 1; return nil }
+        defer { last = now; suppressed = 0 }
+        return suppressed
+    }
+}
