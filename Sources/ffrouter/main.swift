@@ -31,6 +31,9 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .long, help: "RDMA device (default: the first one).")
     var device: String?
 
+    @Flag(name: .customLong("fake-device"), help: "Serve an in-memory device instead of RDMA hardware (host tests of clients and the shim; data moves only between this router's own QPs).")
+    var fakeDevice = false
+
     @Option(name: .long, help: "Port of the device.")
     var port: UInt8 = 1
 
@@ -156,7 +159,9 @@ struct FFRouterCommand: AsyncParsableCommand {
             etcdMap = EtcdVipMap(mirror: MapMirror(client: client, schema: MapSchema(root: root), logger: logger), endpoints: etcdEndpoints!)
             vipMap = etcdMap!
         }
-        let node = try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
+        let node: any VerbsBackend = fakeDevice
+            ? FakeBackend(name: device ?? "fake0", nodeIP: IPv4Address(nodeIP)!)
+            : try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
         let options = RouterOptions(replyTimeoutMilliseconds: Int(replyTimeout * 1000), replyQueueDepth: replyQueue,
                                     maxConnectionsPerPod: maxConnectionsPerPod, limits: limits)
         var sessionLimits = SessionLimits()
