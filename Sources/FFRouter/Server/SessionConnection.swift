@@ -152,9 +152,17 @@ extension Router {
                     do {
                         bytes = try reply.encode()
                     } catch {
+                        // A reply the wire cannot carry is a router bug; the client gets EIO for that request and goes on.
                         reply.afterSend?()
-                        reason = .failed("reply not encodable: \(error)")
-                        break serving
+                        let failure = Reply(message: .error(ErrorReply(errno: EIO, reason: ErrorReply.fit("router reply not encodable: \(error)"))),
+                                            requestID: reply.requestID)
+                        guard let encoded = try? failure.encode() else {
+                            reason = .failed("reply not encodable: \(error)")
+                            break serving
+                        }
+                        if queue.isEmpty { lastProgress = Poll.nowMilliseconds() }
+                        queue.append(Outbound(bytes: encoded, descriptors: [], afterSend: nil, closeAfterSend: false))
+                        continue serving
                     }
                     if queue.isEmpty { lastProgress = Poll.nowMilliseconds() }
                     queue.append(Outbound(bytes: bytes, descriptors: reply.descriptors, afterSend: reply.afterSend,
