@@ -142,7 +142,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "VerbsTests", dependencies: ["Verbs"]),
-        .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol"]),
+        .testTarget(name: "FFProtocolTests", dependencies: ["FFProtocol", "FreeFlowTestSupport"]),
         .testTarget(name: "FFSystemTests", dependencies: ["FFSystem"]),
         .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
         .testTarget(

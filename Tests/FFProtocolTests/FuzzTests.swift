@@ -1,4 +1,5 @@
 import FFProtocol
+import FreeFlowTestSupport
 import Testing
 
 @Suite struct FuzzTests {

@@ -22,13 +22,22 @@ struct ProbeCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep the objects and wait until killed.")
     var hold = false
 
+    @Option(name: .customLong("mr-bytes"), help: "Size of the memory region to register (a large one shows what a client killed mid-registration leaves).")
+    var mrBytes = 65536
+
+    func validate() throws {
+        guard mrBytes > 0 else { throw ValidationError("--mr-bytes \(mrBytes): give a positive size") }
+    }
+
     func run() throws {
         let connection = try RouterConnection(path: socket, name: "ffctl-probe")
         print("connected: session \(connection.session.sessionID), vip \(connection.session.vip), gid \(connection.session.gid)")
         let device = try connection.queryDevice()
         print("device: vendor 0x\(String(device.vendorID, radix: 16)) part 0x\(String(device.vendorPartID, radix: 16)) max_qp \(device.maxQP)")
         let pd = try connection.allocatePD()
-        let memory = try SharedMemory(name: "ffctl-probe", size: 65536)
+        let memory = try SharedMemory(name: "ffctl-probe", size: mrBytes)
+        print("registering \(memory.bytes.count) bytes")
+        fflush(nil)
         let mr = try connection.registerMemory(pd: pd, memory: memory, access: [.localWrite, .remoteWrite, .remoteRead])
         let cq = try connection.createCQ(entries: 16)
         let qp = try connection.createQP(CreateQPRequest(pd: pd, sendCQ: cq.cq, recvCQ: cq.cq, type: .rc, signalAll: false,

@@ -9,15 +9,9 @@ import XCTest
 final class SessionFakeBackendTests: XCTestCase {
     func testTwoPodsExchangeSendWriteReadAndAtomicsThroughTheirOwnMemory() throws {
         let backend = FakeBackend()
-        let a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1)
-        let b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2)
-        let memA = try SharedMemory(name: "a", size: 8192), memB = try SharedMemory(name: "b", size: 8192)
-        let pdA = a.allocPD(), pdB = b.allocPD()
-        let mrA = a.registerMemory(pdA, memA), mrB = b.registerMemory(pdB, memB)
-        let cqA = a.createCQ(), cqB = b.createCQ()
-        let (qpA, qpnA) = a.createQP(pdA, cqA), (qpB, qpnB) = b.createQP(pdB, cqB)
-        a.connect(qpA, to: qpnB, at: SessionDriver.vipB)
-        b.connect(qpB, to: qpnA, at: SessionDriver.vipA)
+        let pair = try PodPair(backend: backend)
+        let (a, b, memA, memB, mrA, mrB) = (pair.a, pair.b, pair.memA, pair.memB, pair.mrA, pair.mrB)
+        let (cqA, cqB, qpA, qpB) = (pair.cqA, pair.cqB, pair.qpA, pair.qpB)
 
         // SEND with immediate: B posts a receive at offset 1024 of its memory, A sends 5 bytes from offset 0.
         memA.bytes.copyBytes(from: Array("hello".utf8))
@@ -73,21 +67,13 @@ final class SessionFakeBackendTests: XCTestCase {
     }
 
     func testAPodCannotUseAnotherPodsKeysOrHandles() throws {
-        let backend = FakeBackend()
-        let a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1)
-        let b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2)
-        let memA = try SharedMemory(name: "a", size: 4096), memB = try SharedMemory(name: "b", size: 4096)
-        let pdA = a.allocPD(), pdB = b.allocPD()
-        _ = a.registerMemory(pdA, memA)
-        let mrB = b.registerMemory(pdB, memB)
+        let pair = try PodPair(backend: FakeBackend())
+        let (a, memB, mrB) = (pair.a, pair.memB, pair.mrB)
         // B's handles mean nothing in A's session.
         XCTAssertEqual(a.refused(.deregMR(MRHandle(rawValue: 99))).errno, Errno.badHandle)
         XCTAssertEqual(a.refused(.deallocPD(PDHandle(rawValue: 42))).errno, Errno.badHandle)
         // B's lkey used by A's QP is a local protection error: the MR is in another PD.
-        let cqA = a.createCQ(), cqB = b.createCQ()
-        let (qpA, qpnA) = a.createQP(pdA, cqA), (qpB, qpnB) = b.createQP(pdB, cqB)
-        a.connect(qpA, to: qpnB, at: SessionDriver.vipB)
-        b.connect(qpB, to: qpnA, at: SessionDriver.vipA)
+        let (cqA, qpA) = (pair.cqA, pair.qpA)
         let steal = SendWorkRequest(wrID: 1, opcode: .rdmaWrite, remoteAddress: memB.address, rkey: mrB.rkey,
                                     sgList: [ScatterGatherEntry(address: memB.address, length: 8, lkey: mrB.lkey)])
         a.ok(.postSend(PostSendRequest(qp: qpA, requests: [steal])))
@@ -115,18 +101,11 @@ final class SessionFakeBackendTests: XCTestCase {
 
     func testCompletionChannelEventsReachTheClientsDescriptorAfterReqNotify() throws {
         let backend = FakeBackend()
-        let a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1)
-        let b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2)
-        let reply = b.raw(.createCompChannel)
-        guard case .createCompChannelReply(let channel) = reply.message, let fd = reply.descriptors.first else { return XCTFail("\(reply.message)") }
+        let pair = try PodPair(backend: backend, channelOnB: true)
+        guard let fd = pair.channelDescriptor else { return XCTFail("no completion channel descriptor") }
         defer { close(fd) }
-        let memA = try SharedMemory(name: "a", size: 4096), memB = try SharedMemory(name: "b", size: 4096)
-        let pdA = a.allocPD(), pdB = b.allocPD()
-        let mrA = a.registerMemory(pdA, memA), mrB = b.registerMemory(pdB, memB)
-        let cqA = a.createCQ(), cqB = b.createCQ(channel: channel)
-        let (qpA, qpnA) = a.createQP(pdA, cqA), (qpB, qpnB) = b.createQP(pdB, cqB)
-        a.connect(qpA, to: qpnB, at: SessionDriver.vipB)
-        b.connect(qpB, to: qpnA, at: SessionDriver.vipA)
+        let (a, b, memA, memB, mrA, mrB) = (pair.a, pair.b, pair.memA, pair.memB, pair.mrA, pair.mrB)
+        let (cqA, cqB, qpA, qpB) = (pair.cqA, pair.cqB, pair.qpA, pair.qpB)
         b.ok(.reqNotifyCQ(ReqNotifyCQRequest(cq: cqB, solicitedOnly: false)))
         b.ok(.postRecv(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 1, sgList: [ScatterGatherEntry(address: memB.address, length: 64, lkey: mrB.lkey)])])))
         a.ok(.postSend(PostSendRequest(qp: qpA, requests: [SendWorkRequest(wrID: 1, opcode: .send, sgList: [ScatterGatherEntry(address: memA.address, length: 4, lkey: mrA.lkey)])])))

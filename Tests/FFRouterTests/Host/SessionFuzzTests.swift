@@ -1,6 +1,7 @@
 import FFProtocol
 @testable import FFRouter
 import FFSystem
+import FreeFlowTestSupport
 import Foundation
 import Glibc
 import XCTest
@@ -69,17 +70,11 @@ final class SessionFuzzTests: XCTestCase {
     }
 }
 
-/// SplitMix64 with helpers that favour the values that break arithmetic.
+/// Seeded random values that favour the ones that break arithmetic.
 struct FuzzRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var bits: SplitMix64
+    init(seed: UInt64) { bits = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { bits.next() }
 
     mutating func extremeU64() -> UInt64 {
         let edges: [UInt64] = [0, 1, 2, .max, .max - 1, 1 << 31, (1 << 31) - 1, 1 << 32, 1 << 63, (1 << 63) - 1, 4095, 4096, 4097, 1 << 62]

@@ -117,40 +117,63 @@ final class RouterLabTests: XCTestCase {
         try a.connection.destroyAH(ah)
     }
 
-    func testAKilledClientLeavesNoObjectBehind() throws {
-        let baseline = try TwoNodeLab.kernelResources()
+    /// Starts `ffctl probe` on pod a with `arguments` and returns once it printed `marker` (bounded).
+    private func startProbe(_ arguments: [String], until marker: String) throws -> Process {
         let probe = Process()
         probe.executableURL = TwoNodeLab.binaries.appendingPathComponent("ffctl")
-        probe.arguments = ["probe", "--socket", lab.socket("node1", "a"), "--hold"]
+        probe.arguments = ["probe", "--socket", lab.socket("node1", "a")] + arguments
         let output = Pipe()
         probe.standardOutput = output
         try probe.run()
-        // Wait (bounded) for the probe to say it holds its objects.
         var text = ""
         let deadline = Date().addingTimeInterval(60)
-        while !text.contains("holding"), Date() < deadline {
+        while !text.contains(marker), Date() < deadline {
             let data = output.fileHandleForReading.availableData
             if data.isEmpty { break }
             text += String(decoding: data, as: UTF8.self)
         }
-        XCTAssertTrue(text.contains("holding"), "probe output: \(text)")
+        XCTAssertTrue(text.contains(marker), "probe output: \(text)")
+        return probe
+    }
+
+    /// Kills `probe` and waits (bounded) until the kernel's objects are back to `baseline` and router 1 has no client.
+    private func killAndExpectNothingLeft(_ probe: Process, baseline: [String: Int], _ what: String) throws {
+        kill(probe.processIdentifier, SIGKILL)
+        probe.waitUntilExit()
+        let cleanDeadline = Date().addingTimeInterval(60)
+        var after = try TwoNodeLab.kernelResources()
+        var status = try AdminStatus.fetch(lab.admin(1))
+        while after != baseline || !status.clients.isEmpty, Date() < cleanDeadline {
+            usleep(100_000)
+            after = try TwoNodeLab.kernelResources()
+            status = try AdminStatus.fetch(lab.admin(1))
+        }
+        XCTAssertEqual(after, baseline, "\(what): rdma res show counts are back to their baseline")
+        XCTAssertEqual(status.objects.total, 0, what)
+        XCTAssertEqual(status.clients.count, 0, what)
+    }
+
+    func testAKilledClientLeavesNoObjectBehind() throws {
+        let baseline = try TwoNodeLab.kernelResources()
+        let probe = try startProbe(["--hold"], until: "holding")
         let held = try TwoNodeLab.kernelResources()
         XCTAssertEqual(held["qp"], (baseline["qp"] ?? 0) + 1, "the probe's QP exists in the kernel")
         XCTAssertEqual(held["mr"], (baseline["mr"] ?? 0) + 1)
         let status = try AdminStatus.fetch(lab.admin(1))
         XCTAssertEqual(status.clients.count, 1)
         XCTAssertEqual(status.objects.qp, 1)
+        try killAndExpectNothingLeft(probe, baseline: baseline, "killed while holding its objects")
+    }
 
-        kill(probe.processIdentifier, SIGKILL)
-        probe.waitUntilExit()
-        let cleanDeadline = Date().addingTimeInterval(20)
-        var after = try TwoNodeLab.kernelResources()
-        while after != baseline, Date() < cleanDeadline {
-            usleep(100_000)
-            after = try TwoNodeLab.kernelResources()
+    func testAClientKilledWhileRegisteringALargeBufferLeavesNothingBehind() throws {
+        let baseline = try TwoNodeLab.kernelResources()
+        // Killed at once, a little later and much later after it starts a 128 MiB registration: before, during and
+        // after the router pins the pages. Each time the router must end up with nothing of that client.
+        for delay in [0, 50_000, 400_000] as [useconds_t] {
+            let probe = try startProbe(["--mr-bytes", "\(128 << 20)", "--hold"], until: "registering")
+            usleep(delay)
+            try killAndExpectNothingLeft(probe, baseline: baseline, "killed \(delay) µs into a 128 MiB registration")
         }
-        XCTAssertEqual(after, baseline, "rdma res show counts are back to their baseline")
-        XCTAssertEqual(try AdminStatus.fetch(lab.admin(1)).objects.total, 0)
     }
 
     func testGarbageFromOneClientDoesNotDisturbAnother() throws {

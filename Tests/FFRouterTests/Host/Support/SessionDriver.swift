@@ -154,3 +154,39 @@ func waitUntil(_ what: String, seconds: Double = 10, file: StaticString = #fileP
         usleep(2000)
     }
 }
+
+/// Two pods on one backend, each with 8 KiB of memory, a PD, an MR, a CQ and an RC QP connected to the other's;
+/// B's CQ reports to a completion channel when `channelOnB` (its descriptor is `channelDescriptor`).
+struct PodPair {
+    let a: SessionDriver, b: SessionDriver
+    let memA: SharedMemory, memB: SharedMemory
+    let mrA: RegMRReply, mrB: RegMRReply
+    let cqA: CQHandle, cqB: CQHandle
+    let qpA: QPHandle, qpB: QPHandle
+    let channel: CompChannelHandle?
+    let channelDescriptor: Int32?
+
+    init(backend: FakeBackend, channelOnB: Bool = false) throws {
+        a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1)
+        b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2)
+        if channelOnB, case let reply = b.raw(.createCompChannel), case .createCompChannelReply(let handle) = reply.message {
+            channel = handle
+            channelDescriptor = reply.descriptors.first
+        } else {
+            channel = nil
+            channelDescriptor = nil
+        }
+        memA = try SharedMemory(name: "a", size: 8192)
+        memB = try SharedMemory(name: "b", size: 8192)
+        let pdA = a.allocPD(), pdB = b.allocPD()
+        mrA = a.registerMemory(pdA, memA)
+        mrB = b.registerMemory(pdB, memB)
+        cqA = a.createCQ()
+        cqB = b.createCQ(channel: channel)
+        let (qa, qpnA) = a.createQP(pdA, cqA), (qb, qpnB) = b.createQP(pdB, cqB)
+        qpA = qa
+        qpB = qb
+        a.connect(qpA, to: qpnB, at: SessionDriver.vipB)
+        b.connect(qpB, to: qpnA, at: SessionDriver.vipA)
+    }
+}
