@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "ffctl", targets: ["ffctl"]),
         .executable(name: "ffrouter", targets: ["ffrouter"]),
         .executable(name: "iphunter", targets: ["iphunter"]),
+        .executable(name: "ffdevice-plugin", targets: ["ffdevice-plugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // libibverbs and librdmacm, found through pkg-config; shim.h wraps what Swift cannot import.
@@ -72,6 +77,37 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The kubelet device-plugin API v1beta1: Swift code generated from Protos/ by scripts/generate-protos and
+        // committed, so that a build never runs protoc.
+        .target(
+            name: "DevicePluginAPI",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The device plugin: advertises freeflow.io/vrdma to the kubelet and hands containers the router socket and the shim.
+        .target(
+            name: "FFDevicePlugin",
+            dependencies: [
+                "DevicePluginAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "ffdevice-plugin",
+            dependencies: [
+                "FFDevicePlugin",
+                "FFRouter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Kubernetes list+watch, reconciliation into etcd, leader election.
@@ -132,10 +168,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Real etcd processes and a fake Kubernetes API server for tests and benchmarks.
+        // Real etcd processes, a fake Kubernetes API server and a fake kubelet for tests, benchmarks and the demo.
         .target(
             name: "FreeFlowTestSupport",
             dependencies: [
+                "DevicePluginAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -150,6 +189,14 @@ let package = Package(
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
         ),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
+        .testTarget(
+            name: "FFDevicePluginTests",
+            dependencies: [
+                "FFDevicePlugin", "DevicePluginAPI", "FreeFlowTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         .testTarget(
             name: "FFOperationsTests",
             dependencies: [

@@ -181,6 +181,7 @@ public final class Router: Sendable {
     /// The router's state now.
     public var status: RouterStatus {
         let map = map.summary
+        let port = device.portHealth()
         return state.withLock { s in
             let clients = s.connections.values.sorted { $0.context.id < $1.context.id }.map { connection in
                 let counters = connection.counters
@@ -191,7 +192,7 @@ public final class Router: Sendable {
                                 pods: podStatuses(s), map: map, clients: clients,
                                 objects: clients.reduce(ObjectCounts()) { $0 + $1.objects }, sessionsTotal: s.sessionsTotal,
                                 refusedConnections: s.refusedConnections, slowClientsDisconnected: s.slowClientsDisconnected,
-                                limits: options.limits)
+                                limits: options.limits, portActive: port.healthy, portState: port.detail)
         }
     }
 

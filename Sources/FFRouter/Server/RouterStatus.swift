@@ -67,4 +67,8 @@ public struct RouterStatus: Sendable, Codable, Equatable {
     public var slowClientsDisconnected: UInt64
     /// The process limits.
     public var limits: Limits
+    /// The served port can carry traffic (what the device plugin reports as the devices' health).
+    public var portActive: Bool
+    /// The port's state in words, e.g. `device rxe0 port 1 PORT_ACTIVE`.
+    public var portState: String
 }
