@@ -1,0 +1,67 @@
+import FFClient
+import FFProtocol
+import FFSystem
+import Glibc
+
+/// One ibv_context's session with the router: the control connection and the data path posts and polls
+/// go through. The C layer holds it as an opaque pointer (`Unmanaged`, retained until ibv_close_device).
+final class ShimSession {
+    let connection: RouterConnection
+    let dataPath: any ShimDataPath
+
+    init(path: String, name: String) throws(ClientError) {
+        connection = try RouterConnection(path: path, name: name)
+        dataPath = SocketDataPath(connection: connection)
+    }
+
+    /// The session behind the C layer's opaque pointer.
+    static func from(_ pointer: UnsafeMutableRawPointer?) -> ShimSession {
+        // The C layer only passes pointers `open` made and `close` has not yet released.
+        Unmanaged<ShimSession>.fromOpaque(pointer!).takeUnretainedValue()
+    }
+
+    /// Sends `message` and hands its reply to `extract`; a reply of another kind is a protocol error.
+    func expect<T>(_ message: Message, descriptors: [Int32] = [], _ extract: (Message) -> T?) throws(ClientError) -> T {
+        let (reply, _) = try connection.call(message, descriptors: descriptors)
+        guard let value = extract(reply) else { throw .protocolViolation("unexpected \(reply.kind) for \(message.kind)") }
+        return value
+    }
+}
+
+/// Runs a bridge call: 0, or the errno of the router's refusal or the transport's failure.
+func errnoOf(_ body: () throws(ClientError) -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch {
+        return error.errno
+    }
+}
+
+/// Runs a bridge call on the session behind `pointer`.
+func withSession(_ pointer: UnsafeMutableRawPointer?, _ body: (ShimSession) throws(ClientError) -> Void) -> Int32 {
+    let session = ShimSession.from(pointer)
+    return errnoOf { () throws(ClientError) in try body(session) }
+}
+
+/// A short reason for people: the failed call and strerror, without repeating the path the C layer prints.
+func reasonOf(_ error: ClientError) -> String {
+    switch error {
+    case .transport(let system): "\(system.operation): \(String(cString: strerror(system.errno)))"
+    case .router(let reply): "router refused: \(reply.reason)"
+    case .protocolViolation(let what): "protocol violation: \(what)"
+    }
+}
+
+/// Copies `text` into a C buffer of `size` bytes, cut to fit, always NUL-terminated.
+func copyReason(_ text: String, to buffer: UnsafeMutablePointer<CChar>?, size: Int) {
+    guard let buffer, size > 0 else { return }
+    let bytes = Array(text.utf8.prefix(size - 1))
+    for (i, byte) in bytes.enumerated() { buffer[i] = CChar(bitPattern: byte) }
+    buffer[bytes.count] = 0
+}
+
+/// EINVAL, as the error a verbs call reports for an argument the protocol cannot carry.
+func invalid(_ what: String) -> ClientError {
+    .router(ErrorReply(errno: Errno.invalidArgument, reason: what))
+}
