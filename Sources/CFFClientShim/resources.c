@@ -3,6 +3,7 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -95,6 +96,10 @@ FFSHIM_EXPORT struct ibv_comp_channel *ibv_create_comp_channel(struct ibv_contex
         errno = error;
         return NULL;
     }
+    /* The router's end of the pair is its own; ours arrives non-blocking, and a verbs channel blocks in
+     * ibv_get_cq_event until the program itself sets O_NONBLOCK. */
+    int flags = fcntl(channel->channel.fd, F_GETFL);
+    if (flags >= 0) fcntl(channel->channel.fd, F_SETFL, flags & ~O_NONBLOCK);
     channel->channel.context = context;
     return &channel->channel;
 }
