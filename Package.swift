@@ -175,6 +175,8 @@ let package = Package(
             name: "FFRouterTests",
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
         ),
+        // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
+        .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(
             name: "FFOperationsTests",

@@ -52,6 +52,8 @@ static uint64_t device_guid; /* host order */
 static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;
 
 FFSHIM_EXPORT struct ibv_device **ibv_get_device_list(int *num_devices) {
+    /* errno is the caller's again on success: the socket calls underneath leave EAGAIN behind. */
+    int saved_errno = errno;
     struct ibv_device **list = calloc(2, sizeof(*list));
     if (!list) {
         errno = ENOMEM;
@@ -74,6 +76,7 @@ FFSHIM_EXPORT struct ibv_device **ibv_get_device_list(int *num_devices) {
     pthread_mutex_unlock(&device_lock);
     list[0] = &device;
     if (num_devices) *num_devices = 1;
+    errno = saved_errno;
     return list;
 }
 
