@@ -70,7 +70,7 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         int ours = strncmp(name, "/memfd:" FFS_MEMFD_NAME, strlen("/memfd:" FFS_MEMFD_NAME)) == 0;
         int anonymous = inode == 0 && perms[3] == 'p';
         if (!ours && !anonymous) {
-            refuse(perms[3] == 's' ? "a shared mapping (its pages are not this process's to move)"
+            refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",
                    start, end);
             error = EINVAL;
