@@ -55,10 +55,7 @@ FFSHIM_EXPORT struct ibv_device **ibv_get_device_list(int *num_devices) {
     /* errno is the caller's again on success: the socket calls underneath leave EAGAIN behind. */
     int saved_errno = errno;
     struct ibv_device **list = calloc(2, sizeof(*list));
-    if (!list) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!list) return NULL; /* calloc set errno to ENOMEM */
     char reason[512] = "";
     uint64_t guid = 0;
     const char *path = ffs_socket_path();
@@ -125,10 +122,7 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
         return NULL;
     }
     struct ffs_context *context = calloc(1, sizeof(*context));
-    if (!context) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!context) return NULL; /* calloc set errno to ENOMEM */
     char reason[512] = "";
     int error = ffs_bridge()->open(ffs_socket_path(), program_invocation_short_name, &context->session, reason,
                                    sizeof(reason));

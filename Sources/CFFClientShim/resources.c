@@ -13,10 +13,7 @@
 
 FFSHIM_EXPORT struct ibv_pd *ibv_alloc_pd(struct ibv_context *context) {
     struct ibv_pd *pd = calloc(1, sizeof(*pd));
-    if (!pd) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!pd) return NULL; /* calloc set errno to ENOMEM */
     int error = ffs_bridge()->alloc_pd(ffs_session(context), &pd->handle);
     if (error) {
         free(pd);
@@ -41,10 +38,7 @@ FFSHIM_EXPORT struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
         return NULL;
     }
     struct ffs_mr *mr = calloc(1, sizeof(*mr));
-    if (!mr) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!mr) return NULL; /* calloc set errno to ENOMEM */
     int memfd;
     uint64_t offset;
     int error = ffs_region_acquire(addr, length, &mr->region, &memfd, &offset);
@@ -86,10 +80,7 @@ FFSHIM_EXPORT int ibv_dereg_mr(struct ibv_mr *ibmr) {
 
 FFSHIM_EXPORT struct ibv_comp_channel *ibv_create_comp_channel(struct ibv_context *context) {
     struct ffs_channel *channel = calloc(1, sizeof(*channel));
-    if (!channel) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!channel) return NULL; /* calloc set errno to ENOMEM */
     int error = ffs_bridge()->create_comp_channel(ffs_session(context), &channel->handle, &channel->channel.fd);
     if (error) {
         free(channel);
@@ -120,10 +111,7 @@ FFSHIM_EXPORT struct ibv_cq *ibv_create_cq(struct ibv_context *context, int cqe,
         return NULL;
     }
     struct ffs_cq *cq = calloc(1, sizeof(*cq));
-    if (!cq) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!cq) return NULL; /* calloc set errno to ENOMEM */
     uint32_t actual = 0;
     uint32_t channel_handle = channel ? ((struct ffs_channel *)channel)->handle : 0;
     int error = ffs_bridge()->create_cq(ffs_session(context), (uint32_t)cqe, channel_handle, (uint32_t)comp_vector,
@@ -207,10 +195,7 @@ FFSHIM_EXPORT struct ibv_qp *ibv_create_qp(struct ibv_pd *pd, struct ibv_qp_init
         return NULL;
     }
     struct ffs_qp *qp = calloc(1, sizeof(*qp));
-    if (!qp) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!qp) return NULL; /* calloc set errno to ENOMEM */
     struct ibv_qp *ibqp = &qp->ex.qp_base;
     ffshim_qp_create request = {
         .pd = pd->handle,
@@ -280,10 +265,7 @@ FFSHIM_EXPORT int ibv_destroy_qp(struct ibv_qp *qp) {
 
 FFSHIM_EXPORT struct ibv_srq *ibv_create_srq(struct ibv_pd *pd, struct ibv_srq_init_attr *attr) {
     struct ibv_srq *srq = calloc(1, sizeof(*srq));
-    if (!srq) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!srq) return NULL; /* calloc set errno to ENOMEM */
     int error = ffs_bridge()->create_srq(ffs_session(pd->context), pd->handle, &attr->attr, &srq->handle);
     if (error) {
         free(srq);
@@ -321,10 +303,7 @@ FFSHIM_EXPORT int ibv_destroy_srq(struct ibv_srq *srq) {
 
 FFSHIM_EXPORT struct ibv_ah *ibv_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr) {
     struct ibv_ah *ah = calloc(1, sizeof(*ah));
-    if (!ah) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ah) return NULL; /* calloc set errno to ENOMEM */
     int error = ffs_bridge()->create_ah(ffs_session(pd->context), pd->handle, attr, &ah->handle);
     if (error) {
         free(ah);
