@@ -28,12 +28,23 @@ final class ShimSession {
     }
 }
 
+/// FFCLIENT_DEBUG=1: every failed call says why on stderr (a verbs call can only return an errno).
+private let debugging: Bool = {
+    guard let value = getenv("FFCLIENT_DEBUG") else { return false }
+    return String(cString: value) == "1"
+}()
+
 /// Runs a bridge call: 0, or the errno of the router's refusal or the transport's failure.
 func errnoOf(_ body: () throws(ClientError) -> Void) -> Int32 {
     do {
         try body()
         return 0
     } catch {
+        if debugging {
+            // One write(2) per line, so lines of several threads do not interleave; no stdio state.
+            let line = Array("libffclient: \(error)\n".utf8)
+            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        }
         return error.errno
     }
 }

@@ -41,8 +41,10 @@ final class RunningProgram {
         let tag = UUID().uuidString.prefix(8)
         outputPath = "\(directory)/out-\(tag).txt"
         errorPath = "\(directory)/err-\(tag).txt"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil),
+              FileManager.default.createFile(atPath: errorPath, contents: nil) else {
+            throw HarnessError("cannot create output files in \(directory)")
+        }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         process.arguments = ["-s", "KILL", "\(seconds)", executable] + arguments
         var env = ProcessInfo.processInfo.environment
@@ -133,11 +135,11 @@ enum ShimMode: CaseIterable {
     case dropIn
 }
 
-/// Compiles one of Programs/*.c against <infiniband/verbs.h> and libibverbs into `directory`.
-func compileProgram(_ name: String, into directory: String) throws -> String {
+/// Compiles one of Programs/*.c against <infiniband/verbs.h> and `libraries` into `directory`.
+func compileProgram(_ name: String, into directory: String, libraries: [String] = ["-libverbs"]) throws -> String {
     let output = "\(directory)/\(name)"
     let result = try RunningProgram.run("/usr/bin/cc", ["-O2", "-Wall", "-Werror", "-o", output,
-                                                        ShimArtifacts.programs.appendingPathComponent("\(name).c").path, "-libverbs"],
+                                                        ShimArtifacts.programs.appendingPathComponent("\(name).c").path] + libraries,
                                         directory: directory)
     guard result.status == 0 else { throw HarnessError("cc \(name).c failed: \(result.errors)") }
     return output
