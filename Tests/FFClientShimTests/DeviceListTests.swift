@@ -80,3 +80,15 @@ final class DeviceListTests: XCTestCase {
         }
     }
 }
+
+/// Verbs loaded the way NCCL loads them: dlopen("libibverbs.so.1") + dlvsym(..., "IBVERBS_1.1"). Only the
+/// drop-in can serve this; a preload never sees dlvsym.
+final class DlvsymTests: XCTestCase {
+    func testDlopenAndDlvsymFindTheDropIn() throws {
+        let router = try FakeRouterFixture()
+        let program = try compileProgram("dlvsym", into: router.directory, libraries: ["-ldl"])
+        let result = try RunningProgram.run(program, environment: router.environment(pod: "b", mode: .dropIn), directory: router.directory)
+        XCTAssertEqual(result.status, 0, result.output + result.errors)
+        XCTAssertEqual(result.output, "device=freeflow0 state=4 gid=10.9.0.2\n")
+    }
+}
