@@ -16,7 +16,29 @@
 static pthread_once_t bridge_once = PTHREAD_ONCE_INIT;
 static const ffshim_bridge *bridge;
 
-static void load_bridge(void) { bridge = ffshim_swift_bridge(); }
+/*
+ * fork(2): a child must not talk over its parent's router connections (the replies would go to whichever
+ * process reads first), nor keep them open (the router would keep the parent's objects while the child
+ * lives). The child handler closes its copies of the sockets and moves to a new generation, so every
+ * inherited context answers EPERM; the child can open its own device. Only close(2) runs in the handler,
+ * and the list is read without its lock (another thread may have held it at fork time).
+ */
+static unsigned fork_generation;
+static struct ffs_context *contexts;
+static pthread_mutex_t contexts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void forked_child(void) {
+    for (struct ffs_context *c = contexts; c; c = c->next)
+        if (c->generation == fork_generation && c->socket_fd >= 0) close(c->socket_fd);
+    contexts = NULL;
+    fork_generation++;
+    pthread_mutex_init(&contexts_lock, NULL);
+}
+
+static void load_bridge(void) {
+    bridge = ffshim_swift_bridge();
+    pthread_atfork(NULL, NULL, forked_child);
+}
 
 const ffshim_bridge *ffs_bridge(void) {
     pthread_once(&bridge_once, load_bridge);
@@ -37,7 +59,10 @@ struct ffs_context *ffs_context_of(struct ibv_context *context) {
     return (struct ffs_context *)((char *)context - offsetof(struct verbs_context, context));
 }
 
-void *ffs_session(struct ibv_context *context) { return ffs_context_of(context)->session; }
+void *ffs_session(struct ibv_context *context) {
+    struct ffs_context *c = ffs_context_of(context);
+    return c->generation == fork_generation ? c->session : NULL;
+}
 
 /* The one virtual device: the router's, as this pod sees it. Its GUID comes from the last probe. */
 static struct ibv_device device = {
@@ -124,8 +149,8 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     struct ffs_context *context = calloc(1, sizeof(*context));
     if (!context) return NULL; /* calloc set errno to ENOMEM */
     char reason[512] = "";
-    int error = ffs_bridge()->open(ffs_socket_path(), program_invocation_short_name, &context->session, reason,
-                                   sizeof(reason));
+    int error = ffs_bridge()->open(ffs_socket_path(), program_invocation_short_name, &context->session,
+                                   &context->socket_fd, reason, sizeof(reason));
     if (error) {
         fprintf(stderr, "libffclient: ibv_open_device: cannot reach the FreeFlow router at %s: %s (errno %d)\n",
                 ffs_socket_path(), reason, error);
@@ -155,11 +180,30 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     vctx->query_port = op_query_port;
     vctx->query_device_ex = op_query_device_ex;
     ffs_install_ops(context);
+    pthread_mutex_lock(&contexts_lock);
+    context->generation = fork_generation;
+    context->next = contexts;
+    contexts = context;
+    pthread_mutex_unlock(&contexts_lock);
     return &vctx->context;
 }
 
 FFSHIM_EXPORT int ibv_close_device(struct ibv_context *ctx) {
     struct ffs_context *context = ffs_context_of(ctx);
+    if (!ffs_session(ctx)) {
+        /* The parent's context in a forked child: its socket is closed already; the session is the
+         * parent's to end. */
+        close(ctx->async_fd);
+        free(context);
+        return 0;
+    }
+    pthread_mutex_lock(&contexts_lock);
+    for (struct ffs_context **link = &contexts; *link; link = &(*link)->next)
+        if (*link == context) {
+            *link = context->next;
+            break;
+        }
+    pthread_mutex_unlock(&contexts_lock);
     /* Closing the session makes the router destroy whatever the program left behind. */
     ffs_bridge()->close(context->session);
     close(ctx->async_fd);

@@ -37,6 +37,10 @@ FFSHIM_EXPORT struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
         errno = EINVAL;
         return NULL;
     }
+    if (!ffs_session(pd->context)) {
+        errno = EPERM; /* the parent's PD, in a forked child: its pages are not moved either */
+        return NULL;
+    }
     struct ffs_mr *mr = calloc(1, sizeof(*mr));
     if (!mr) return NULL; /* calloc set errno to ENOMEM */
     int memfd;
@@ -156,6 +160,11 @@ FFSHIM_EXPORT int ibv_destroy_cq(struct ibv_cq *ibcq) {
 }
 
 FFSHIM_EXPORT int ibv_get_cq_event(struct ibv_comp_channel *channel, struct ibv_cq **cq, void **cq_context) {
+    /* The parent's channel, in a forked child: its events are the parent's. */
+    if (!ffs_session(channel->context)) {
+        errno = EPERM;
+        return -1;
+    }
     struct ffs_context *owner = ffs_context_of(channel->context);
     for (;;) {
         uint32_t record[2];

@@ -21,6 +21,9 @@ struct ffs_cq;
 struct ffs_context {
     struct verbs_context vctx;  /* vctx.context is the application's ibv_context */
     void *session;              /* the Swift session (one router connection) */
+    int socket_fd;              /* its descriptor */
+    unsigned generation;        /* the fork generation it was opened in (device.c) */
+    struct ffs_context *next;   /* all open contexts, for the fork handler */
     pthread_mutex_t lock;       /* guards cqs */
     struct ffs_cq *cqs;         /* for ibv_get_cq_event: router cq handle -> ibv_cq */
 };
@@ -48,6 +51,7 @@ struct ffs_qp {
 
 const ffshim_bridge *ffs_bridge(void);
 struct ffs_context *ffs_context_of(struct ibv_context *context);
+/* The context's session; NULL in a forked child for a context its parent opened (the bridge answers EPERM). */
 void *ffs_session(struct ibv_context *context);
 /* Sets errno to `error` and returns it (verbs calls that return an errno). */
 int ffs_fail(int error);

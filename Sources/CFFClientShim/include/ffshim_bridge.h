@@ -29,8 +29,10 @@ typedef struct ffshim_qp_create {
 typedef struct ffshim_bridge {
     /* Connects to the router at `path`, says hello, reads the device's node GUID, disconnects. */
     int (*probe)(const char *path, uint64_t *node_guid, char *reason, size_t reason_size);
-    /* One session (one router connection) for one ibv_context; `name` goes into the router's logs. */
-    int (*open)(const char *path, const char *name, void **session, char *reason, size_t reason_size);
+    /* One session (one router connection) for one ibv_context; `name` goes into the router's logs.
+     * `socket_fd` is the connection's descriptor, which a forked child closes (see device.c). */
+    int (*open)(const char *path, const char *name, void **session, int *socket_fd, char *reason,
+                size_t reason_size);
     void (*close)(void *session);
 
     int (*query_device)(void *session, struct ibv_device_attr *attr);

@@ -30,10 +30,11 @@ private func makeBridge() -> ffshim_bridge {
             return error.errno
         }
     }
-    b.open = { path, name, session, reason, reasonSize in
+    b.open = { path, name, session, socket, reason, reasonSize in
         do throws(ClientError) {
             let shim = try ShimSession(path: String(cString: path!), name: name.map { String(cString: $0) } ?? "ffclient")
             session?.pointee = Unmanaged.passRetained(shim).toOpaque()
+            socket?.pointee = shim.connection.descriptor
             return 0
         } catch {
             copyReason(reasonOf(error), to: reason, size: reasonSize)
@@ -166,16 +167,16 @@ private func makeBridge() -> ffshim_bridge {
         withSession(session) { s throws(ClientError) in try s.connection.destroyAH(AHHandle(rawValue: ah)) }
     }
     b.post_send = { session, qp, qpType, wr, bad in
-        ShimSession.from(session).dataPath.postSend(qp: QPHandle(rawValue: qp), qpType: qpType, wr, bad: bad)
+        onDataPath(session) { $0.postSend(qp: QPHandle(rawValue: qp), qpType: qpType, wr, bad: bad) }
     }
     b.post_recv = { session, qp, wr, bad in
-        ShimSession.from(session).dataPath.postReceive(qp: QPHandle(rawValue: qp), wr, bad: bad)
+        onDataPath(session) { $0.postReceive(qp: QPHandle(rawValue: qp), wr, bad: bad) }
     }
     b.post_srq_recv = { session, srq, wr, bad in
-        ShimSession.from(session).dataPath.postSRQReceive(srq: SRQHandle(rawValue: srq), wr, bad: bad)
+        onDataPath(session) { $0.postSRQReceive(srq: SRQHandle(rawValue: srq), wr, bad: bad) }
     }
     b.poll_cq = { session, cq, entries, wc, count in
-        ShimSession.from(session).dataPath.poll(cq: CQHandle(rawValue: cq), entries: entries, into: wc, count: count)
+        onDataPath(session) { $0.poll(cq: CQHandle(rawValue: cq), entries: entries, into: wc, count: count) }
     }
     return b
 }

@@ -14,10 +14,10 @@ final class ShimSession {
         dataPath = SocketDataPath(connection: connection)
     }
 
-    /// The session behind the C layer's opaque pointer.
-    static func from(_ pointer: UnsafeMutableRawPointer?) -> ShimSession {
-        // The C layer only passes pointers `open` made and `close` has not yet released.
-        Unmanaged<ShimSession>.fromOpaque(pointer!).takeUnretainedValue()
+    /// The session behind the C layer's opaque pointer: one `open` made and `close` has not released, or
+    /// nil, which the C layer passes for a context a forked child inherited.
+    static func from(_ pointer: UnsafeMutableRawPointer?) -> ShimSession? {
+        pointer.map { Unmanaged<ShimSession>.fromOpaque($0).takeUnretainedValue() }
     }
 
     /// Sends `message` and hands its reply to `extract`; a reply of another kind is a protocol error.
@@ -49,10 +49,16 @@ func errnoOf(_ body: () throws(ClientError) -> Void) -> Int32 {
     }
 }
 
-/// Runs a bridge call on the session behind `pointer`.
+/// Runs a bridge call on the session behind `pointer`; EPERM for a context inherited across fork.
 func withSession(_ pointer: UnsafeMutableRawPointer?, _ body: (ShimSession) throws(ClientError) -> Void) -> Int32 {
-    let session = ShimSession.from(pointer)
+    guard let session = ShimSession.from(pointer) else { return Errno.notPermitted }
     return errnoOf { () throws(ClientError) in try body(session) }
+}
+
+/// Runs a data-path call on the session behind `pointer`; EPERM for a context inherited across fork.
+func onDataPath(_ pointer: UnsafeMutableRawPointer?, _ body: (any ShimDataPath) -> Int32) -> Int32 {
+    guard let session = ShimSession.from(pointer) else { return Errno.notPermitted }
+    return body(session.dataPath)
 }
 
 /// A short reason for people: the failed call and strerror, without repeating the path the C layer prints.
