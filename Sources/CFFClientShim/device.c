@@ -279,8 +279,8 @@ FFSHIM_EXPORT int ibv_get_async_event(struct ibv_context *context, struct ibv_as
 
 FFSHIM_EXPORT void ibv_ack_async_event(struct ibv_async_event *event) { (void)event; }
 
-/* Registered memory is a MAP_SHARED memfd mapping, which fork(2) does not copy-on-write: there is nothing
- * for madvise(MADV_DONTFORK) to protect. */
+/* fork(2) cannot break a registration: registered pages are a shared memfd mapping, so the parent keeps
+ * its pages (no copy-on-write), and the child's copy is made private at once (memory.c). */
 FFSHIM_EXPORT int ibv_fork_init(void) { return 0; }
 
 /* libibverbs' generic sysfs reader (ibv_devinfo reads board_id with it): works on any directory, and our

@@ -203,7 +203,7 @@ FFSHIM_EXPORT ssize_t _ibv_query_gid_table(struct ibv_context *context, struct i
     return error ? -error : 1;
 }
 
-/* Registered memory is a shared memfd mapping: fork leaves the parent's pages where they are. */
+/* Nothing to mark: fork cannot break a registration (see ibv_fork_init). */
 FFSHIM_EXPORT int ibv_dontfork_range(void *base, size_t size) {
     (void)base;
     (void)size;
