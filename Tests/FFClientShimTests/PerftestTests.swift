@@ -13,14 +13,7 @@ final class PerftestTests: XCTestCase {
 
     private func perftest(_ program: String, _ options: [String] = [], mode: ShimMode = .dropIn,
                           file: StaticString = #filePath, line: UInt = #line) throws {
-        let port = 20_000 + Int.random(in: 0..<20_000)
-        let arguments = ["-x", "0", "-p", "\(port)", "-n", "100"] + options
-        let server = try RunningProgram("/usr/bin/\(program)", arguments, environment: router.environment(pod: "a", mode: mode),
-                                        directory: router.directory)
-        try waitForListener(port: port)
-        let client = try RunningProgram("/usr/bin/\(program)", arguments + ["127.0.0.1"],
-                                        environment: router.environment(pod: "b", mode: mode), directory: router.directory).finish()
-        let served = server.finish()
+        let (client, served) = try router.runPair(program, mode: mode) { ["-x", "0", "-p", "\($0)", "-n", "100"] + options }
         let label = "\(program) \(options.joined(separator: " ")) (\(mode))"
         XCTAssertEqual(client.status, 0, "\(label) client: \(client.output) \(client.errors)", file: file, line: line)
         XCTAssertEqual(served.status, 0, "\(label) server: \(served.output) \(served.errors)", file: file, line: line)

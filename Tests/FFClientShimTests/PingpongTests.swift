@@ -9,18 +9,8 @@ final class PingpongTests: XCTestCase {
     override func setUpWithError() throws { router = try FakeRouterFixture() }
     override func tearDown() { router = nil }
 
-    /// A port per run, so parallel test runs on a shared machine do not meet.
-    private func freshPort() -> Int { 20_000 + Int.random(in: 0..<20_000) }
-
     private func pingpong(_ program: String, _ options: [String], mode: ShimMode, file: StaticString = #filePath, line: UInt = #line) throws {
-        let port = freshPort()
-        let arguments = ["-g", "0", "-p", "\(port)", "-n", "200"] + options
-        let server = try RunningProgram("/usr/bin/\(program)", arguments, environment: router.environment(pod: "a", mode: mode),
-                                        directory: router.directory)
-        try waitForListener(port: port)
-        let client = try RunningProgram("/usr/bin/\(program)", arguments + ["127.0.0.1"],
-                                        environment: router.environment(pod: "b", mode: mode), directory: router.directory).finish()
-        let served = server.finish()
+        let (client, served) = try router.runPair(program, mode: mode) { ["-g", "0", "-p", "\($0)", "-n", "200"] + options }
         let label = "\(program) \(options.joined(separator: " ")) (\(mode))"
         XCTAssertEqual(client.status, 0, "\(label) client: \(client.output) \(client.errors)", file: file, line: line)
         XCTAssertEqual(served.status, 0, "\(label) server: \(served.output) \(served.errors)", file: file, line: line)

@@ -116,6 +116,19 @@ final class FakeRouterFixture {
         return env
     }
 
+    /// Runs a stock client/server program: the server as pod a, then, once it listens on a fresh loopback
+    /// port, the client as pod b connecting to it. `arguments(port)` are both sides' options.
+    func runPair(_ program: String, mode: ShimMode, arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
+        // A port per run, so parallel test runs on a shared machine do not meet.
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let server = try RunningProgram("/usr/bin/\(program)", arguments(port), environment: environment(pod: "a", mode: mode),
+                                        directory: directory)
+        try waitForListener(port: port)
+        let client = try RunningProgram("/usr/bin/\(program)", arguments(port) + ["127.0.0.1"],
+                                        environment: environment(pod: "b", mode: mode), directory: directory).finish()
+        return (client, server.finish())
+    }
+
     /// The router starts in well under a second; wait for its socket with a generous bound.
     private func waitForSocket(_ path: String, seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
