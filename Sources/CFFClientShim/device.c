@@ -179,6 +179,7 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     pthread_mutex_init(&vctx->context.mutex, NULL);
     vctx->query_port = op_query_port;
     vctx->query_device_ex = op_query_device_ex;
+    vctx->create_qp_ex = ffs_create_qp_ex;
     ffs_install_ops(context);
     pthread_mutex_lock(&contexts_lock);
     context->generation = fork_generation;

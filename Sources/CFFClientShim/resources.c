@@ -268,6 +268,7 @@ FFSHIM_EXPORT int ibv_destroy_qp(struct ibv_qp *qp) {
     if (error) return ffs_fail(error);
     pthread_cond_destroy(&qp->cond);
     pthread_mutex_destroy(&qp->mutex);
+    ffs_qp_ex_free((struct ffs_qp *)qp);
     free((struct ffs_qp *)qp);
     return 0;
 }
@@ -329,12 +330,4 @@ FFSHIM_EXPORT int ibv_destroy_ah(struct ibv_ah *ah) {
     if (error) return ffs_fail(error);
     free(ah);
     return 0;
-}
-
-/* Only QPs from ibv_create_qp_ex with send_ops_flags have the ibv_wr_* interface; ibv_create_qp's never do,
- * and this version has no ibv_create_qp_ex, so every QP answers NULL, as libibverbs does for such QPs. */
-FFSHIM_EXPORT struct ibv_qp_ex *ibv_qp_to_qp_ex(struct ibv_qp *qp) {
-    (void)qp;
-    errno = EOPNOTSUPP;
-    return NULL;
 }

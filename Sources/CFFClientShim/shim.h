@@ -45,9 +45,28 @@ struct ffs_mr {
     struct ffs_region *region;
 };
 
+/* The ibv_wr_* requests between ibv_wr_start and ibv_wr_complete (qp_ex.c). Grown as needed; the chain's
+ * pointers are only made at complete, so growing never leaves one dangling. */
+struct ffs_wr_batch {
+    struct ibv_send_wr *wrs;
+    size_t *first_sge;          /* per request: its first entry in sges */
+    size_t count, capacity;
+    struct ibv_sge *sges;       /* an inline SGE has lkey 0 and addr = offset into inline_bytes */
+    size_t sge_count, sge_capacity;
+    uint8_t *inline_bytes;
+    size_t inline_used, inline_capacity;
+    int error;                  /* the first failure since ibv_wr_start, reported by ibv_wr_complete */
+};
+
 struct ffs_qp {
     struct ibv_qp_ex ex;        /* ex.qp_base is the application's ibv_qp; qp_base.handle the router's */
+    int has_send_ops;           /* made by ibv_create_qp_ex with send_ops_flags: ibv_qp_to_qp_ex answers */
+    struct ffs_wr_batch batch;
 };
+
+/* ibv_create_qp_ex (qp_ex.c): verbs_context.create_qp_ex. */
+struct ibv_qp *ffs_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_attr_ex *attr);
+void ffs_qp_ex_free(struct ffs_qp *qp);
 
 const ffshim_bridge *ffs_bridge(void);
 struct ffs_context *ffs_context_of(struct ibv_context *context);

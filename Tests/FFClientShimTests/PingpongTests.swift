@@ -25,6 +25,9 @@ final class PingpongTests: XCTestCase {
     func testRCPingpongDropIn() throws { try pingpong("ibv_rc_pingpong", [], mode: .dropIn) }
     func testRCPingpongWithCompletionEventsPreloaded() throws { try pingpong("ibv_rc_pingpong", ["-e"], mode: .preload) }
     func testRCPingpongWithCompletionEventsDropIn() throws { try pingpong("ibv_rc_pingpong", ["-e"], mode: .dropIn) }
+    /// -N: ibv_create_qp_ex with send_ops_flags and the ibv_wr_* post API.
+    func testRCPingpongWithTheWRAPIPreloaded() throws { try pingpong("ibv_rc_pingpong", ["-N"], mode: .preload) }
+    func testRCPingpongWithTheWRAPIDropIn() throws { try pingpong("ibv_rc_pingpong", ["-N"], mode: .dropIn) }
     func testUCPingpongPreloaded() throws { try pingpong("ibv_uc_pingpong", [], mode: .preload) }
     func testUDPingpongDropIn() throws { try pingpong("ibv_ud_pingpong", [], mode: .dropIn) }
 }
