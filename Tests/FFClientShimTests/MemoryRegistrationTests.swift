@@ -15,6 +15,10 @@ final class MemoryRegistrationTests: XCTestCase {
             let result = try RunningProgram.run(program, environment: router.environment(pod: "a", mode: mode), directory: router.directory)
             XCTAssertEqual(result.status, 0, "\(mode): \(result.output)\n\(result.errors)")
             XCTAssertTrue(result.output.hasSuffix("ok all\n"), "\(mode): \(result.output)")
+            for check in ["wr api write inline and send with imm", "wr api read and fetch and add",
+                          "wr api refuses a setter without a request, abort drops the batch"] {
+                XCTAssertTrue(result.output.contains("ok \(check)\n"), "\(mode): \(check) missing")
+            }
             for kind in ["malloc", "mmap", "aligned_alloc", "stack"] {
                 for check in ["reg_mr keeps contents", "send", "write", "write with imm", "read", "compare and swap",
                               "fetch and add", "nested reg_mr", "dereg_mr keeps memory valid"] {

@@ -181,6 +181,78 @@ static void exercise(uint8_t *buf, const char *kind) {
     printf("ok %s keeps memory valid\n", name);
 }
 
+/* The ibv_wr_* API on a pair of ibv_create_qp_ex QPs: one batch of an inline RDMA WRITE and a SEND with
+ * immediate, then a READ and a FETCH_ADD, each checked in memory. */
+static void wr_api(void) {
+    const char *name = "wr api";
+    struct ibv_qp_init_attr_ex init = {.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC, .pd = pd,
+                                       .comp_mask = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS,
+                                       .send_ops_flags = IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_SEND_WITH_IMM |
+                                                         IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD,
+                                       .cap = {.max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1, .max_recv_sge = 1,
+                                               .max_inline_data = 64}};
+    struct ibv_qp *a = ibv_create_qp_ex(ctx, &init), *b = ibv_create_qp_ex(ctx, &init);
+    CHECK(a && b, name, "create_qp_ex");
+    struct ibv_qp_ex *ax = ibv_qp_to_qp_ex(a);
+    CHECK(ax && !ibv_qp_to_qp_ex(qp1), name, "qp_to_qp_ex");
+    union ibv_gid gid;
+    CHECK(!ibv_query_gid(ctx, 1, 0, &gid), name, "gid");
+    connect_qp(a, b->qp_num, gid);
+    connect_qp(b, a->qp_num, gid);
+    uint8_t *buf = aligned_alloc(4096, SIZE);
+    memset(buf, 0, SIZE);
+    struct ibv_mr *mr = ibv_reg_mr(pd, buf, SIZE, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                                                      IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC);
+    CHECK(mr, name, "reg_mr");
+    uint8_t *src = buf, *dst = buf + HALF;
+    struct ibv_sge rsge = {.addr = (uintptr_t)dst + 1024, .length = 1024, .lkey = mr->lkey};
+    struct ibv_recv_wr rwr = {.wr_id = 9, .sg_list = &rsge, .num_sge = 1}, *rbad;
+    CHECK(!ibv_post_recv(b, &rwr, &rbad), name, "post_recv");
+    uint8_t payload[48];
+    fill(payload, sizeof payload, 71);
+    fill(src, 100, 83);
+    ibv_wr_start(ax);
+    ax->wr_id = 20;
+    ax->wr_flags = IBV_SEND_SIGNALED;
+    ibv_wr_rdma_write(ax, mr->rkey, (uintptr_t)dst);
+    ibv_wr_set_inline_data(ax, payload, sizeof payload);
+    memset(payload, 0, sizeof payload); /* inline data is copied at the call */
+    ax->wr_id = 21;
+    ibv_wr_send_imm(ax, htobe32(0xabc));
+    ibv_wr_set_sge(ax, mr->lkey, (uintptr_t)src, 100);
+    CHECK(!ibv_wr_complete(ax), name, "wr_complete");
+    complete(3, name, NULL);
+    CHECK(same(dst, 48, 71), name, "inline write payload");
+    CHECK(same(dst + 1024, 100, 83), name, "send payload");
+    printf("ok wr api write inline and send with imm\n");
+
+    fill(dst, 256, 97);
+    memset(src, 0, 256);
+    uint64_t *counter = (uint64_t *)(dst + 2048), *old = (uint64_t *)(src + 2048);
+    *counter = 5;
+    ibv_wr_start(ax);
+    ax->wr_id = 22;
+    ibv_wr_rdma_read(ax, mr->rkey, (uintptr_t)dst);
+    ibv_wr_set_sge(ax, mr->lkey, (uintptr_t)src, 256);
+    ibv_wr_atomic_fetch_add(ax, mr->rkey, (uintptr_t)counter, 10);
+    ibv_wr_set_sge(ax, mr->lkey, (uintptr_t)old, 8);
+    CHECK(!ibv_wr_complete(ax), name, "wr_complete");
+    complete(2, name, NULL);
+    CHECK(same(src, 256, 97) && *old == 5 && *counter == 15, name, "read / fetch_add");
+    printf("ok wr api read and fetch and add\n");
+
+    ibv_wr_start(ax);
+    ibv_wr_set_sge(ax, mr->lkey, (uintptr_t)src, 8); /* a setter before any opcode */
+    errno = 0;
+    CHECK(ibv_wr_complete(ax) == EINVAL, name, "a setter without a request must fail");
+    ibv_wr_start(ax);
+    ibv_wr_send_imm(ax, 0);
+    ibv_wr_abort(ax);
+    CHECK(!ibv_wr_complete(ax), name, "complete after abort posts nothing");
+    printf("ok wr api refuses a setter without a request, abort drops the batch\n");
+    CHECK(!ibv_dereg_mr(mr) && !ibv_destroy_qp(a) && !ibv_destroy_qp(b), name, "cleanup");
+}
+
 static void stack_case(void) {
     uint8_t buffer[SIZE] __attribute__((aligned(64)));
     volatile int canary = 0x5eed;
@@ -220,6 +292,7 @@ int main(void) {
     exercise(anon + 100, "mmap");
     exercise(aligned_alloc(4096, SIZE), "aligned_alloc");
     stack_case();
+    wr_api();
 
     /* One MR is one memfd in protocol version 1: a range half inside a live registration is refused. */
     uint8_t *wide = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
