@@ -180,6 +180,7 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     vctx->query_port = op_query_port;
     vctx->query_device_ex = op_query_device_ex;
     vctx->create_qp_ex = ffs_create_qp_ex;
+    vctx->create_cq_ex = ffs_create_cq_ex;
     ffs_install_ops(context);
     pthread_mutex_lock(&contexts_lock);
     context->generation = fork_generation;

@@ -29,9 +29,16 @@ struct ffs_context {
 };
 
 struct ffs_cq {
-    struct ibv_cq cq;           /* cq.handle is the router's handle */
+    union {
+        struct ibv_cq cq;       /* cq.handle is the router's handle */
+        struct ibv_cq_ex ex;    /* starts with ibv_cq's fields (verbs.h's ibv_cq_ex_to_cq casts) */
+    };
+    struct ibv_wc current;      /* ibv_start_poll / ibv_next_poll: the completion the read_* calls see */
     struct ffs_cq *next;
 };
+
+/* ibv_create_cq_ex (cq_ex.c): verbs_context.create_cq_ex. */
+struct ibv_cq_ex *ffs_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr);
 
 struct ffs_channel {
     struct ibv_comp_channel channel;

@@ -16,7 +16,8 @@ final class MemoryRegistrationTests: XCTestCase {
             XCTAssertEqual(result.status, 0, "\(mode): \(result.output)\n\(result.errors)")
             XCTAssertTrue(result.output.hasSuffix("ok all\n"), "\(mode): \(result.output)")
             for check in ["wr api write inline and send with imm", "wr api read and fetch and add",
-                          "wr api refuses a setter without a request, abort drops the batch"] {
+                          "wr api refuses a setter without a request, abort drops the batch",
+                          "cq_ex start_poll, next_poll and read_* report both completions"] {
                 XCTAssertTrue(result.output.contains("ok \(check)\n"), "\(mode): \(check) missing")
             }
             for kind in ["malloc", "mmap", "aligned_alloc", "stack"] {

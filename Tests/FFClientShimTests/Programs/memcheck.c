@@ -253,6 +253,52 @@ static void wr_api(void) {
     CHECK(!ibv_dereg_mr(mr) && !ibv_destroy_qp(a) && !ibv_destroy_qp(b), name, "cleanup");
 }
 
+/* ibv_create_cq_ex: a SEND with immediate lands on it; ibv_start_poll / ibv_next_poll / the read_* calls
+ * report both completions, and an empty CQ answers ENOENT. */
+static void cq_ex_case(void) {
+    const char *name = "cq_ex";
+    struct ibv_cq_init_attr_ex cattr = {.cqe = 16, .wc_flags = IBV_WC_STANDARD_FLAGS};
+    struct ibv_cq_ex *cqx = ibv_create_cq_ex(ctx, &cattr);
+    CHECK(cqx, name, "create_cq_ex");
+    struct ibv_cq_init_attr_ex timestamps = {.cqe = 16, .wc_flags = IBV_WC_EX_WITH_COMPLETION_TIMESTAMP};
+    CHECK(!ibv_create_cq_ex(ctx, &timestamps) && errno == EOPNOTSUPP, name, "timestamps must be refused");
+    struct ibv_qp_init_attr init = {.send_cq = ibv_cq_ex_to_cq(cqx), .recv_cq = ibv_cq_ex_to_cq(cqx), .qp_type = IBV_QPT_RC,
+                                    .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1}};
+    struct ibv_qp *a = ibv_create_qp(pd, &init), *b = ibv_create_qp(pd, &init);
+    union ibv_gid gid;
+    CHECK(a && b && !ibv_query_gid(ctx, 1, 0, &gid), name, "qps");
+    connect_qp(a, b->qp_num, gid);
+    connect_qp(b, a->qp_num, gid);
+    uint8_t *buf = aligned_alloc(4096, 4096);
+    struct ibv_mr *mr = ibv_reg_mr(pd, buf, 4096, IBV_ACCESS_LOCAL_WRITE);
+    CHECK(mr, name, "reg_mr");
+    struct ibv_poll_cq_attr pattr = {0};
+    CHECK(ibv_start_poll(cqx, &pattr) == ENOENT, name, "an empty CQ answers ENOENT");
+    struct ibv_sge rsge = {.addr = (uintptr_t)buf + 2048, .length = 2048, .lkey = mr->lkey};
+    struct ibv_recv_wr rwr = {.wr_id = 31, .sg_list = &rsge, .num_sge = 1}, *rbad;
+    struct ibv_sge ssge = {.addr = (uintptr_t)buf, .length = 77, .lkey = mr->lkey};
+    struct ibv_send_wr swr = {.wr_id = 32, .sg_list = &ssge, .num_sge = 1, .opcode = IBV_WR_SEND_WITH_IMM,
+                              .send_flags = IBV_SEND_SIGNALED, .imm_data = htobe32(0x1234)}, *sbad;
+    CHECK(!ibv_post_recv(b, &rwr, &rbad) && !ibv_post_send(a, &swr, &sbad), name, "post");
+    int seen_send = 0, seen_recv = 0, spins = 0, ret;
+    while ((ret = ibv_start_poll(cqx, &pattr)) == ENOENT) CHECK(++spins < 100000, name, "no completion");
+    CHECK(ret == 0, name, "start_poll %d", ret);
+    do {
+        CHECK(cqx->status == IBV_WC_SUCCESS, name, "status %s", ibv_wc_status_str(cqx->status));
+        if (cqx->wr_id == 32) seen_send = ibv_wc_read_opcode(cqx) == IBV_WC_SEND && ibv_wc_read_qp_num(cqx) == a->qp_num;
+        if (cqx->wr_id == 31)
+            seen_recv = ibv_wc_read_opcode(cqx) == IBV_WC_RECV && ibv_wc_read_byte_len(cqx) == 77 &&
+                        (ibv_wc_read_wc_flags(cqx) & IBV_WC_WITH_IMM) && be32toh(ibv_wc_read_imm_data(cqx)) == 0x1234 &&
+                        ibv_wc_read_qp_num(cqx) == b->qp_num;
+        for (spins = 0; (ret = ibv_next_poll(cqx)) == ENOENT && !(seen_send && seen_recv);)
+            CHECK(++spins < 100000, name, "no second completion");
+    } while (ret == 0);
+    ibv_end_poll(cqx);
+    CHECK(seen_send && seen_recv, name, "send %d recv %d", seen_send, seen_recv);
+    printf("ok cq_ex start_poll, next_poll and read_* report both completions\n");
+    CHECK(!ibv_dereg_mr(mr) && !ibv_destroy_qp(a) && !ibv_destroy_qp(b) && !ibv_destroy_cq(ibv_cq_ex_to_cq(cqx)), name, "cleanup");
+}
+
 static void stack_case(void) {
     uint8_t buffer[SIZE] __attribute__((aligned(64)));
     volatile int canary = 0x5eed;
@@ -293,6 +339,7 @@ int main(void) {
     exercise(aligned_alloc(4096, SIZE), "aligned_alloc");
     stack_case();
     wr_api();
+    cq_ex_case();
 
     /* One MR is one memfd in protocol version 1: a range half inside a live registration is refused. */
     uint8_t *wide = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
