@@ -1,6 +1,9 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// The package root, for linker flags that name files in it (SwiftPM does not fix the linker's directory).
+let packageRoot = String(#filePath.dropLast("Package.swift".count))
+
 let package = Package(
     name: "FreeFlow",
     platforms: [.macOS(.v15)],
@@ -10,6 +13,10 @@ let package = Package(
         .library(name: "FFClient", targets: ["FFClient"]),
         .library(name: "Etcd", targets: ["Etcd"]),
         .library(name: "IPHunter", targets: ["IPHunter"]),
+        // libffclient.so: the verbs C API over the router, for LD_PRELOAD (docs/shim.md).
+        .library(name: "ffclient", type: .dynamic, targets: ["FFClientShim"]),
+        // The same library with SONAME libibverbs.so.1, installed as libibverbs.so.1 for drop-in use.
+        .library(name: "ffclient-dropin", type: .dynamic, targets: ["CFFClientDropIn"]),
         .executable(name: "ffctl", targets: ["ffctl"]),
         .executable(name: "ffrouter", targets: ["ffrouter"]),
         .executable(name: "iphunter", targets: ["iphunter"]),
@@ -47,6 +54,25 @@ let package = Package(
         .target(name: "FFProtocol"),
         // The Swift core of libffclient: a session with the router, one typed call per verb.
         .target(name: "FFClient", dependencies: ["FFProtocol", "FFSystem"]),
+        // libffclient's exported C layer: libibverbs' API and object layout; calls FFClientShim for the router.
+        .target(name: "CFFClientShim", exclude: ["libibverbs.map"]),
+        // libffclient's Swift side: sessions with the router behind the C layer's bridge table.
+        .target(
+            name: "FFClientShim",
+            dependencies: ["CFFClientShim", "FFClient", "FFProtocol", "FFSystem"],
+            // The Swift runtime linked in (no libswiftCore.so in a pod, and none of its signal handlers in the
+            // host program); exports limited to libibverbs' names, at Debian's version nodes.
+            linkerSettings: [.unsafeFlags([
+                "-static-stdlib",
+                "-Xlinker", "--version-script=\(packageRoot)Sources/CFFClientShim/libibverbs.map",
+            ])]
+        ),
+        // Only the drop-in's SONAME.
+        .target(
+            name: "CFFClientDropIn",
+            dependencies: ["FFClientShim"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libibverbs.so.1"])]
+        ),
         // etcd v3 client over the JSON gateway, the FreeFlow map schema and the map mirror.
         .target(
             name: "Etcd",
@@ -188,6 +214,8 @@ let package = Package(
             name: "FFRouterTests",
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
         ),
+        // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
+        .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(
             name: "FFDevicePluginTests",

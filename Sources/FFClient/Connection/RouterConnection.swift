@@ -63,6 +63,10 @@ public final class RouterConnection: Sendable {
     /// Closes the connection; the router then destroys every object of this session.
     public func close() { socket.close() }
 
+    /// The socket's descriptor, for a forked child to close its inherited copy without touching the
+    /// session (libffclient's fork handler); -1 once closed.
+    public var descriptor: Int32 { socket.descriptor }
+
     /// Sends `message` (with `descriptors`) and returns the router's reply and the descriptors it carried.
     /// An error reply is thrown as `ClientError.router`.
     public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError) -> (Message, [OwnedDescriptor]) {

@@ -1,0 +1,1 @@
+/* The drop-in product's own object: nothing but the SONAME flag in Package.swift. */

@@ -1,0 +1,271 @@
+/*
+ * Zero-copy registration: the router can only register memory it can map, so ibv_reg_mr moves the pages
+ * covering the buffer into a memfd mapped at the same addresses (copied once), and hands the memfd over.
+ * Registrations of pages already moved reuse the same memfd (a region), so overlapping MRs see the same
+ * bytes. When a region's last MR goes, its pages move back into private anonymous memory the same way:
+ * the program's memory stays valid, and memfd-backed pages are exactly those of live regions, which a
+ * forked child turns private at once (it must not write into its parent's registered buffers, which a
+ * shared mapping would let it do).
+ *
+ * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks) and
+ * pages this library moved before. Refused with a reason on stderr and EINVAL: file-backed and shared
+ * mappings (their pages belong to a file or another process), unreadable pages, gaps, and a range that
+ * partly overlaps a live region (one MR is one memfd in protocol version 1).
+ */
+#define _GNU_SOURCE
+#include "shim.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define FFS_MEMFD_NAME "ffclient-mr"
+#define FFS_MAX_PIECES 64
+
+struct piece {
+    uintptr_t start, end;
+    int prot;
+};
+
+struct ffs_region {
+    uintptr_t start, end; /* page-aligned */
+    int memfd;
+    unsigned refs;
+    int count;            /* the mappings it covered, with their protections */
+    struct piece pieces[FFS_MAX_PIECES];
+    struct ffs_region *next;
+};
+
+static pthread_mutex_t regions_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ffs_region *regions;
+
+static void refuse(const char *why, uintptr_t start, uintptr_t end) {
+    fprintf(stderr, "libffclient: ibv_reg_mr: cannot register 0x%" PRIxPTR "-0x%" PRIxPTR ": %s\n", start, end,
+            why);
+}
+
+/* The mappings covering [start, end), from /proc/self/maps; 0 or an errno (with the reason printed). */
+static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int *count) {
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) return errno;
+    char line[4096];
+    uintptr_t covered = start;
+    int n = 0, error = 0;
+    while (covered < end && fgets(line, sizeof(line), maps)) {
+        uintptr_t lo, hi;
+        char perms[8];
+        unsigned long long offset, inode;
+        char dev[16];
+        int name_at = 0;
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %llx %15s %llu %n", &lo, &hi, perms, &offset, dev, &inode,
+                   &name_at) < 6)
+            continue;
+        if (hi <= covered || lo >= end) continue;
+        if (lo > covered) {
+            refuse("part of the range is not mapped", start, end);
+            error = EFAULT;
+            break;
+        }
+        char *name = line + name_at;
+        name[strcspn(name, "\n")] = '\0';
+        int ours = strncmp(name, "/memfd:" FFS_MEMFD_NAME, strlen("/memfd:" FFS_MEMFD_NAME)) == 0;
+        int anonymous = inode == 0 && perms[3] == 'p';
+        if (!ours && !anonymous) {
+            refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
+                                   : "a file-backed mapping (its pages belong to the file)",
+                   start, end);
+            error = EINVAL;
+            break;
+        }
+        if (perms[0] != 'r') {
+            refuse("unreadable pages", start, end);
+            error = EFAULT;
+            break;
+        }
+        if (n == FFS_MAX_PIECES) {
+            refuse("the range spans too many mappings", start, end);
+            error = EINVAL;
+            break;
+        }
+        pieces[n].start = covered;
+        pieces[n].end = hi < end ? hi : end;
+        pieces[n].prot = PROT_READ | (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
+        covered = pieces[n].end;
+        n++;
+    }
+    fclose(maps);
+    if (!error && covered < end) {
+        refuse("part of the range is not mapped", start, end);
+        error = EFAULT;
+    }
+    *count = n;
+    return error;
+}
+
+struct move {
+    int memfd;            /* the destination; -1 for private anonymous memory */
+    uintptr_t start;      /* the address of the memfd's first byte */
+    const struct piece *pieces;
+    int count;
+    int error;
+};
+
+/*
+ * Copies each piece into its destination through a temporary mapping, then mremaps that mapping over the
+ * original in one step, keeping the piece's protection. The range may hold the running thread's stack, so
+ * this never runs on it: a write to the range between the copy and the remap would be lost.
+ */
+static void move_pieces(struct move *move) {
+    for (int i = 0; i < move->count; i++) {
+        const struct piece *p = &move->pieces[i];
+        size_t len = p->end - p->start;
+        void *temp = move->memfd >= 0
+            ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, move->memfd, (off_t)(p->start - move->start))
+            : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (temp == MAP_FAILED) {
+            move->error = errno;
+            return;
+        }
+        memcpy(temp, (void *)p->start, len);
+        if (mprotect(temp, len, p->prot) != 0 ||
+            mremap(temp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)p->start) == MAP_FAILED) {
+            move->error = errno;
+            munmap(temp, len);
+            return;
+        }
+    }
+}
+
+static void *move_thread(void *argument) {
+    move_pieces(argument);
+    return NULL;
+}
+
+/* Moves on a short-lived thread; the caller sleeps in pthread_join meanwhile, so none of its writes can
+ * fall between a copy and its remap. 0 or an errno. */
+static int move_aside(struct move *move) {
+    pthread_t mover;
+    int error = pthread_create(&mover, NULL, move_thread, move);
+    if (error) return error;
+    pthread_join(mover, NULL);
+    return move->error;
+}
+
+/*
+ * fork(2): the child's copy of every live region becomes private anonymous memory again before the child
+ * runs anything else. A child has one thread, and must not create more here, so the moves run on a
+ * static stack of their own (swapcontext) instead of the caller's.
+ */
+static char child_stack[64 * 1024] __attribute__((aligned(16)));
+static ucontext_t child_caller, child_mover;
+
+static void privatize_regions(void) {
+    for (struct ffs_region *r = regions; r; r = r->next) {
+        struct move move = {.memfd = -1, .start = r->start, .pieces = r->pieces, .count = r->count};
+        move_pieces(&move);
+        close(r->memfd);
+    }
+}
+
+static void forked_child(void) {
+    if (!regions) return;
+    if (getcontext(&child_mover) == 0) {
+        child_mover.uc_stack.ss_sp = child_stack;
+        child_mover.uc_stack.ss_size = sizeof(child_stack);
+        child_mover.uc_link = &child_caller;
+        makecontext(&child_mover, privatize_regions, 0);
+        swapcontext(&child_caller, &child_mover);
+    }
+    /* The inherited MRs are the parent's: the child's calls on them fail before they reach a region. */
+    regions = NULL;
+    pthread_mutex_init(&regions_lock, NULL);
+}
+
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static void install_fork_handler(void) { pthread_atfork(NULL, NULL, forked_child); }
+
+int ffs_region_acquire(void *addr, size_t length, struct ffs_region **region, int *memfd, uint64_t *offset) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (uintptr_t)addr;
+    if (length > UINTPTR_MAX - first - page) return EINVAL;
+    uintptr_t start = first & ~(page - 1);
+    uintptr_t end = (first + length + page - 1) & ~(page - 1);
+
+    pthread_mutex_lock(&regions_lock);
+    int error = 0;
+    for (struct ffs_region *r = regions; r; r = r->next) {
+        if (r->start <= start && end <= r->end) {
+            r->refs++;
+            *region = r;
+            *memfd = r->memfd;
+            *offset = first - r->start;
+            pthread_mutex_unlock(&regions_lock);
+            return 0;
+        }
+        if (start < r->end && r->start < end) {
+            refuse("it partly overlaps an earlier registration (not supported yet)", start, end);
+            error = EINVAL;
+            goto out;
+        }
+    }
+    pthread_once(&fork_handler_once, install_fork_handler);
+    struct ffs_region *r = calloc(1, sizeof(*r));
+    if (!r) {
+        error = ENOMEM;
+        goto out;
+    }
+    error = find_pieces(start, end, r->pieces, &r->count);
+    if (error) {
+        free(r);
+        goto out;
+    }
+    int fd = memfd_create(FFS_MEMFD_NAME, MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)(end - start)) != 0) {
+        error = errno;
+        if (fd >= 0) close(fd);
+        free(r);
+        goto out;
+    }
+    struct move move = {.memfd = fd, .start = start, .pieces = r->pieces, .count = r->count};
+    error = move_aside(&move);
+    if (error) {
+        /* Pieces already moved hold the same bytes in the memfd: the memory stays valid either way. */
+        close(fd);
+        free(r);
+        goto out;
+    }
+    r->start = start;
+    r->end = end;
+    r->memfd = fd;
+    r->refs = 1;
+    r->next = regions;
+    regions = r;
+    *region = r;
+    *memfd = fd;
+    *offset = first - start;
+out:
+    pthread_mutex_unlock(&regions_lock);
+    return error;
+}
+
+void ffs_region_release(struct ffs_region *region) {
+    pthread_mutex_lock(&regions_lock);
+    if (--region->refs == 0) {
+        for (struct ffs_region **link = &regions; *link; link = &(*link)->next)
+            if (*link == region) {
+                *link = region->next;
+                break;
+            }
+        /* Back into private anonymous memory; if that fails, the memfd mapping keeps the bytes valid. */
+        struct move move = {.memfd = -1, .start = region->start, .pieces = region->pieces, .count = region->count};
+        move_aside(&move);
+        close(region->memfd);
+        free(region);
+    }
+    pthread_mutex_unlock(&regions_lock);
+}
