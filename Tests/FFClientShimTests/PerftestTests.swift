@@ -3,8 +3,6 @@ import XCTest
 
 /// perftest between pod a (server) and pod b (client) through the fake router, drop-in mode: perftest links
 /// libmlx5, libefa and librdmacm, which only load because the drop-in defines all of libibverbs' symbols.
-/// (ib_write_* and ib_atomic_* are refused by the router today: it applies ibv_reg_mr's "remote write needs
-/// local write" rule to a QP's access flags, and perftest sets REMOTE_WRITE alone; docs/shim.md.)
 final class PerftestTests: XCTestCase {
     private var router: FakeRouterFixture!
 
@@ -31,4 +29,8 @@ final class PerftestTests: XCTestCase {
     func testSendLatencyDropIn() throws { try perftest("ib_send_lat") }
     func testReadBandwidthDropIn() throws { try perftest("ib_read_bw") }
     func testReadLatencyPreloaded() throws { try perftest("ib_read_lat", mode: .preload) }
+    // perftest's QPs allow REMOTE_WRITE without LOCAL_WRITE: valid for a QP (the MR rule is not the QP's).
+    func testWriteBandwidthDropIn() throws { try perftest("ib_write_bw") }
+    func testWriteLatencyPreloaded() throws { try perftest("ib_write_lat", mode: .preload) }
+    func testAtomicBandwidthDropIn() throws { try perftest("ib_atomic_bw") }
 }

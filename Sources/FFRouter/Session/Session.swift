@@ -327,7 +327,7 @@ final class Session: SessionHandler {
 
     private func registerMemory(_ r: RegMRRequest, memfd: OwnedDescriptor) throws -> Reply {
         let protectionDomain = try pd(r.pd)
-        let access = try Check.access(r.access)
+        let access = try Check.memoryAccess(r.access)
         try SessionLimits.checkCount(objects.mrs.count, limits.mrs, "MRs", flag: "max-mrs")
         let file: MemoryFile
         do {
@@ -420,7 +420,7 @@ final class Session: SessionHandler {
             }
             v.state = state
         }
-        if mask.contains(.accessFlags) { v.access = try Check.access(a.accessFlags) }
+        if mask.contains(.accessFlags) { v.access = try Check.qpAccess(a.accessFlags) }
         if mask.contains(.pkeyIndex) { v.pkeyIndex = a.pkeyIndex }
         if mask.contains(.port) { try checkPort(a.port); v.port = backend.port }
         if mask.contains(.qkey) { v.qkey = a.qkey }

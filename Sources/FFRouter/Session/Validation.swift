@@ -21,16 +21,21 @@ enum Check {
         return value
     }
 
-    /// Flags the wire accepts but the router does not know are refused rather than passed to the device.
-    static func access(_ flags: FFProtocol.AccessFlags) throws(ErrorReply) -> Verbs.AccessFlags {
+    /// A QP's access flags (`qp_access_flags`): known bits only, refused rather than passed to the device otherwise.
+    /// A QP may allow remote write or atomics without local write (perftest's do); that rule is an MR's.
+    static func qpAccess(_ flags: FFProtocol.AccessFlags) throws(ErrorReply) -> Verbs.AccessFlags {
         guard flags.isSubset(of: .supported) else {
             throw invalid("access flags 0x\(String(flags.rawValue, radix: 16)) include unknown bits")
         }
-        // ibv_reg_mr(3): remote write or atomic access needs local write.
+        return Translate.access(flags)
+    }
+
+    /// An MR's access flags: known bits, and (ibv_reg_mr(3)) remote write or atomic access only with local write.
+    static func memoryAccess(_ flags: FFProtocol.AccessFlags) throws(ErrorReply) -> Verbs.AccessFlags {
         if !flags.intersection([.remoteWrite, .remoteAtomic]).isEmpty && !flags.contains(.localWrite) {
             throw invalid("access flags 0x\(String(flags.rawValue, radix: 16)): remote write or atomic needs local write")
         }
-        return Translate.access(flags)
+        return try qpAccess(flags)
     }
 
     /// Where a registration's pages lie in the memfd: the page-rounded mapping and the buffer inside it.

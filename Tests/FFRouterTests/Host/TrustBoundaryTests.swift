@@ -81,6 +81,16 @@ final class TrustBoundaryTests: XCTestCase {
         XCTAssertEqual(client.refused(.createSRQ(CreateSRQRequest(pd: pd, maxWR: 16, maxSGE: 1, limit: 17))).errno, Errno.invalidArgument)
     }
 
+    func testAQPMayAllowRemoteWriteWithoutLocalWriteAsPerftestsDo() {
+        let cq = client.createCQ()
+        let (qp, _) = client.createQP(pd, cq)
+        var a = FFProtocol.QPAttributes()
+        a.state = .initialized
+        a.port = 1
+        a.accessFlags = [.remoteWrite]
+        client.ok(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: a)))
+    }
+
     func testAnUnknownOrReservedQPStateCannotBeRequested() {
         let cq = client.createCQ()
         let (qp, _) = client.createQP(pd, cq)
