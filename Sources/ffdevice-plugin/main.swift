@@ -40,7 +40,7 @@ struct DevicePluginCommand: AsyncParsableCommand {
     @Option(name: .customLong("container-socket"), help: "Where containers find the router socket (FFCLIENT_SOCKET).")
     var containerSocket = PluginConfiguration().containerSocket
 
-    @Option(name: .customLong("shim-dir"), help: "The node's folder holding libffclient.so and ibverbs/libibverbs.so.1.")
+    @Option(name: .customLong("shim-dir"), help: "The node's folder holding libffclient.so and libibverbs.so.1 (scripts/shim-install DIR).")
     var shimDirectory = PluginConfiguration().shimDirectory
 
     @Option(name: .customLong("container-shim-dir"), help: "Where containers find the shim folder.")

@@ -101,7 +101,7 @@ final class DevicePluginTests: XCTestCase {
         }
         let container = try XCTUnwrap(response.containerResponses.first)
         XCTAssertEqual(container.envs["FFCLIENT_SOCKET"], "/run/freeflow/ffclient.sock")
-        XCTAssertEqual(container.envs["LD_LIBRARY_PATH"], "/opt/freeflow/lib/ibverbs", "the drop-in is found first, also by dlopen")
+        XCTAssertEqual(container.envs["LD_LIBRARY_PATH"], "/opt/freeflow/lib", "the drop-in is found first, also by dlopen")
         XCTAssertEqual(container.envs["FREEFLOW_VRDMA_DEVICES"], "vrdma-1,vrdma-3")
         XCTAssertEqual(container.mounts.map(\.hostPath), ["\(directory)/run/ffclient.sock", "\(directory)/lib"])
         XCTAssertEqual(container.mounts.map(\.containerPath), ["/run/freeflow/ffclient.sock", "/opt/freeflow/lib"])

@@ -33,7 +33,7 @@ public struct ContainerEdits: Sendable, Equatable {
         ]
         switch c.shimMode {
         case .preload: env["LD_PRELOAD"] = "\(c.containerShimDirectory)/libffclient.so"
-        case .dropIn: env["LD_LIBRARY_PATH"] = "\(c.containerShimDirectory)/ibverbs"
+        case .dropIn: env["LD_LIBRARY_PATH"] = c.containerShimDirectory
         }
         environment = env.sorted { $0.key < $1.key }.map { Variable(name: $0.key, value: $0.value) }
         mounts = [Mount(hostPath: c.routerSocket, containerPath: c.containerSocket, readOnly: false),

@@ -4,7 +4,7 @@ public struct PluginConfiguration: Sendable, Equatable {
     public enum ShimMode: String, Sendable, CaseIterable {
         /// `LD_PRELOAD=<shim dir>/libffclient.so`: intercepts the verbs calls of dynamically linked binaries.
         case preload
-        /// `LD_LIBRARY_PATH=<shim dir>/ibverbs`: the drop-in `libibverbs.so.1` found first, also by `dlopen`/`dlvsym`.
+        /// `LD_LIBRARY_PATH=<shim dir>`: the drop-in `libibverbs.so.1` found first, also by `dlopen`/`dlvsym`.
         case dropIn = "drop-in"
     }
 
@@ -20,7 +20,7 @@ public struct PluginConfiguration: Sendable, Equatable {
     public var routerSocket = "/run/freeflow/ffclient.sock"
     /// Where a container finds the router socket (and `FFCLIENT_SOCKET` points).
     public var containerSocket = "/run/freeflow/ffclient.sock"
-    /// The folder holding the shim on the node: `libffclient.so` and `ibverbs/libibverbs.so.1`.
+    /// The folder holding the shim on the node: `libffclient.so` and the drop-in `libibverbs.so.1`, as `scripts/shim-install` lays them out.
     public var shimDirectory = "/opt/freeflow/lib"
     /// Where a container finds that folder.
     public var containerShimDirectory = "/opt/freeflow/lib"
