@@ -71,32 +71,49 @@ final class RunningProgram {
     }
 }
 
-/// `ffrouter --fake-device` serving pods a (10.9.0.1) and b (10.9.0.2) from a temporary directory, plus the
-/// two ways a program loads the shim.
+/// Routers serving pods a (10.9.0.1) and b (10.9.0.2) from a temporary directory, plus the two ways a program loads
+/// the shim. By default one `ffrouter --fake-device` serves both pods on the host; `onRealDevice` (the Soft-RoCE lab
+/// only) starts two routers on rxe0, one per lab address ("node 1" serves pod a, "node 2" pod b), so that traffic
+/// crosses between the node GIDs as between two machines.
 final class FakeRouterFixture {
     let directory: String
-    private let router = Process()
+    private var routers: [Process] = []
+    private let nodeOf: [String: String]
 
-    init() throws {
+    init(onRealDevice: Bool = false) throws {
         try ShimArtifacts.require(ShimArtifacts.router)
         try ShimArtifacts.require(ShimArtifacts.preload)
         try ShimArtifacts.require(ShimArtifacts.dropInLibrary)
+        let env = ProcessInfo.processInfo.environment
+        var nodes = [(name: "fake", ip: "10.0.2.15", pods: ["a=10.9.0.1", "b=10.9.0.2"])]
+        if onRealDevice {
+            guard env["FFLAB"] == "1", let ip1 = env["FFLAB_IP1"], let ip2 = env["FFLAB_IP2"] else {
+                throw XCTSkip("SKIPPED: needs the Soft-RoCE lab (no RDMA device here); run scripts/test")
+            }
+            nodes = [(name: "node1", ip: ip1, pods: ["a=10.9.0.1"]), (name: "node2", ip: ip2, pods: ["b=10.9.0.2"])]
+        }
+        nodeOf = onRealDevice ? ["a": "node1", "b": "node2"] : ["a": "fake", "b": "fake"]
         directory = NSTemporaryDirectory() + "ffshim-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory + "/sockets", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: directory + "/dropin", withIntermediateDirectories: true)
         // The drop-in layout: the library under the name the dynamic linker looks for.
         try FileManager.default.createSymbolicLink(atPath: directory + "/dropin/libibverbs.so.1", withDestinationPath: ShimArtifacts.dropInLibrary)
-        try "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n".write(toFile: directory + "/map.txt", atomically: true, encoding: .utf8)
-        router.executableURL = URL(fileURLWithPath: ShimArtifacts.router)
-        router.arguments = ["--fake-device", "--node-ip", "10.0.2.15", "--socket-dir", directory + "/sockets",
-                            "--pod", "a=10.9.0.1", "--pod", "b=10.9.0.2", "--map", directory + "/map.txt",
-                            "--metrics-port", "0", "--log-level", "warning"]
-        try router.run()
+        let map = onRealDevice ? "10.9.0.1 \(nodes[0].ip)\n10.9.0.2 \(nodes[1].ip)\n" : "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n"
+        try map.write(toFile: directory + "/map.txt", atomically: true, encoding: .utf8)
+        for node in nodes {
+            let sockets = "\(directory)/sockets/\(node.name)"
+            try FileManager.default.createDirectory(atPath: sockets, withIntermediateDirectories: true)
+            let router = Process()
+            router.executableURL = URL(fileURLWithPath: ShimArtifacts.router)
+            router.arguments = (onRealDevice ? [] : ["--fake-device"]) + ["--node-ip", node.ip, "--socket-dir", sockets]
+                + node.pods.flatMap { ["--pod", $0] } + ["--map", directory + "/map.txt", "--metrics-port", "0", "--log-level", "warning"]
+            try router.run()
+            routers.append(router)
+        }
         for pod in ["a", "b"] { try waitForSocket(socket(pod)) }
     }
 
     deinit {
-        if router.isRunning {
+        for router in routers where router.isRunning {
             router.terminate()
             router.waitUntilExit()
         }
@@ -104,7 +121,7 @@ final class FakeRouterFixture {
     }
 
     /// Pod `pod`'s router socket.
-    func socket(_ pod: String) -> String { "\(directory)/sockets/\(pod).sock" }
+    func socket(_ pod: String) -> String { "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/\(pod).sock" }
 
     /// The environment that runs a program as pod `pod` with the shim loaded in `mode`.
     func environment(pod: String, mode: ShimMode) -> [String: String] {
@@ -133,7 +150,9 @@ final class FakeRouterFixture {
     private func waitForSocket(_ path: String, seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while !FileManager.default.fileExists(atPath: path) {
-            guard router.isRunning else { throw HarnessError("ffrouter exited with status \(router.terminationStatus) during start-up") }
+            if let dead = routers.first(where: { !$0.isRunning }) {
+                throw HarnessError("ffrouter exited with status \(dead.terminationStatus) during start-up")
+            }
             guard Date() < deadline else { throw HarnessError("router socket \(path) did not appear in \(seconds) s") }
             usleep(20_000)
         }
