@@ -65,7 +65,7 @@ struct RouterStatusCommand: ParsableCommand {
         let status = try admin.call { try $0.status() }
         if json { return try printJSON(status) }
         let files = status.limits.openFiles, memlock = status.limits.lockedMemory
-        print("device \(status.device)  node ip \(status.nodeIP) (gid index \(status.gidIndex))")
+        print("device \(status.device)  node ip \(status.nodeIP) (gid index \(status.gidIndex))  port \(status.portActive ? "active" : "NOT ACTIVE"): \(status.portState)")
         print("map    \(status.map.entries) entries, revision \(status.map.revision), from \(status.map.source)")
         print("limits open files \(ResourceLimits.describe(files.soft)) (hard \(ResourceLimits.describe(files.hard)))"
               + "  locked memory \(ResourceLimits.describe(memlock.soft)) (hard \(ResourceLimits.describe(memlock.hard)))")
