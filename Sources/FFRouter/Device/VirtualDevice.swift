@@ -12,8 +12,13 @@ enum VirtualDevice {
     /// FreeFlow's part id.
     static let vendorPartID: UInt32 = 0xF4EE
 
+    /// The node and system-image GUID a pod with `vip` sees: FreeFlow's prefix and the vip.
+    static func guid(vip: IPv4Address) -> UInt64 {
+        0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8 | UInt64(vip.bytes[3])
+    }
+
     static func attributes(of real: Verbs.DeviceAttributes, vip: IPv4Address) -> FFProtocol.DeviceAttributes {
-        let guid = 0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8 | UInt64(vip.bytes[3])
+        let guid = guid(vip: vip)
         var a = FFProtocol.DeviceAttributes()
         a.firmwareVersion = "freeflow-1"
         a.nodeGUID = guid

@@ -172,9 +172,9 @@ public final class Router: Sendable {
 
     /// Healthy while the device port is active: clients can then be served.
     public func health() -> (healthy: Bool, detail: String) {
-        let (healthy, detail) = device.portHealth()
+        // The status already asked the port; asking again would be a second ibv_query_port per probe.
         let status = self.status
-        return (healthy, "\(detail), clients \(status.clients.count), pods \(status.pods.count), "
+        return (status.portActive, "\(status.portState), clients \(status.clients.count), pods \(status.pods.count), "
                 + "map \(status.map.entries) entries at revision \(status.map.revision)")
     }
 

@@ -58,8 +58,7 @@ public final class FakeBackend: VerbsBackend, @unchecked Sendable {
     public func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes {
         var real = FFProtocol.DeviceAttributes()
         real.firmwareVersion = "freeflow-1"
-        real.nodeGUID = 0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8
-            | UInt64(vip.bytes[3])
+        real.nodeGUID = VirtualDevice.guid(vip: vip)
         real.systemImageGUID = real.nodeGUID
         real.maxMRSize = limits.maxMRSize
         real.pageSizeCap = 0xFFFF_F000
