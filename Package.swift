@@ -131,6 +131,7 @@ let package = Package(
             dependencies: [
                 "FFDevicePlugin",
                 "FFRouter",
+                "FFOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

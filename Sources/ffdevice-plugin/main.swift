@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FFDevicePlugin
+import FFOperations
 import FFRouter
 import Logging
 import ServiceLifecycle
@@ -71,11 +72,8 @@ struct DevicePluginCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        // The daemons' one logging set-up (its metrics registry is not served: the plugin has no metrics endpoint).
+        _ = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "ffdevice-plugin")
         var configuration = PluginConfiguration()
         configuration.resourceName = resourceName

@@ -53,17 +53,12 @@ public final class DeviceHealth: Sendable {
         return stream
     }
 
-    /// Ends every stream `changes()` returned so far (their ListAndWatch calls then complete).
-    public func finishStreams() {
-        let all = shared.withLock { s in defer { s.subscribers = [:] }; return Array(s.subscribers.values) }
-        for continuation in all { continuation.finish() }
-    }
-
-    /// Checks `source` every `interval` until the task is cancelled, recording what it says.
+    /// Checks `source` every `interval` until the task is cancelled, recording what it says; the first check comes
+    /// one interval from now (the caller records the state it starts with).
     public func monitor(every interval: Duration, _ source: @Sendable () async -> State) async {
         while !Task.isCancelled {
+            guard (try? await Task.sleep(for: interval)) != nil else { return }
             update(await source())
-            try? await Task.sleep(for: interval)
         }
     }
 }

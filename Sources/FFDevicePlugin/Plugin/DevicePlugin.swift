@@ -39,6 +39,7 @@ public struct DevicePlugin: Service {
             logger.info("CDI spec written", metadata: ["path": "\(spec.path(in: directory))", "devices": "\(spec.devices.count)"])
         }
         defer { unlink(configuration.socketPath) }
+        // Checked once before serving, so the first list the kubelet sees is the real state; the monitor goes on from there.
         await health.update(healthSource())
         do {
             try await cancelWhenGracefulShutdown {
@@ -70,12 +71,9 @@ public struct DevicePlugin: Service {
                     // This life ended (the server reports its cancellation as a transport error): not a failure.
                 }
             }
-            // Ending this life ends the ListAndWatch streams of the kubelet that went away (they would otherwise last as
-            // long as the plugin) and then the server.
-            defer {
-                health.finishStreams()
-                group.cancelAll()
-            }
+            // Ending this life cancels the server, and with it the ListAndWatch streams of the kubelet that went away
+            // (a graceful shutdown would wait for them: they last as long as the plugin).
+            defer { group.cancelAll() }
             _ = try await transport.listeningAddress
             logger.debug("serving", metadata: ["socket": "\(configuration.socketPath)"])
             let ours = FileIdentity(configuration.socketPath)
