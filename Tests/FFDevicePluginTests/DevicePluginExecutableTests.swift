@@ -18,14 +18,6 @@ final class DevicePluginExecutableTests: XCTestCase {
         return process
     }
 
-    private func eventually(_ what: String, seconds: Double = 30, _ condition: () -> Bool) async {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            guard Date() < deadline else { return XCTFail("timed out after \(seconds) s waiting for \(what)") }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-    }
-
     func testHealthFollowsTheRouterAndSIGTERMRemovesThePluginSocket() async throws {
         let directory = "/tmp/ffdp-exe-\(getpid())-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -40,13 +32,13 @@ final class DevicePluginExecutableTests: XCTestCase {
                                                    "--cdi-dir", "\(directory)/cdi", "--devices", "2", "--health-interval", "0.2"])
         defer { if plugin.isRunning { plugin.terminate() } }
 
-        await eventually("the plugin's registration") { kubelet.registrations.count == 1 }
-        await eventually("healthy devices") { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false }
+        await eventually("the plugin's registration", seconds: 30) { kubelet.registrations.count == 1 }
+        await eventually("healthy devices", seconds: 30) { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false }
         XCTAssertEqual(kubelet.deviceLists.last?.map(\.id), ["vrdma-0", "vrdma-1"])
 
         router.terminate()
         router.waitUntilExit()
-        await eventually("unhealthy devices once the router is gone") { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false }
+        await eventually("unhealthy devices once the router is gone", seconds: 30) { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false }
 
         plugin.terminate()
         plugin.waitUntilExit()

@@ -58,15 +58,6 @@ final class DevicePluginTests: XCTestCase {
         pluginTask = Task { try await plugin.run() }
     }
 
-    /// Waits (bounded) for `condition`.
-    private func eventually(_ what: String, seconds: Double = 20, _ condition: () -> Bool) async {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            guard Date() < deadline else { return XCTFail("timed out after \(seconds) s waiting for \(what)") }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     func testThePluginRegistersAndAdvertisesItsDevicesAsHealthy() async throws {
         startPlugin()
         await eventually("a registration") { kubelet.registrations.count == 1 }

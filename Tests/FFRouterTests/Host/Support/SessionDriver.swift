@@ -148,11 +148,7 @@ final class SessionDriver {
 
 /// Waits, polling every few milliseconds for at most `seconds`, until `condition` holds; fails the test if it never does.
 func waitUntil(_ what: String, seconds: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        guard Date() < deadline else { return XCTFail("timed out after \(seconds) s waiting for \(what)", file: file, line: line) }
-        usleep(2000)
-    }
+    XCTAssertTrue(eventually(within: seconds, condition), "timed out after \(seconds) s waiting for \(what)", file: file, line: line)
 }
 
 /// Two pods on one backend, each with 8 KiB of memory, a PD, an MR, a CQ and an RC QP connected to the other's;
