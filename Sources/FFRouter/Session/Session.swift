@@ -420,7 +420,7 @@ final class Session: SessionHandler {
             }
             v.state = state
         }
-        if mask.contains(.accessFlags) { v.access = try Check.qpAccess(a.accessFlags) }
+        if mask.contains(.accessFlags) { v.access = Translate.access(a.accessFlags) }
         if mask.contains(.pkeyIndex) { v.pkeyIndex = a.pkeyIndex }
         if mask.contains(.port) { try checkPort(a.port); v.port = backend.port }
         if mask.contains(.qkey) { v.qkey = a.qkey }
