@@ -23,20 +23,26 @@ final class ShimLabTests: XCTestCase {
         }
     }
 
-    /// Runs `program` as server and client `way`, up to three times while perftest could not measure the CPU's clock:
+    /// Runs `program` as server and client `way`, up to four times while perftest could not measure the CPU's clock:
     /// under emulation, with both vCPUs busy, its linear fit of cycles against time sometimes fails ("Correlation
-    /// coefficient r^2 … Can't produce a report", exit 1 after the transfer), which says nothing about the verbs.
+    /// coefficient r^2 … Can't produce a report" on standard error, exit 1), which says nothing about the verbs.
     /// `gid(side)` gives the GID option for a side (0 = server).
     private func pair(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         var result = try pairOnce(program, options, way: way, gid: gid)
-        for _ in 0..<2 where Self.unmeasured(result.server) || Self.unmeasured(result.client) {
+        for _ in 0..<3 where Self.unmeasured(result.server) || Self.unmeasured(result.client) {
             result = try pairOnce(program, options, way: way, gid: gid)
         }
         return result
     }
 
-    /// perftest ran, but could not fit the CPU clock to produce its report.
-    private static func unmeasured(_ side: ProgramResult) -> Bool { side.status != 0 && side.output.contains("Can't produce a report") }
+    /// perftest ran every iteration, but could not fit the CPU clock to produce its report: it prints that only from
+    /// its report functions, which run after the transfer has completed.
+    private static func unmeasured(_ side: ProgramResult) -> Bool {
+        side.status != 0 && (side.output + side.errors).contains("Can't produce a report")
+    }
+
+    /// How a side ended, with a clock-fit failure after a completed transfer counted as success (the verbs worked).
+    private static func succeeded(_ side: ProgramResult) -> Bool { side.status == 0 || unmeasured(side) }
 
     private func pairOnce(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         let port = 20_000 + Int.random(in: 0..<20_000)
@@ -59,17 +65,16 @@ final class ShimLabTests: XCTestCase {
         let option = program.hasPrefix("ib_") ? "-x" : "-g"
         let direct = try pair(program, options, way: .direct) { [option, "\($0 + 1)"] }
         let label = "\(program) \(options.joined(separator: " "))"
-        XCTAssertEqual(direct.client.status, 0, "\(label) direct: \(direct.client.output) \(direct.client.errors)", file: file, line: line)
+        XCTAssertTrue(Self.succeeded(direct.client), "\(label) direct: \(direct.client.output) \(direct.client.errors)", file: file, line: line)
         for mode in ShimMode.allCases {
             let shim = try pair(program, options, way: .shim(mode)) { _ in [option, "0"] }
-            XCTAssertEqual(shim.client.status, direct.client.status, "\(label) \(Way.shim(mode)) client: \(shim.client.output) \(shim.client.errors)",
-                           file: file, line: line)
-            if Self.unmeasured(shim.server) && shim.client.status == 0 {
-                // The transfer completed (the client reported); only the server's clock fit failed, three times.
-                print("note: \(label) \(Way.shim(mode)): the server could not fit the emulated CPU clock for its report")
-            } else {
-                XCTAssertEqual(shim.server.status, direct.server.status, "\(label) \(Way.shim(mode)) server: \(shim.server.output) \(shim.server.errors)",
-                               file: file, line: line)
+            for (side, result, baseline) in [("client", shim.client, direct.client), ("server", shim.server, direct.server)] {
+                if Self.unmeasured(result) {
+                    // Every iteration completed; only the clock fit for the report failed, four times in a row.
+                    print("note: \(label) \(Way.shim(mode)): the \(side) could not fit the emulated CPU clock for its report")
+                }
+                XCTAssertEqual(Self.succeeded(result), Self.succeeded(baseline),
+                               "\(label) \(Way.shim(mode)) \(side): \(result.output) \(result.errors)", file: file, line: line)
             }
             if program.hasPrefix("ib_") {
                 XCTAssertTrue(shim.client.output.contains("#bytes"), "\(label) \(Way.shim(mode)): no results in \(shim.client.output)", file: file, line: line)
