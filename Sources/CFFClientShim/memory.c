@@ -7,15 +7,18 @@
  * forked child turns private at once (it must not write into its parent's registered buffers, which a
  * shared mapping would let it do).
  *
- * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks) and
+ * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks),
+ * private MAP_HUGETLB memory (into a hugetlb memfd of the same page size, so it stays on huge pages) and
  * pages this library moved before. Refused with a reason on stderr and EINVAL: file-backed and shared
- * mappings (their pages belong to a file or another process), unreadable pages, gaps, and a range that
- * partly overlaps a live region (one MR is one memfd in protocol version 1).
+ * mappings (their pages belong to a file or another process), unreadable pages, gaps, a range mixing huge
+ * and normal pages, and a range that partly overlaps a live region (one MR is one memfd in protocol
+ * version 1).
  */
 #define _GNU_SOURCE
 #include "shim.h"
 
 #include <errno.h>
+#include <linux/memfd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +36,8 @@ struct piece {
 };
 
 struct ffs_region {
-    uintptr_t start, end; /* page-aligned */
+    uintptr_t start, end; /* aligned to page */
+    size_t page;          /* the page size of every piece: the base page, or a huge page size */
     int memfd;
     unsigned refs;
     int count;            /* the mappings it covered, with their protections */
@@ -49,8 +53,29 @@ static void refuse(const char *why, uintptr_t start, uintptr_t end) {
             why);
 }
 
-/* The mappings covering [start, end), from /proc/self/maps; 0 or an errno (with the reason printed). */
-static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int *count) {
+/* The kernel page size of the mapping starting at `lo`, from /proc/self/smaps; 0 if it cannot be read. */
+static size_t mapping_page_size(uintptr_t lo) {
+    FILE *smaps = fopen("/proc/self/smaps", "re");
+    if (!smaps) return 0;
+    char line[4096];
+    int inside = 0;
+    size_t page = 0;
+    while (!page && fgets(line, sizeof(line), smaps)) {
+        uintptr_t from, to;
+        unsigned long kib;
+        /* A mapping's header line starts "lo-hi "; its fields ("Size:", "AnonHugePages:", ...) never parse so. */
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &from, &to) == 2)
+            inside = from == lo;
+        else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kib) == 1)
+            page = (size_t)kib * 1024;
+    }
+    fclose(smaps);
+    return page;
+}
+
+/* The mappings covering [start, end), from /proc/self/maps, and their page size; 0 or an errno (with the
+ * reason printed). */
+static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int *count, size_t *page) {
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps) return errno;
     char line[4096];
@@ -74,7 +99,8 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         char *name = line + name_at;
         name[strcspn(name, "\n")] = '\0';
         int ours = strncmp(name, "/memfd:" FFS_MEMFD_NAME, strlen("/memfd:" FFS_MEMFD_NAME)) == 0;
-        int anonymous = inode == 0 && perms[3] == 'p';
+        int huge = perms[3] == 'p' && strncmp(name, "/anon_hugepage", strlen("/anon_hugepage")) == 0;
+        int anonymous = (inode == 0 || huge) && perms[3] == 'p';
         if (!ours && !anonymous) {
             refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",
@@ -92,6 +118,18 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
             error = EINVAL;
             break;
         }
+        size_t size = huge || ours ? mapping_page_size(lo) : (size_t)sysconf(_SC_PAGESIZE);
+        if (size == 0) {
+            refuse("its page size is unknown (/proc/self/smaps)", start, end);
+            error = EINVAL;
+            break;
+        }
+        if (n > 0 && size != *page) {
+            refuse("it mixes huge and normal pages", start, end);
+            error = EINVAL;
+            break;
+        }
+        *page = size;
         pieces[n].start = covered;
         pieces[n].end = hi < end ? hi : end;
         pieces[n].prot = PROT_READ | (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
@@ -110,10 +148,17 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
 struct move {
     int memfd;            /* the destination; -1 for private anonymous memory */
     uintptr_t start;      /* the address of the memfd's first byte */
+    size_t page;          /* the pieces' page size: private memory gets pages of that size again */
     const struct piece *pieces;
     int count;
     int error;
 };
+
+/* The flags that ask mmap or memfd_create for pages of `page` bytes: none for the base page size. */
+static int huge_flags(size_t page, int hugetlb, int shift) {
+    if (page <= (size_t)sysconf(_SC_PAGESIZE)) return 0;
+    return hugetlb | (__builtin_ctzl(page) << shift);
+}
 
 /*
  * Copies each piece into its destination through a temporary mapping, then mremaps that mapping over the
@@ -126,7 +171,8 @@ static void move_pieces(struct move *move) {
         size_t len = p->end - p->start;
         void *temp = move->memfd >= 0
             ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, move->memfd, (off_t)(p->start - move->start))
-            : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | huge_flags(move->page, MAP_HUGETLB, MAP_HUGE_SHIFT),
+                   -1, 0);
         if (temp == MAP_FAILED) {
             move->error = errno;
             return;
@@ -166,7 +212,7 @@ static ucontext_t child_caller, child_mover;
 
 static void privatize_regions(void) {
     for (struct ffs_region *r = regions; r; r = r->next) {
-        struct move move = {.memfd = -1, .start = r->start, .pieces = r->pieces, .count = r->count};
+        struct move move = {.memfd = -1, .start = r->start, .page = r->page, .pieces = r->pieces, .count = r->count};
         move_pieces(&move);
         close(r->memfd);
     }
@@ -219,19 +265,27 @@ int ffs_region_acquire(void *addr, size_t length, struct ffs_region **region, in
         error = ENOMEM;
         goto out;
     }
-    error = find_pieces(start, end, r->pieces, &r->count);
+    size_t size = page;
+    error = find_pieces(start, end, r->pieces, &r->count, &size);
+    if (!error && size != page) {
+        /* Huge pages: the region covers whole ones (a hugetlb mapping is aligned to its page size). */
+        start &= ~(uintptr_t)(size - 1);
+        end = end > UINTPTR_MAX - size ? 0 : (end + size - 1) & ~(uintptr_t)(size - 1);
+        if (end == 0) error = EINVAL;
+        else error = find_pieces(start, end, r->pieces, &r->count, &size);
+    }
     if (error) {
         free(r);
         goto out;
     }
-    int fd = memfd_create(FFS_MEMFD_NAME, MFD_CLOEXEC);
+    int fd = memfd_create(FFS_MEMFD_NAME, MFD_CLOEXEC | huge_flags(size, MFD_HUGETLB, MFD_HUGE_SHIFT));
     if (fd < 0 || ftruncate(fd, (off_t)(end - start)) != 0) {
         error = errno;
         if (fd >= 0) close(fd);
         free(r);
         goto out;
     }
-    struct move move = {.memfd = fd, .start = start, .pieces = r->pieces, .count = r->count};
+    struct move move = {.memfd = fd, .start = start, .page = size, .pieces = r->pieces, .count = r->count};
     error = move_aside(&move);
     if (error) {
         /* Pieces already moved hold the same bytes in the memfd: the memory stays valid either way. */
@@ -241,6 +295,7 @@ int ffs_region_acquire(void *addr, size_t length, struct ffs_region **region, in
     }
     r->start = start;
     r->end = end;
+    r->page = size;
     r->memfd = fd;
     r->refs = 1;
     r->next = regions;
@@ -262,7 +317,8 @@ void ffs_region_release(struct ffs_region *region) {
                 break;
             }
         /* Back into private anonymous memory; if that fails, the memfd mapping keeps the bytes valid. */
-        struct move move = {.memfd = -1, .start = region->start, .pieces = region->pieces, .count = region->count};
+        struct move move = {.memfd = -1, .start = region->start, .page = region->page, .pieces = region->pieces,
+                            .count = region->count};
         move_aside(&move);
         close(region->memfd);
         free(region);

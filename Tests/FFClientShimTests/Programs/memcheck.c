@@ -2,7 +2,8 @@
  * ibv_reg_mr on ordinary memory through the shim, checked byte by byte: buffers from malloc, anonymous
  * mmap, aligned_alloc and the stack keep their contents when registered, SEND / WRITE / WRITE_WITH_IMM /
  * READ / both atomics move the right bytes between two connected RC QPs of one context, memory stays
- * valid after dereg, and mappings the shim cannot move are refused with EINVAL.
+ * valid after dereg, MAP_HUGETLB memory stays on huge pages while registered and after, and mappings the
+ * shim cannot move are refused with EINVAL. Without huge pages to map, it prints "skip hugepages".
  * Prints "ok <check>" per check; exits 1 with "FAIL <check>: <why>" at the first failure.
  */
 #define _GNU_SOURCE
@@ -313,6 +314,46 @@ static void refused(void *addr, size_t length, const char *kind) {
     printf("ok %s refused\n", kind);
 }
 
+/* The kernel page size of the mapping holding `addr`, from /proc/self/smaps (0 if not found). */
+static size_t page_size_of(const void *addr) {
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    CHECK(smaps, "smaps", "open");
+    char line[4096];
+    int inside = 0;
+    size_t page = 0;
+    while (!page && fgets(line, sizeof line, smaps)) {
+        uintptr_t lo, hi;
+        unsigned long kib;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            inside = lo <= (uintptr_t)addr && (uintptr_t)addr < hi;
+        else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kib) == 1)
+            page = kib * 1024;
+    }
+    fclose(smaps);
+    return page;
+}
+
+static void hugepage_case(void) {
+    size_t len = 2 << 20;
+    uint8_t *huge = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (huge == MAP_FAILED) {
+        printf("skip hugepages: no huge page to map (errno %d)\n", errno);
+        return;
+    }
+    fill(huge, len, 5);
+    size_t page = page_size_of(huge);
+    CHECK(page >= len, "hugepages", "MAP_HUGETLB gave %zu-byte pages", page);
+    struct ibv_mr *mr = ibv_reg_mr(pd, huge + 4096, SIZE, IBV_ACCESS_LOCAL_WRITE);
+    CHECK(mr, "hugepages reg_mr", "reg_mr");
+    CHECK(page_size_of(huge) == page, "hugepages reg_mr", "registered, the memory is on %zu-byte pages", page_size_of(huge));
+    CHECK(same(huge, len, 5), "hugepages reg_mr", "contents changed by registration");
+    CHECK(!ibv_dereg_mr(mr), "hugepages dereg_mr", "dereg_mr");
+    CHECK(page_size_of(huge) == page, "hugepages dereg_mr", "deregistered, the memory is on %zu-byte pages", page_size_of(huge));
+    exercise(huge + 100, "hugepages");
+    printf("ok hugepages stay on %zu-byte pages\n", page);
+    munmap(huge, len);
+}
+
 int main(void) {
     struct ibv_device **list = ibv_get_device_list(NULL);
     CHECK(list && list[0], "device", "no device");
@@ -338,6 +379,7 @@ int main(void) {
     exercise(anon + 100, "mmap");
     exercise(aligned_alloc(4096, SIZE), "aligned_alloc");
     stack_case();
+    hugepage_case();
     wr_api();
     cq_ex_case();
 
