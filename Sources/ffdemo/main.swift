@@ -16,6 +16,11 @@ struct FFDemo: AsyncParsableCommand {
     )
 }
 
+/// Prints a progress line at once (stdout is a log file in the demo, which would otherwise buffer it).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 /// Runs until SIGTERM or SIGINT.
 func waitForTermination() async {
     signal(SIGTERM, SIG_IGN)
@@ -89,7 +94,7 @@ struct KubeAPI: AsyncParsableCommand {
             try await server.apply("pods", try JSONSerialization.data(withJSONObject: object))
         }
         try publish(server.url + "\n", to: urlFile)
-        print("ffdemo kube-api: serving \(server.url) with \(nodes.count) nodes and \(pods.count) pods")
+        say("ffdemo kube-api: serving \(server.url) with \(nodes.count) nodes and \(pods.count) pods")
         await waitForTermination()
         await server.stop()
     }
@@ -121,7 +126,7 @@ struct Kubelet: AsyncParsableCommand {
     func run() async throws {
         let kubelet = try FakeKubelet(directory: pluginDirectory)
         try await kubelet.start()
-        print("ffdemo kubelet: serving \(kubelet.socketPath)")
+        say("ffdemo kubelet: serving \(kubelet.socketPath)")
         let deadline = Date().addingTimeInterval(timeout)
         while !(kubelet.deviceLists.last.map { !$0.isEmpty && $0.allSatisfy { $0.health == "Healthy" } } ?? false) {
             guard Date() < deadline else {
@@ -131,7 +136,7 @@ struct Kubelet: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(100))
         }
         let registration = kubelet.registrations.last!
-        print("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices \(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
+        say("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices \(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
         for allocation in allocations {
             let parts = allocation.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--allocate \(allocation): expected NAME=DEVICE_ID") }
@@ -143,7 +148,7 @@ struct Kubelet: AsyncParsableCommand {
             lines += container.mounts.map { "mount \($0.hostPath) \($0.containerPath) \($0.readOnly ? "ro" : "rw")" }
             lines += container.cdiDevices.map { "cdi \($0.name)" }
             try publish(lines.joined(separator: "\n") + "\n", to: "\(outDirectory)/\(parts[0]).alloc")
-            print("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, \(container.envs.count) env vars")
+            say("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, \(container.envs.count) env vars")
         }
         await waitForTermination()
         await kubelet.stop()
