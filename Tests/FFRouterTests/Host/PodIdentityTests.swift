@@ -159,9 +159,7 @@ final class PeerPodIdentityTests: XCTestCase {
     }
 
     func testTheEtcdMapFindsAPodByUIDOnlyOnItsOwnNode() async throws {
-        let etcd = try await LocalEtcd.start()
-        let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL]))
-        do {
+        try await withLocalEtcd { etcd, client in
             let schema = MapSchema(root: "/identity-test/")
             let entry = VipEntry(vip: "10.244.1.7", pip: "10.0.2.15", node: "node-1", namespace: "team", pod: "web-0", uid: uid)
             _ = try await client.put(schema.vipKey(entry.vip), MapCodec.encode(entry))
@@ -173,13 +171,7 @@ final class PeerPodIdentityTests: XCTestCase {
             XCTAssertTrue(why.contains("on node node-1 (10.0.2.15), not on this node (10.0.2.16)"), why)
             XCTAssertEqual(map.localPod(uid: "00000000-1111-2222-3333-444444444444", nodeIP: node),
                            .absent("the map has no vip for pod uid 00000000-1111-2222-3333-444444444444"))
-        } catch {
-            try? await client.shutdown()
-            await etcd.stop()
-            throw error
         }
-        try await client.shutdown()
-        await etcd.stop()
     }
 }
 
@@ -232,54 +224,54 @@ final class ClientSocketTests: XCTestCase {
     }
 
     func testAProcessIsServedAsItsPodUntilThePodLeavesTheEtcdMap() async throws {
-        let etcd = try await LocalEtcd.start()
-        let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL]))
-        let schema = MapSchema(root: "/client-socket-test/")
-        let map = EtcdVipMap(mirror: MapMirror(client: client, schema: schema), endpoints: etcd.clientURL)
-        let mirroring = Task { await map.run() }
-        let backend = FakeBackend()
-        let router = try makeRouter(backend, map)
-        do {
-            let entry = VipEntry(vip: "10.244.1.7", pip: node.description, node: "node-1", namespace: "team", pod: "web-0", uid: uid)
-            let put = try await client.put(schema.vipKey(entry.vip), MapCodec.encode(entry))
-            _ = try await map.mirror.waitForRevision(put.revision, timeout: .seconds(20))
-            try writeOwnCgroup("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod\(uid.replacingOccurrences(of: "-", with: "_")).slice/cri-containerd-1.scope\n")
-
-            let pod = try RouterConnection(path: clientSocket, name: "pod-process")
-            XCTAssertEqual(pod.session.vip, IPv4Address("10.244.1.7"), "the session runs as the pod the process's cgroup names")
-            try populate(pod)
-            XCTAssertEqual(router.status.clients.map(\.identity.pod), ["team/web-0"])
-            XCTAssertEqual(router.status.clients.first?.identity.pid, getpid())
-            XCTAssertEqual(router.status.clientSocket, clientSocket)
-            // The per-pod sockets keep working next to the shared one.
-            let flagged = try RouterConnection(path: "\(directory)/a.sock", name: "flag-pod")
-            XCTAssertEqual(flagged.session.vip, SessionDriver.vipA)
-            _ = try flagged.allocatePD()
-            XCTAssertEqual(backend.liveObjectCount, 4)
-
-            _ = try await client.delete(.key(schema.vipKey(entry.vip)))
-            waitUntil("the deleted pod's objects destroyed", seconds: 20) { backend.liveObjectCount == 1 }
-            XCTAssertThrowsError(try pod.allocatePD(), "the deleted pod's connection is closed")
-            XCTAssertEqual(router.status.clients.map(\.identity.pod), ["a"], "the other pod's session goes on")
-            _ = try flagged.allocatePD()
-
-            let refused = refusal(clientSocket)
-            XCTAssertEqual(refused?.errno, EACCES)
-            XCTAssertTrue(refused?.reason.contains("pod uid \(uid), which has no vip here") ?? false, refused?.reason ?? "")
-            flagged.close()
-        } catch {
+        try await withLocalEtcd { etcd, client in
+            let schema = MapSchema(root: "/client-socket-test/")
+            let map = EtcdVipMap(mirror: MapMirror(client: client, schema: schema), endpoints: etcd.clientURL)
+            let mirroring = Task { await map.run() }
+            defer { mirroring.cancel() }
+            let backend = FakeBackend()
+            let router = try makeRouter(backend, map)
+            do {
+                try await servedUntilDeleted(router, backend, client, schema, map)
+            } catch {
+                await router.shutdown()
+                throw error
+            }
             await router.shutdown()
+            XCTAssertFalse(FileManager.default.fileExists(atPath: clientSocket), "shutdown removes the client socket")
             mirroring.cancel()
-            try? await client.shutdown()
-            await etcd.stop()
-            throw error
+            await mirroring.value
         }
-        await router.shutdown()
-        XCTAssertFalse(FileManager.default.fileExists(atPath: clientSocket), "shutdown removes the client socket")
-        mirroring.cancel()
-        await mirroring.value
-        try await client.shutdown()
-        await etcd.stop()
+    }
+
+    private func servedUntilDeleted(_ router: Router, _ backend: FakeBackend, _ client: EtcdClient, _ schema: MapSchema, _ map: EtcdVipMap) async throws {
+        let entry = VipEntry(vip: "10.244.1.7", pip: node.description, node: "node-1", namespace: "team", pod: "web-0", uid: uid)
+        let put = try await client.put(schema.vipKey(entry.vip), MapCodec.encode(entry))
+        _ = try await map.mirror.waitForRevision(put.revision, timeout: .seconds(20))
+        try writeOwnCgroup("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod\(uid.replacingOccurrences(of: "-", with: "_")).slice/cri-containerd-1.scope\n")
+
+        let pod = try RouterConnection(path: clientSocket, name: "pod-process")
+        XCTAssertEqual(pod.session.vip, IPv4Address("10.244.1.7"), "the session runs as the pod the process's cgroup names")
+        try populate(pod)
+        XCTAssertEqual(router.status.clients.map(\.identity.pod), ["team/web-0"])
+        XCTAssertEqual(router.status.clients.first?.identity.pid, getpid())
+        XCTAssertEqual(router.status.clientSocket, clientSocket)
+        // The per-pod sockets keep working next to the shared one.
+        let flagged = try RouterConnection(path: "\(directory)/a.sock", name: "flag-pod")
+        defer { flagged.close() }
+        XCTAssertEqual(flagged.session.vip, SessionDriver.vipA)
+        _ = try flagged.allocatePD()
+        XCTAssertEqual(backend.liveObjectCount, 4)
+
+        _ = try await client.delete(.key(schema.vipKey(entry.vip)))
+        waitUntil("the deleted pod's objects destroyed", seconds: 20) { backend.liveObjectCount == 1 }
+        XCTAssertThrowsError(try pod.allocatePD(), "the deleted pod's connection is closed")
+        XCTAssertEqual(router.status.clients.map(\.identity.pod), ["a"], "the other pod's session goes on")
+        _ = try flagged.allocatePD()
+
+        let refused = refusal(clientSocket)
+        XCTAssertEqual(refused?.errno, EACCES)
+        XCTAssertTrue(refused?.reason.contains("pod uid \(uid), which has no vip here") ?? false, refused?.reason ?? "")
     }
 
     func testAProcessInNoPodIsRefusedWithTheReasonAndTheRouterGoesOn() async throws {
