@@ -85,9 +85,9 @@ public final class Router: Sendable {
             return (active, detail)
         }
         self.init(device: description, map: map, socketDirectory: socketDirectory, pods: pods, options: options, logger: logger,
-                  metrics: metrics) { context in
+                  metrics: metrics) { [connectionManager = ConnectionManagerService(nodeIP: backend.nodeIP, map: map, logger: logger)] context in
             Session(id: context.id, identity: context.identity, vip: context.vip, backend: backend, map: map, limits: limits,
-                    metrics: metrics, logger: logger)
+                    metrics: metrics, logger: logger, connectionManager: connectionManager)
         }
     }
 
