@@ -7,9 +7,10 @@
  * forked child turns private at once (it must not write into its parent's registered buffers, which a
  * shared mapping would let it do).
  *
- * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks) and
- * pages this library moved before. Refused with a reason on stderr and EINVAL: file-backed and shared
- * mappings (their pages belong to a file or another process), unreadable pages, gaps, and a range that
+ * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks), the
+ * writable segments of loaded objects (a program's .data and .bss) and pages this library moved before. Refused
+ * with a reason on stderr and EINVAL: other file-backed and shared mappings (their pages belong to a file or
+ * another process), unreadable pages, gaps, and a range that
  * partly overlaps a live region (one MR is one memfd in protocol version 1).
  */
 #define _GNU_SOURCE
@@ -17,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,30 @@ static void refuse(const char *why, uintptr_t start, uintptr_t end) {
             why);
 }
 
+struct segment_query {
+    uintptr_t start, end;
+    long page;
+};
+
+static int covers(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    const struct segment_query *q = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(q->page - 1);
+        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + (uintptr_t)q->page - 1) & ~(uintptr_t)(q->page - 1);
+        if (q->start >= lo && q->end <= hi) return 1;
+    }
+    return 0;
+}
+
+/* Whether [start, end) lies in the writable PT_LOAD segment of a loaded object (the program or a library). */
+static int in_writable_segment(uintptr_t start, uintptr_t end) {
+    struct segment_query query = {.start = start, .end = end, .page = sysconf(_SC_PAGESIZE)};
+    return dl_iterate_phdr(covers, &query) != 0;
+}
+
 /* The mappings covering [start, end), from /proc/self/maps; 0 or an errno (with the reason printed). */
 static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int *count) {
     FILE *maps = fopen("/proc/self/maps", "re");
@@ -74,7 +100,11 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         char *name = line + name_at;
         name[strcspn(name, "\n")] = '\0';
         int ours = strncmp(name, "/memfd:" FFS_MEMFD_NAME, strlen("/memfd:" FFS_MEMFD_NAME)) == 0;
-        int anonymous = inode == 0 && perms[3] == 'p';
+        /* A loaded object's writable segment (a program's .data and .bss: rdma_server's static buffers) is a private
+         * file mapping whose pages are the process's own copies, which moving keeps, as for anonymous memory. */
+        uintptr_t piece_start = lo > start ? lo : start, piece_end = hi < end ? hi : end;
+        int anonymous = perms[3] == 'p' &&
+                        (inode == 0 || (perms[1] == 'w' && in_writable_segment(piece_start, piece_end)));
         if (!ours && !anonymous) {
             refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",

@@ -46,6 +46,7 @@ struct ffcm_event {
 struct ffcm_channel {
     struct rdma_event_channel channel;
     uint32_t handle;
+    struct ffcm_channel *next;
 };
 
 static pthread_mutex_t cm_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,6 +54,15 @@ static struct ibv_context *cm_context;   /* guarded by cm_lock until set, then r
 static struct ibv_pd *cm_pd;             /* the default PD (rdma_create_qp / rdma_create_ep without one) */
 static uint32_t cm_vip;                  /* the pod's vip, network order */
 static struct ffcm_id *cm_ids;           /* every live id, for events naming a handle */
+static struct ffcm_channel *cm_channels; /* every live channel */
+
+static int channel_is_live(struct rdma_event_channel *channel) {
+    pthread_mutex_lock(&cm_lock);
+    struct ffcm_channel *c = cm_channels;
+    while (c && &c->channel != channel) c = c->next;
+    pthread_mutex_unlock(&cm_lock);
+    return c != NULL;
+}
 
 static const ffshim_cm_bridge *cm_bridge(void) { return ffshim_swift_cm_bridge(); }
 
@@ -192,12 +202,23 @@ FFSHIM_EXPORT struct rdma_event_channel *rdma_create_event_channel(void) {
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     channel->channel.fd = fd;
+    pthread_mutex_lock(&cm_lock);
+    channel->next = cm_channels;
+    cm_channels = channel;
+    pthread_mutex_unlock(&cm_lock);
     return &channel->channel;
 }
 
 FFSHIM_EXPORT void rdma_destroy_event_channel(struct rdma_event_channel *channel) {
     if (!channel) return;
     struct ffcm_channel *c = (struct ffcm_channel *)channel;
+    pthread_mutex_lock(&cm_lock);
+    for (struct ffcm_channel **p = &cm_channels; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&cm_lock);
     void *session = cm_context ? ffs_session(cm_context) : NULL;
     if (session) cm_bridge()->destroy_channel(session, c->handle);
     close(c->channel.fd);
@@ -670,7 +691,13 @@ FFSHIM_EXPORT int rdma_get_cm_event(struct rdma_event_channel *channel, struct r
     for (;;) {
         ssize_t n = recv(channel->fd, buffer, sizeof(buffer), 0);
         if (n < 0) return -1; /* errno: EAGAIN on a non-blocking channel, EINTR, ... */
-        if (n == 0) return cm_fail(ENODEV); /* the router closed the channel */
+        if (n == 0) {
+            /* The router closed its end. A thread still waiting on a channel the program destroyed waits on, as
+             * it would on librdmacm's (rping's event thread does until the program exits); a live channel closed
+             * means the router went away. */
+            if (channel_is_live(channel)) return cm_fail(ENODEV);
+            for (;;) pause();
+        }
         ffshim_cm_event e;
         int error = cm_bridge()->decode_event(buffer, (size_t)n, &e);
         if (error) return cm_fail(error);
@@ -781,7 +808,10 @@ FFSHIM_EXPORT int rdma_create_ep(struct rdma_cm_id **id, struct rdma_addrinfo *r
         if (!failed && qp_init_attr) {
             struct ffcm_id *c = ffcm(made);
             if (!(c->listen_qp_attr = malloc(sizeof(*qp_init_attr)))) failed = cm_fail(ENOMEM);
-            else *c->listen_qp_attr = *qp_init_attr;
+            else {
+                *c->listen_qp_attr = *qp_init_attr;
+                c->listen_qp_attr->qp_type = (enum ibv_qp_type)res->ai_qp_type;
+            }
             made->pd = pd;
         }
     } else {
