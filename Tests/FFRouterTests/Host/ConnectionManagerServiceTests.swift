@@ -2,6 +2,7 @@ import FFProtocol
 @testable import FFRouter
 import FFSystem
 import Foundation
+import FreeFlowTestSupport
 import Logging
 import XCTest
 
@@ -212,6 +213,48 @@ final class ConnectionManagerServiceTests: XCTestCase {
         other.driver.session.close()
         XCTAssertEqual(cm.counts.ids, 0)
         XCTAssertEqual(cm.counts.listeners, 0)
+    }
+
+    /// Random, often nonsensical, calls from four sessions over each other's ids, ports and channels: none may trap the
+    /// router, events keep flowing, and closing every session leaves no id, listener or channel behind.
+    func testRandomCallsNeverTrapAndClosingEverySessionLeavesNothing() throws {
+        let pods = try (0..<4).map { try Pod(self, vip: Self.vips[$0], id: UInt64($0 + 1)) }
+        var random = SplitMix64(seed: 0xC0FFEE)
+        func pick<T>(_ values: [T]) -> T { values[Int(random.next() % UInt64(values.count))] }
+        let ports: [UInt16] = [0, 1, 7471, 7472, 65535]
+        let addresses = Self.vips + [IPv4Address(0, 0, 0, 0), IPv4Address("10.7.7.7")!, IPv4Address("10.9.1.1")!]
+        for _ in 0..<20_000 {
+            let pod = pick(pods)
+            let id = CMIDHandle(rawValue: UInt32(1 + random.next() % 24))
+            let data = Array(repeating: UInt8(7), count: Int(random.next() % UInt64(CMPrivateData.maxLength + 1)))
+            let parameters = CMConnectionParameters(id: id, qpNum: UInt32(random.next() % 64), responderResources: UInt8(truncatingIfNeeded: random.next()),
+                                                    initiatorDepth: UInt8(truncatingIfNeeded: random.next()), privateData: data)
+            let request: CMRequest = switch random.next() % 14 {
+            case 0: .createID(channel: CMChannelHandle(rawValue: UInt32(1 + random.next() % 3)), portSpace: pick(CMPortSpace.allCases))
+            case 1: .destroyID(id)
+            case 2: .bind(id, address: pick(addresses), port: pick(ports))
+            case 3: .resolveAddress(id, source: pick(addresses), destination: pick(addresses), port: pick(ports), timeoutMilliseconds: 1)
+            case 4: .resolveRoute(id, timeoutMilliseconds: 1)
+            case 5: .listen(id, backlog: Int32(random.next() % 3))
+            case 6: .connect(parameters)
+            case 7: .accept(parameters)
+            case 8: .reject(parameters)
+            case 9: .disconnect(id)
+            case 10: .attachQP(id, qp: QPHandle(rawValue: UInt32(1 + random.next() % 8)))
+            case 11: .establish(id)
+            case 12: .migrate(id, channel: CMChannelHandle(rawValue: UInt32(1 + random.next() % 3)))
+            default: .destroyChannel(CMChannelHandle(rawValue: UInt32(2 + random.next() % 3)))
+            }
+            _ = pod.driver.raw(.cmCall(request))
+            // Drain what arrived, so no channel fills up (the router would drop events, not stall).
+            while case let datagram?? = try? pod.events.receive(timeoutMilliseconds: 0) {
+                XCTAssertNoThrow(try CMEvent.decode(datagram.bytes))
+            }
+        }
+        for pod in pods { pod.driver.session.close() }
+        XCTAssertEqual(cm.counts.ids, 0)
+        XCTAssertEqual(cm.counts.listeners, 0)
+        XCTAssertEqual(cm.counts.channels, 0)
     }
 }
 
