@@ -28,10 +28,7 @@ final class ConnectionManagerShimTests: XCTestCase {
         while true {
             let result = try RunningProgram(client[0], Array(client.dropFirst()), environment: router.environment(pod: pod, mode: mode),
                                             directory: router.directory, seconds: 60).finish()
-            let said = (result.output + result.errors).lowercased()
-            // rping and ucmatose name the REJECTED event, rdma_client says "Connection refused", perftest "Unexpected CM event ... 8".
-            let refused = said.contains("rejected") || said.contains("refused") || said.contains("unexpected cm event")
-            guard result.status != 0, refused, Date() < deadline else { return result }
+            guard result.status != 0, refusedForNoListener(result), Date() < deadline else { return result }
             usleep(100_000)
         }
     }
@@ -155,4 +152,11 @@ final class ConnectionManagerShimTests: XCTestCase {
         }
         return condition()
     }
+}
+
+/// Whether a librdmacm client failed because nothing listened yet: rping and ucmatose name the REJECTED event,
+/// rdma_client says "Connection refused", perftest "Unexpected CM event ... 8" (REJECTED).
+func refusedForNoListener(_ result: ProgramResult) -> Bool {
+    let said = (result.output + result.errors).lowercased()
+    return said.contains("rejected") || said.contains("refused") || said.contains("unexpected cm event")
 }

@@ -2,15 +2,16 @@ import FFProtocol
 import FFSystem
 import Logging
 import Synchronization
+import Verbs
 
 /// The router's rdma_cm (docs/rdma-cm.md): every session's event channels and cm ids, the listeners by vip and
 /// port, and the connections between ids. One per router, shared by its sessions; each call comes from the
 /// calling session's own thread and takes the lock only for bookkeeping and non-blocking event sends.
 ///
-/// This is the in-process connection manager: a connect reaches a listener of this router's own pods (the pod
-/// whose vip the connect was addressed to, so pods share ports), and the QP parameters travel in the events for
-/// the client libraries to apply. A vip the map places on another node is reported UNREACHABLE; carrying
-/// connects between nodes over the device's own rdma_cm is not built yet.
+/// A connect to a pod of this router is paired in process (the pod whose vip the connect was addressed to, so pods
+/// share ports); the QP parameters travel in the events for the client libraries to apply. With a
+/// `NodeConnectionManager` (the real device), a connect to a vip of another node goes over the device's rdma_cm on
+/// the node IPs, with the router's header in the private data; without one (the fake device) it is UNREACHABLE.
 final class ConnectionManagerService: Sendable {
     /// At most this many event channels per session (each holds one router descriptor).
     static let maxChannelsPerSession = 128
@@ -18,8 +19,9 @@ final class ConnectionManagerService: Sendable {
     static let maxIDsPerSession = 4096
     /// RDMA_UDP_QKEY: the Q_Key librdmacm gives UD QPs of the UDP and IPoIB port spaces.
     static let datagramQKey: UInt32 = 0x0123_4567
-    /// IB CM reject reasons, as `rdma_cm_event.status` of REJECTED.
+    /// IB CM reject reason IB_CM_REJ_INVALID_SERVICE_ID (`rdma_cm_event.status` of REJECTED): nothing listens there.
     static let rejectInvalidService: Int32 = 8
+    /// IB CM reject reason IB_CM_REJ_CONSUMER_DEFINED: the application (or its going away) rejected the connect.
     static let rejectConsumer: Int32 = 28
     /// The path MTU the in-process connection manager reports (IBV_MTU_1024, what rxe uses).
     static let pathMTU: UInt8 = 3
@@ -27,14 +29,26 @@ final class ConnectionManagerService: Sendable {
     private let nodeIP: IPv4Address
     private let map: any VipResolver
     private let logger: Logger
+    private let node: NodeConnectionManager?
     private let state = Mutex(State())
 
-    /// A connection manager for the pods of the router on `nodeIP`, finding peers through `map`.
-    init(nodeIP: IPv4Address, map: any VipResolver, logger: Logger) {
+    /// A connection manager for the pods of the router on `nodeIP`, finding peers through `map`, reaching other nodes
+    /// through `node` (nil: only this router's pods).
+    init(nodeIP: IPv4Address, map: any VipResolver, logger: Logger, node: NodeConnectionManager? = nil) {
         self.nodeIP = nodeIP
         self.map = map
         self.logger = logger
+        self.node = node
+        if let node {
+            do {
+                try node.start { [weak self] event in self?.deviceEvent(event) }
+            } catch {
+                logger.error("rdma_cm between nodes is off: its event thread did not start", metadata: ["error": "\(error)"])
+            }
+        }
     }
+
+    deinit { node?.stop() }
 
     struct Key: Hashable {
         var session: UInt64
@@ -67,6 +81,9 @@ final class ConnectionManagerService: Sendable {
         var listenID: Key?
         var qpNum: UInt32 = 0
         var psn: UInt32 = 0
+        /// The device's cm_id of a connection to another node, and the connect waiting for its route.
+        var device: ConnectionID?
+        var pendingConnect: CMConnectionParameters?
         var datagram: Bool { portSpace == .udp || portSpace == .ipoib }
     }
 
@@ -81,6 +98,7 @@ final class ConnectionManagerService: Sendable {
         var sessions: [UInt64: SessionState] = [:]
         var listeners: [Endpoint: Key] = [:]
         var boundPorts: Set<Endpoint> = []
+        var byDevice: [ConnectionID.Identifier: Key] = [:]
         var nextPort: UInt16 = 0
         var random = SplitMix(seed: 0x5EED_C0DE)
     }
@@ -107,7 +125,7 @@ final class ConnectionManagerService: Sendable {
 
     // MARK: - Calls
 
-    /// Runs one cm call of `session` (whose pod has `vip`); `qpNumber` answers whether a QP number is one of the
+    /// Runs one cm call of `session` (whose pod has `vip`); `ownsQP` answers whether a QP number is one of the
     /// session's QPs.
     func call(_ request: CMRequest, session: UInt64, vip: IPv4Address, ownsQP: (UInt32) -> Bool) throws -> CMReply {
         try state.withLock { s throws in
@@ -232,6 +250,7 @@ final class ConnectionManagerService: Sendable {
             guard s.listeners[endpoint] == nil else {
                 throw ErrorReply(errno: Self.addressInUse, reason: "rdma_listen: \(c.vip) port \(endpoint.port) already has a listener")
             }
+            if let node, !identifier.datagram { try node.retainListener(port: endpoint.port) }
             s.listeners[endpoint] = key
             identifier.listener = endpoint
             identifier.backlog = Int(backlog)
@@ -246,6 +265,20 @@ final class ConnectionManagerService: Sendable {
         case .accept(let p):
             let key = Key(session: c.session, id: p.id.rawValue)
             var identifier = try lookup(key, s)
+            if let device = identifier.device {
+                guard identifier.phase == .requestReceived else { throw invalid("rdma_accept: no connect request is waiting on this id (it is \(identifier.phase))") }
+                try checkPrivateData(p.privateData, budget: CMPrivateData.acceptRC, "rdma_accept")
+                guard p.qpNum != 0, ownsQP(p.qpNum) else { throw invalid("rdma_accept: QP number \(p.qpNum) is not one of this session's QPs") }
+                var parameters = ConnectionParameters(privateData: p.privateData, responderResources: p.responderResources,
+                                                      initiatorDepth: p.initiatorDepth, retryCount: p.retryCount, rnrRetryCount: p.rnrRetryCount)
+                parameters.qpNumber = p.qpNum
+                try device.accept(parameters)
+                releaseRequest(identifier, &s)
+                identifier.qpNum = p.qpNum
+                identifier.phase = .accepted
+                s.sessions[c.session]!.ids[p.id.rawValue] = identifier
+                return CMReply()
+            }
             guard identifier.phase == .requestReceived, let peerKey = identifier.peer, var peer = s.sessions[peerKey.session]?.ids[peerKey.id] else {
                 throw invalid("rdma_accept: no connect request is waiting on this id (it is \(identifier.phase))")
             }
@@ -283,6 +316,15 @@ final class ConnectionManagerService: Sendable {
         case .reject(let p):
             let key = Key(session: c.session, id: p.id.rawValue)
             var identifier = try lookup(key, s)
+            if let device = identifier.device, identifier.phase == .requestReceived {
+                try checkPrivateData(p.privateData, budget: CMPrivateData.reject, "rdma_reject")
+                try device.reject(privateData: p.privateData)
+                releaseRequest(identifier, &s)
+                unlinkDevice(&identifier, &s)
+                identifier.phase = .disconnected
+                s.sessions[c.session]!.ids[p.id.rawValue] = identifier
+                return CMReply()
+            }
             guard identifier.phase == .requestReceived, let peerKey = identifier.peer else {
                 throw invalid("rdma_reject: no connect request is waiting on this id (it is \(identifier.phase))")
             }
@@ -300,6 +342,7 @@ final class ConnectionManagerService: Sendable {
             switch identifier.phase {
             case .connected, .accepted, .connecting:
                 disconnect(key, notifySelf: true, &s)
+                if var done = s.sessions[c.session]?.ids[id.rawValue] { unlinkDevice(&done, &s); s.sessions[c.session]!.ids[id.rawValue] = done }
             case .disconnected:
                 break
             default:
@@ -313,6 +356,12 @@ final class ConnectionManagerService: Sendable {
         case .establish(let id):
             let key = Key(session: c.session, id: id.rawValue)
             var identifier = try lookup(key, s)
+            if let device = identifier.device, identifier.phase == .connecting {
+                try device.establish()
+                identifier.phase = .connected
+                s.sessions[c.session]!.ids[id.rawValue] = identifier
+                return CMReply()
+            }
             guard identifier.phase == .connecting, let peerKey = identifier.peer, var peer = s.sessions[peerKey.session]?.ids[peerKey.id],
                   peer.phase == .accepted else {
                 throw invalid("rdma_establish: the connection is not waiting to be established (the id is \(identifier.phase))")
@@ -357,10 +406,21 @@ final class ConnectionManagerService: Sendable {
         identifier.phase = .connecting
         s.sessions[c.session]!.ids[p.id.rawValue] = identifier
         let destination = identifier.remote
+        if destination != c.vip, let peerNode = map.physicalIP(for: destination), peerNode != nodeIP, let node, !datagram {
+            // To another node: the device's rdma_cm resolves the node IPs first, then connects (deviceEvent).
+            let device = try node.newID()
+            try device.resolveAddress(source: nodeIP.description, destination: peerNode.description, port: identifier.remotePort)
+            identifier.device = device
+            identifier.pendingConnect = p
+            s.byDevice[device.identifier] = key
+            s.sessions[c.session]!.ids[p.id.rawValue] = identifier
+            return
+        }
         if destination != c.vip, let node = map.physicalIP(for: destination), node != nodeIP {
             var event = self.event(for: identifier, id: p.id, type: .unreachable, vip: c.vip)
             event.status = -Self.timedOut
             event.reason = "vip \(destination) is on node \(node); this router's connection manager reaches only its own pods"
+                + (self.node == nil ? " (no device rdma_cm)" : " (UD connects between nodes are not carried)")
             identifier.phase = .routeResolved
             s.sessions[c.session]!.ids[p.id.rawValue] = identifier
             deliver(event, to: key, &s)
@@ -500,6 +560,15 @@ final class ConnectionManagerService: Sendable {
     /// does `key` itself when it asked (rdma_disconnect).
     private func disconnect(_ key: Key, notifySelf: Bool, _ s: inout State) {
         guard var identifier = s.sessions[key.session]?.ids[key.id] else { return }
+        if let device = identifier.device {
+            // The peer's router hears it from the device's rdma_cm (DREQ).
+            if identifier.phase == .requestReceived { try? device.reject() } else { try? device.disconnect() }
+            releaseRequest(identifier, &s)
+            identifier.phase = .disconnected
+            s.sessions[key.session]!.ids[key.id] = identifier
+            if notifySelf { deliver(event(for: identifier, id: CMIDHandle(rawValue: key.id), type: .disconnected, vip: s.sessions[key.session]!.vip), to: key, &s) }
+            return
+        }
         if let peerKey = identifier.peer, var peer = s.sessions[peerKey.session]?.ids[peerKey.id] {
             let pendingAtPeer = peer.phase == .connecting
             releaseRequest(peer, &s)
@@ -524,7 +593,9 @@ final class ConnectionManagerService: Sendable {
     /// Removes `key`'s id: its connection ends, its listener and port are freed.
     private func drop(_ key: Key, _ s: inout State) {
         guard let identifier = s.sessions[key.session]?.ids[key.id] else { return }
-        if identifier.peer != nil { disconnect(key, notifySelf: false, &s) }
+        if identifier.peer != nil || (identifier.device != nil && identifier.phase != .disconnected) { disconnect(key, notifySelf: false, &s) }
+        if var linked = s.sessions[key.session]?.ids[key.id] { unlinkDevice(&linked, &s) }
+        if let endpoint = identifier.listener, s.listeners[endpoint] == key, !endpoint.datagram { node?.releaseListener(port: endpoint.port) }
         releaseRequest(s.sessions[key.session]?.ids[key.id] ?? identifier, &s)
         if let endpoint = identifier.listener, s.listeners[endpoint] == key { s.listeners[endpoint] = nil }
         // A request id shares its listener's port: only ids that reserved one free it.
@@ -532,6 +603,142 @@ final class ConnectionManagerService: Sendable {
             s.boundPorts.remove(Endpoint(vip: vip, port: identifier.localPort, datagram: identifier.datagram))
         }
         s.sessions[key.session]?.ids[key.id] = nil
+    }
+}
+
+extension ConnectionManagerService {
+    /// Forgets `identifier`'s device cm_id (destroyed when the last reference goes).
+    fileprivate func unlinkDevice(_ identifier: inout Identifier, _ s: inout State) {
+        guard let device = identifier.device else { return }
+        s.byDevice[device.identifier] = nil
+        identifier.device = nil
+        identifier.pendingConnect = nil
+    }
+
+    /// An event of the device's rdma_cm (on its thread): the next step of a connect to another node, or a connect
+    /// from another node for one of this router's listening pods.
+    func deviceEvent(_ event: ConnectionEvent) {
+        state.withLock { s in
+            if event.kind == .connectRequest {
+                incoming(event, &s)
+                return
+            }
+            guard let key = s.byDevice[event.id], var identifier = s.sessions[key.session]?.ids[key.id], let device = identifier.device,
+                  let vip = s.sessions[key.session]?.vip else { return }
+            let handle = CMIDHandle(rawValue: key.id)
+            func fail(_ type: CMEventType, _ why: String) {
+                unlinkDevice(&identifier, &s)
+                identifier.phase = .routeResolved
+                s.sessions[key.session]!.ids[key.id] = identifier
+                var failure = self.event(for: identifier, id: handle, type: type, vip: vip)
+                failure.status = type == .rejected ? event.status : -Self.timedOut
+                failure.privateData = type == .rejected ? Array(event.privateData.prefix(CMPrivateData.reject)) : []
+                failure.reason = why
+                deliver(failure, to: key, &s)
+            }
+            switch event.kind {
+            case .addressResolved:
+                do { try device.resolveRoute() } catch { fail(.unreachable, "the node's rdma_cm found no route: \(error)") }
+            case .routeResolved:
+                guard let p = identifier.pendingConnect else { return }
+                var parameters = ConnectionParameters(privateData: NodeConnectionManager.header(destination: identifier.remote, source: vip) + p.privateData,
+                                                      responderResources: p.responderResources, initiatorDepth: p.initiatorDepth,
+                                                      retryCount: p.retryCount, rnrRetryCount: p.rnrRetryCount)
+                parameters.qpNumber = p.qpNum
+                do { try device.connect(parameters) } catch { fail(.unreachable, "the node's rdma_cm could not connect: \(error)") }
+            case .connectResponse:
+                do {
+                    let ready = try device.transitionAttributes(to: .readyToReceive), sending = try device.transitionAttributes(to: .readyToSend)
+                    var response = self.event(for: identifier, id: handle, type: .connectResponse, vip: vip)
+                    response.remoteQPN = ready.destinationQPN & 0xFF_FFFF
+                    response.remotePSN = ready.receivePSN & 0xFF_FFFF
+                    response.localPSN = sending.sendPSN & 0xFF_FFFF
+                    response.pathMTU = min(ready.pathMTU, 5)
+                    response.responderResources = ready.maxDestinationReadAtomic
+                    response.initiatorDepth = sending.maxReadAtomic
+                    response.retryCount = min(sending.retryCount, 7)
+                    response.rnrRetryCount = min(sending.rnrRetry, 7)
+                    response.privateData = Array(event.privateData.prefix(CMPrivateData.acceptRC))
+                    deliver(response, to: key, &s)
+                } catch {
+                    fail(.connectError, "rdma_init_qp_attr: \(error)")
+                }
+            case .established:
+                guard identifier.phase == .accepted else { return }
+                identifier.phase = .connected
+                s.sessions[key.session]!.ids[key.id] = identifier
+                var established = self.event(for: identifier, id: handle, type: .established, vip: vip)
+                established.remoteQPN = identifier.qpNum
+                deliver(established, to: key, &s)
+            case .rejected:
+                fail(.rejected, "rejected by the peer's node")
+            case .disconnected:
+                guard identifier.phase != .disconnected else { return }
+                // Answers the DREQ (librdmacm expects the application to; the pod hears DISCONNECTED and may call it too).
+                try? device.disconnect()
+                identifier.phase = .disconnected
+                s.sessions[key.session]!.ids[key.id] = identifier
+                deliver(self.event(for: identifier, id: handle, type: .disconnected, vip: vip), to: key, &s)
+            case .timewaitExit:
+                break
+            default:
+                if identifier.phase == .connecting { fail(.unreachable, "the node's rdma_cm reported \(event.kind) (status \(event.status))") }
+            }
+        }
+    }
+
+    /// A connect from another node's router: its header names the pod; the request becomes an id of that pod's session.
+    private func incoming(_ event: ConnectionEvent, _ s: inout State) {
+        guard let device = event.newConnection else { return }
+        guard let port = event.listenID.flatMap({ node?.listenerPort($0) }),
+              let (destination, source, data) = NodeConnectionManager.parseHeader(event.privateData) else {
+            try? device.reject()
+            return
+        }
+        let endpoint = Endpoint(vip: destination, port: port, datagram: false)
+        guard let listenKey = s.listeners[endpoint], var listener = s.sessions[listenKey.session]?.ids[listenKey.id],
+              listener.backlog <= 0 || listener.pendingRequests < listener.backlog,
+              let count = s.sessions[listenKey.session]?.ids.count, count < Self.maxIDsPerSession else {
+            try? device.reject()
+            return
+        }
+        let ready: ConnectionTransition, sending: ConnectionTransition
+        do {
+            ready = try device.transitionAttributes(to: .readyToReceive)
+            sending = try device.transitionAttributes(to: .readyToSend)
+        } catch {
+            logger.warning("rdma_cm connect request refused: rdma_init_qp_attr failed", metadata: ["error": "\(error)"])
+            try? device.reject()
+            return
+        }
+        let handle = s.sessions[listenKey.session]!.nextHandle
+        s.sessions[listenKey.session]!.nextHandle &+= 1
+        var request = Identifier(channel: listener.channel, portSpace: listener.portSpace)
+        request.phase = .requestReceived
+        request.localPort = port
+        request.boundAddress = destination
+        request.remote = source
+        request.remotePort = device.remotePort
+        request.listenID = listenKey
+        request.device = device
+        listener.pendingRequests += 1
+        s.sessions[listenKey.session]!.ids[listenKey.id] = listener
+        s.sessions[listenKey.session]!.ids[handle] = request
+        let key = Key(session: listenKey.session, id: handle)
+        s.byDevice[device.identifier] = key
+
+        var announced = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest, vip: destination)
+        announced.listenID = CMIDHandle(rawValue: listenKey.id)
+        announced.remoteQPN = ready.destinationQPN & 0xFF_FFFF
+        announced.remotePSN = ready.receivePSN & 0xFF_FFFF
+        announced.localPSN = sending.sendPSN & 0xFF_FFFF
+        announced.responderResources = event.responderResources
+        announced.initiatorDepth = event.initiatorDepth
+        announced.retryCount = min(sending.retryCount, 7)
+        announced.rnrRetryCount = min(sending.rnrRetry, 7)
+        announced.pathMTU = min(ready.pathMTU, 5)
+        announced.privateData = Array(data.prefix(CMPrivateData.maxLength))
+        deliver(announced, to: key, &s)
     }
 }
 
