@@ -8,11 +8,11 @@
  * shared mapping would let it do).
  *
  * What is moved: private anonymous memory (malloc, anonymous mmap, aligned_alloc, the heap, stacks),
- * private MAP_HUGETLB memory (into a hugetlb memfd of the same page size, so it stays on huge pages) and
- * pages this library moved before. Refused with a reason on stderr and EINVAL: file-backed and shared
- * mappings (their pages belong to a file or another process), unreadable pages, gaps, a range mixing huge
- * and normal pages, and a range that partly overlaps a live region (one MR is one memfd in protocol
- * version 1).
+ * private MAP_HUGETLB memory (into a hugetlb memfd of the same page size, so it stays on huge pages), the
+ * writable segments of loaded objects (a program's .data and .bss) and pages this library moved before.
+ * Refused with a reason on stderr and EINVAL: other file-backed and shared mappings (their pages belong to
+ * a file or another process), unreadable pages, gaps, a range mixing huge and normal pages, and a range
+ * that partly overlaps a live region (one MR is one memfd in protocol version 1).
  */
 #define _GNU_SOURCE
 #include "shim.h"
@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <linux/memfd.h>
 #include <inttypes.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,30 @@ static struct ffs_region *regions;
 static void refuse(const char *why, uintptr_t start, uintptr_t end) {
     fprintf(stderr, "libffclient: ibv_reg_mr: cannot register 0x%" PRIxPTR "-0x%" PRIxPTR ": %s\n", start, end,
             why);
+}
+
+struct segment_query {
+    uintptr_t start, end;
+    long page;
+};
+
+static int covers(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    const struct segment_query *q = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(q->page - 1);
+        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + (uintptr_t)q->page - 1) & ~(uintptr_t)(q->page - 1);
+        if (q->start >= lo && q->end <= hi) return 1;
+    }
+    return 0;
+}
+
+/* Whether [start, end) lies in the writable PT_LOAD segment of a loaded object (the program or a library). */
+static int in_writable_segment(uintptr_t start, uintptr_t end) {
+    struct segment_query query = {.start = start, .end = end, .page = sysconf(_SC_PAGESIZE)};
+    return dl_iterate_phdr(covers, &query) != 0;
 }
 
 /* The kernel page size of the mapping starting at `lo`, from /proc/self/smaps; 0 if it cannot be read. */
@@ -100,7 +125,11 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         name[strcspn(name, "\n")] = '\0';
         int ours = strncmp(name, "/memfd:" FFS_MEMFD_NAME, strlen("/memfd:" FFS_MEMFD_NAME)) == 0;
         int huge = perms[3] == 'p' && strncmp(name, "/anon_hugepage", strlen("/anon_hugepage")) == 0;
-        int anonymous = (inode == 0 || huge) && perms[3] == 'p';
+        /* A loaded object's writable segment (a program's .data and .bss: rdma_server's static buffers) is a private
+         * file mapping whose pages are the process's own copies, which moving keeps, as for anonymous memory. */
+        uintptr_t piece_start = lo > start ? lo : start, piece_end = hi < end ? hi : end;
+        int anonymous = perms[3] == 'p' &&
+                        (inode == 0 || huge || (perms[1] == 'w' && in_writable_segment(piece_start, piece_end)));
         if (!ours && !anonymous) {
             refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",

@@ -162,6 +162,11 @@ enum Fixtures {
         .postSRQRecvReply(PostReply(errno: Errno.invalidArgument, failedIndex: 0)),
         .pollCQ(PollCQRequest(cq: CQHandle(rawValue: 5), maxEntries: 256)),
         .pollCQReply(PollCQReply(completions: completions)),
+        .cmCreateChannel,
+        .cmCreateChannelReply(CMChannelHandle(rawValue: 3)),
+        .cmCall(.connect(CMConnectionParameters(id: CMIDHandle(rawValue: 9), qpNum: 0x11, responderResources: 1, initiatorDepth: 1,
+                                                privateData: Array("ping".utf8)))),
+        .cmCallReply(CMReply(id: CMIDHandle(rawValue: 9), address: IPv4Address(10, 9, 0, 1), port: 7471)),
     ]
 
     /// The sample frames encoded, with distinct request ids.

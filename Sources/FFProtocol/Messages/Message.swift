@@ -106,6 +106,14 @@ public enum Message: Sendable, Equatable {
     case pollCQ(PollCQRequest)
     /// Completions.
     case pollCQReply(PollCQReply)
+    /// Create an rdma_cm event channel.
+    case cmCreateChannel
+    /// The new event channel (1 descriptor: its event datagrams).
+    case cmCreateChannelReply(CMChannelHandle)
+    /// Any other rdma_cm call.
+    case cmCall(CMRequest)
+    /// The call's outcome.
+    case cmCallReply(CMReply)
 
     /// The header kind of this message.
     public var kind: MessageKind {
@@ -163,6 +171,10 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply
         case .pollCQ: .pollCQ
         case .pollCQReply: .pollCQReply
+        case .cmCreateChannel: .cmCreateChannel
+        case .cmCreateChannelReply: .cmCreateChannelReply
+        case .cmCall: .cmCall
+        case .cmCallReply: .cmCallReply
         }
     }
 
@@ -204,6 +216,10 @@ public enum Message: Sendable, Equatable {
         case .postSendReply(let m), .postRecvReply(let m), .postSRQRecvReply(let m): try m.encode(to: &w)
         case .pollCQ(let m): try m.encode(to: &w)
         case .pollCQReply(let m): try m.encode(to: &w)
+        case .cmCreateChannelReply(let h): try w.handle(h, "cm.channel")
+        case .cmCall(let m): try m.encode(to: &w)
+        case .cmCallReply(let m): try m.encode(to: &w)
+        case .cmCreateChannel: break
         case .queryDevice, .allocPD, .deallocPDReply, .deregMRReply, .createCompChannel, .destroyCompChannelReply,
              .destroyCQReply, .reqNotifyCQReply, .modifyQPReply, .destroyQPReply, .modifySRQReply, .destroySRQReply,
              .destroyAHReply:
@@ -267,6 +283,10 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply(try PostReply(from: &r))
         case .pollCQ: .pollCQ(try PollCQRequest(from: &r))
         case .pollCQReply: .pollCQReply(try PollCQReply(from: &r))
+        case .cmCreateChannel: .cmCreateChannel
+        case .cmCreateChannelReply: .cmCreateChannelReply(try r.handle(CMChannelHandle.self, "cm.channel"))
+        case .cmCall: .cmCall(try CMRequest(from: &r))
+        case .cmCallReply: .cmCallReply(try CMReply(from: &r))
         }
     }
 }

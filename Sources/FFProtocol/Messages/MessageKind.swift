@@ -55,6 +55,10 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case postSRQRecv = 0x0062
     /// `PollCQRequest`.
     case pollCQ = 0x0063
+    /// rdma_create_event_channel (empty body).
+    case cmCreateChannel = 0x0090
+    /// A `CMRequest` (every other rdma_cm call).
+    case cmCall = 0x0091
 
     /// `HelloReply`.
     case helloReply = 0x8001
@@ -108,6 +112,10 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case postSRQRecvReply = 0x8062
     /// `PollCQReply`.
     case pollCQReply = 0x8063
+    /// A `CMChannelHandle` + 1 descriptor (the event datagrams).
+    case cmCreateChannelReply = 0x8090
+    /// `CMReply`.
+    case cmCallReply = 0x8091
     /// `ErrorReply`, answering any request.
     case error = 0xFFFF
 
@@ -125,7 +133,7 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// How many descriptors travel with this kind (SCM_RIGHTS); the header's `fdCount` must match.
     public var descriptorCount: UInt8 {
         switch self {
-        case .regMR, .createCompChannelReply: 1
+        case .regMR, .createCompChannelReply, .cmCreateChannelReply: 1
         default: 0
         }
     }

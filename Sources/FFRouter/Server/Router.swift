@@ -97,10 +97,23 @@ public final class Router: Sendable {
             return (active, detail)
         }
         self.init(device: description, map: map, socketDirectory: socketDirectory, pods: pods, options: options, logger: logger,
-                  metrics: metrics) { context in
+                  metrics: metrics) { [connectionManager = Self.connectionManager(backend: backend, map: map, logger: logger)] context in
             Session(id: context.id, identity: context.identity, vip: context.vip, backend: backend, map: map, limits: limits,
-                    metrics: metrics, logger: logger)
+                    metrics: metrics, logger: logger, connectionManager: connectionManager)
         }
+    }
+
+    /// The pods' rdma_cm: in process for the fake device; on the real device also between nodes, over its rdma_cm.
+    private static func connectionManager(backend: any VerbsBackend, map: any VipResolver, logger: Logger) -> ConnectionManagerService {
+        var node: NodeConnectionManager?
+        if backend is NodeDevice {
+            do {
+                node = try NodeConnectionManager(nodeIP: backend.nodeIP, logger: logger)
+            } catch {
+                logger.error("rdma_cm between nodes is off: the device's rdma_cm did not open", metadata: ["error": "\(error)"])
+            }
+        }
+        return ConnectionManagerService(nodeIP: backend.nodeIP, map: map, logger: logger, node: node)
     }
 
     /// A router whose sessions `makeSession` makes: the real `Session` in production, a stub in host tests.

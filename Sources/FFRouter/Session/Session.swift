@@ -22,19 +22,23 @@ public struct ClientIdentity: Sendable, Equatable, Codable {
 final class Session: SessionHandler {
     let id: UInt64
     let identity: ClientIdentity
-    private let vip: IPv4Address
-    private let backend: any VerbsBackend
+    let vip: IPv4Address
+    let backend: any VerbsBackend
     private let map: any VipResolver
     private let limits: SessionLimits
     private let logger: Logger
     private let metrics: RouterMetrics
+    /// The router's rdma_cm, shared by its sessions (nil: cm calls are EOPNOTSUPP).
+    let connectionManagerService: ConnectionManagerService?
     private(set) var objects = ObjectTable()
     private var version: UInt16?
     private(set) var stats = SessionStats()
 
     init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
-         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger) {
+         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger,
+         connectionManager: ConnectionManagerService? = nil) {
         self.metrics = metrics
+        self.connectionManagerService = connectionManager
         self.id = id
         self.identity = identity
         self.vip = vip
@@ -52,6 +56,8 @@ final class Session: SessionHandler {
 
     /// Destroys every object of the session in dependency order.
     func close() {
+        // Peers of its connections hear of it before its QPs go.
+        connectionManagerService?.close(session: id)
         let counts = objects.counts
         objects.removeAll()
         logger.info("session closed", metadata: ["destroyed": "\(counts.total)", "qp": "\(counts.qp)", "mr": "\(counts.mr)"])
@@ -317,10 +323,16 @@ final class Session: SessionHandler {
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
 
+        case .cmCreateChannel:
+            return try createCMChannel()
+        case .cmCall(let r):
+            return try callCM(r)
+
         case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
              .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
              .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
-             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply:
+             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
+             .cmCreateChannelReply, .cmCallReply:
             throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
         }
     }

@@ -90,6 +90,12 @@ final class RunningProgram {
         return ProgramResult(status: process.terminationStatus, output: output, errors: errors)
     }
 
+    /// What the program has written on stdout so far.
+    func output() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Ends the program abruptly, as a pod killed: `timeout` passes SIGTERM on, and nothing in the program handles it.
+    func kill() { process.terminate() }
+
     /// Runs a program to its end.
     static func run(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
                     directory: String) throws -> ProgramResult {
@@ -111,7 +117,8 @@ final class FakeRouterFixture {
     let inPods: Bool
     static let vips = ["a": "10.9.0.1", "b": "10.9.0.2"]
 
-    init(onRealDevice: Bool = false) throws {
+    /// `podsOnOneNode` (lab only): one router on node 1 serves both pods (its connection manager connects only its own pods).
+    init(onRealDevice: Bool = false, podsOnOneNode: Bool = false) throws {
         try ShimArtifacts.require(ShimArtifacts.router)
         try ShimArtifacts.require(ShimArtifacts.preload)
         try ShimArtifacts.require(ShimArtifacts.dropInLibrary)
@@ -121,15 +128,18 @@ final class FakeRouterFixture {
             guard env["FFLAB"] == "1", let ip1 = env["FFLAB_IP1"], let ip2 = env["FFLAB_IP2"] else {
                 throw XCTSkip("SKIPPED: needs the Soft-RoCE lab (no RDMA device here); run scripts/test")
             }
-            nodes = [(name: "node1", ip: ip1, pods: ["a=10.9.0.1"]), (name: "node2", ip: ip2, pods: ["b=10.9.0.2"])]
+            nodes = podsOnOneNode ? [(name: "node1", ip: ip1, pods: ["a=10.9.0.1", "b=10.9.0.2"])]
+                : [(name: "node1", ip: ip1, pods: ["a=10.9.0.1"]), (name: "node2", ip: ip2, pods: ["b=10.9.0.2"])]
         }
-        nodeOf = onRealDevice ? ["a": "node1", "b": "node2"] : ["a": "fake", "b": "fake"]
+        nodeOf = !onRealDevice ? ["a": "fake", "b": "fake"] : podsOnOneNode ? ["a": "node1", "b": "node1"] : ["a": "node1", "b": "node2"]
         inPods = onRealDevice
         directory = NSTemporaryDirectory() + "ffshim-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory + "/dropin", withIntermediateDirectories: true)
         // The drop-in layout: the library under the name the dynamic linker looks for.
         try FileManager.default.createSymbolicLink(atPath: directory + "/dropin/libibverbs.so.1", withDestinationPath: ShimArtifacts.dropInLibrary)
-        let map = onRealDevice ? "10.9.0.1 \(nodes[0].ip)\n10.9.0.2 \(nodes[1].ip)\n" : "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n"
+        // librdmacm's API is in the same library (scripts/shim-install makes the same link).
+        try FileManager.default.createSymbolicLink(atPath: directory + "/dropin/librdmacm.so.1", withDestinationPath: "libibverbs.so.1")
+        let map = onRealDevice ? "10.9.0.1 \(nodes[0].ip)\n10.9.0.2 \(nodes[nodes.count - 1].ip)\n" : "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n"
         try map.write(toFile: directory + "/map.txt", atomically: true, encoding: .utf8)
         for node in nodes {
             let sockets = "\(directory)/sockets/\(node.name)"
