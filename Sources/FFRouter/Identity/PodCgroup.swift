@@ -17,7 +17,7 @@ enum PodCgroup {
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard fields.count == 3 else { continue }
             let path = fields[2]
-            paths.append(String(path))
+            if !paths.contains(String(path)) { paths.append(String(path)) }
             // The innermost pod component: the pod's own cgroup, below any QoS level.
             if let uid = path.split(separator: "/").reversed().lazy.compactMap(podUID(component:)).first, !found.contains(uid) {
                 found.append(uid)

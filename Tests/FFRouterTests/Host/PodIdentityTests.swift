@@ -90,6 +90,7 @@ final class PodCgroupTests: XCTestCase {
         }
         XCTAssertEqual(paths, ["/user.slice/user-1000.slice/session-3.scope"])
         XCTAssertEqual(parsed(""), .failure(.noPod(paths: [])))
+        XCTAssertEqual(parsed("2:cpu:/\n1:name=systemd:/init.scope\n0::/\n"), .failure(.noPod(paths: ["/", "/init.scope"])), "each path once")
     }
 
     func testLookalikeComponentsAreNotPods() {
