@@ -161,6 +161,14 @@ final class ConnectionManagerService: Sendable {
         if closed > 0 { logger.info("rdma_cm ids of the session released", metadata: ["session": "\(session)", "ids": "\(closed)"]) }
     }
 
+    /// How many cm ids `session` holds and how many of them listen, for status.
+    func counts(session: UInt64) -> (ids: Int, listeners: Int) {
+        state.withLock { s in
+            let ids = s.sessions[session]?.ids.values
+            return (ids?.count ?? 0, ids?.filter { $0.phase == .listening }.count ?? 0)
+        }
+    }
+
     /// How many cm ids and listeners exist, for tests and status.
     var counts: (ids: Int, listeners: Int, channels: Int) {
         state.withLock { s in

@@ -156,6 +156,26 @@ final class FakeRouterFixture {
         return (client, server.finish())
     }
 
+    /// Waits until pod `pod` holds at least `count` listening rdma_cm ids, as its router's status reports them
+    /// (`ffctl router status --json`), within a generous bound: a librdmacm server is ready for its client.
+    func waitForCMListeners(pod: String, count: Int = 1, seconds: Double = 60) throws {
+        let admin = "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/admin.sock"
+        let ffctl = ShimArtifacts.directory.appendingPathComponent("ffctl").path
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let result = try RunningProgram.run(ffctl, ["router", "status", "--json", "--admin-socket", admin], directory: directory)
+            if result.status == 0, let data = result.output.data(using: .utf8),
+               let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let clients = status["clients"] as? [[String: Any]] {
+                let listening = clients.filter { ($0["identity"] as? [String: Any])?["pod"] as? String == pod }
+                    .reduce(0) { $0 + ((($1["objects"] as? [String: Any])?["cmListener"] as? Int) ?? 0) }
+                if listening >= count { return }
+            }
+            guard Date() < deadline else { throw HarnessError("pod \(pod) had no \(count) rdma_cm listeners within \(seconds) s: \(result.output) \(result.errors)") }
+            usleep(100_000)
+        }
+    }
+
     /// The router starts in well under a second; wait for its socket with a generous bound.
     private func waitForSocket(_ path: String, seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
