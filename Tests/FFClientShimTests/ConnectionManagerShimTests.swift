@@ -123,6 +123,8 @@ final class ConnectionManagerShimTests: XCTestCase {
         XCTAssertTrue(clientResult.errors.contains("DISCONNECT EVENT"), "the client hears its peer is gone: \(clientResult.errors)")
         XCTAssertNotEqual(clientResult.status, 137, "the client ended by itself, not by its timeout's SIGKILL")
         _ = server.finish()
+        // Both sessions are gone from the router, with their QPs, cm ids and listener.
+        try router.waitForNoClients(of: "a")
         try rping(.preload)
     }
 
