@@ -12,25 +12,20 @@ final class ConnectionManagerShimTests: XCTestCase {
 
     private func freshPort() -> Int { 20_000 + Int.random(in: 0..<20_000) }
 
-    /// Starts `server` as pod `serverPod`, then runs `client` as pod `clientPod`. The server needs a moment to
-    /// listen, and nothing outside the router can see when it does: a client refused because nothing listens yet
-    /// (REJECTED, "refused") is started again while the server runs, within a bound.
-    private func runPair(_ server: [String], _ client: [String], mode: ShimMode, serverPod: String = "a", clientPod: String = "b",
-                         seconds: Double = 60) throws -> (client: ProgramResult, server: ProgramResult) {
+    /// Starts `server` as pod `serverPod`, waits until it listens (the router's status shows its listening cm id),
+    /// then runs `client` as pod `clientPod`.
+    private func runPair(_ server: [String], _ client: [String], mode: ShimMode, serverPod: String = "a", clientPod: String = "b")
+        throws -> (client: ProgramResult, server: ProgramResult) {
         let started = try RunningProgram(server[0], Array(server.dropFirst()), environment: router.environment(pod: serverPod, mode: mode),
                                          directory: router.directory)
-        let clientResult = try retryingWhileRefused(client, pod: clientPod, mode: mode, seconds: seconds)
+        try router.waitForCMListeners(pod: serverPod)
+        let clientResult = try run(client, pod: clientPod, mode: mode)
         return (clientResult, started.finish())
     }
 
-    private func retryingWhileRefused(_ client: [String], pod: String, mode: ShimMode, seconds: Double) throws -> ProgramResult {
-        let deadline = Date().addingTimeInterval(seconds)
-        while true {
-            let result = try RunningProgram(client[0], Array(client.dropFirst()), environment: router.environment(pod: pod, mode: mode),
-                                            directory: router.directory, seconds: 60).finish()
-            guard result.status != 0, refusedForNoListener(result), Date() < deadline else { return result }
-            usleep(100_000)
-        }
+    private func run(_ program: [String], pod: String, mode: ShimMode) throws -> ProgramResult {
+        try RunningProgram(program[0], Array(program.dropFirst()), environment: router.environment(pod: pod, mode: mode),
+                           directory: router.directory, seconds: 60).finish()
     }
 
     private func assertSucceeded(_ pair: (client: ProgramResult, server: ProgramResult), _ label: String,
@@ -57,33 +52,27 @@ final class ConnectionManagerShimTests: XCTestCase {
 
     // MARK: - the other rdmacm-utils examples
 
-    func testUcmatoseWithFourConnectionsDropIn() throws {
+    private func ucmatose(_ mode: ShimMode, _ options: [String]) throws {
         let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/ucmatose", "-p", port, "-c", "4", "-C", "10"],
-                               ["/usr/bin/ucmatose", "-s", Self.vipA, "-p", port, "-c", "4", "-C", "10"], mode: .dropIn)
-        assertSucceeded(pair, "ucmatose -c 4")
+        let pair = try runPair(["/usr/bin/ucmatose", "-p", port] + options, ["/usr/bin/ucmatose", "-s", Self.vipA, "-p", port] + options, mode: mode)
+        assertSucceeded(pair, "ucmatose \(options.joined(separator: " ")) (\(mode))")
         XCTAssertTrue(pair.client.output.contains("test complete"), pair.client.output)
     }
 
-    func testUcmatosePreloaded() throws {
-        let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/ucmatose", "-p", port], ["/usr/bin/ucmatose", "-s", Self.vipA, "-p", port], mode: .preload)
-        assertSucceeded(pair, "ucmatose")
-    }
+    func testUcmatoseWithFourConnectionsDropIn() throws { try ucmatose(.dropIn, ["-c", "4", "-C", "10"]) }
+    func testUcmatosePreloaded() throws { try ucmatose(.preload, []) }
 
-    func testRdmaServerAndClientPreloaded() throws {
+    /// Synchronous ids, rdma_getaddrinfo, rdma_create_ep, rdma_get_request and the rdma_verbs.h helpers, on static buffers.
+    private func rdmaServerAndClient(_ mode: ShimMode) throws {
         let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], mode: .preload)
-        assertSucceeded(pair, "rdma_server/rdma_client")
+        let pair = try runPair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], mode: mode)
+        assertSucceeded(pair, "rdma_server/rdma_client (\(mode))")
         XCTAssertTrue(pair.client.output.contains("rdma_client: end 0"), pair.client.output)
         XCTAssertTrue(pair.server.output.contains("rdma_server: end 0"), pair.server.output)
     }
 
-    func testRdmaServerAndClientDropIn() throws {
-        let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], mode: .dropIn)
-        assertSucceeded(pair, "rdma_server/rdma_client")
-    }
+    func testRdmaServerAndClientPreloaded() throws { try rdmaServerAndClient(.preload) }
+    func testRdmaServerAndClientDropIn() throws { try rdmaServerAndClient(.dropIn) }
 
     // MARK: - addressing
 
@@ -96,8 +85,10 @@ final class ConnectionManagerShimTests: XCTestCase {
             try RunningProgram("/usr/bin/rping", ["-s", "-p", port, "-C", "5", "-v"], environment: router.environment(pod: pod, mode: .preload),
                                directory: router.directory, seconds: 90)
         }
-        let toA = try retryingWhileRefused(["/usr/bin/rping", "-c", "-a", Self.vipA, "-p", port, "-C", "5", "-V"], pod: "b", mode: .preload, seconds: 60)
-        let toB = try retryingWhileRefused(["/usr/bin/rping", "-c", "-a", Self.vipB, "-p", port, "-C", "5", "-V"], pod: "a", mode: .dropIn, seconds: 60)
+        try router.waitForCMListeners(pod: "a")
+        try router.waitForCMListeners(pod: "b")
+        let toA = try run(["/usr/bin/rping", "-c", "-a", Self.vipA, "-p", port, "-C", "5", "-V"], pod: "b", mode: .preload)
+        let toB = try run(["/usr/bin/rping", "-c", "-a", Self.vipB, "-p", port, "-C", "5", "-V"], pod: "a", mode: .dropIn)
         XCTAssertEqual(toA.status, 0, "client of a: \(toA.output) \(toA.errors)")
         XCTAssertEqual(toB.status, 0, "client of b: \(toB.output) \(toB.errors)")
         for (pod, server) in zip(["a", "b"], servers.map { $0.finish() }) {
@@ -122,6 +113,7 @@ final class ConnectionManagerShimTests: XCTestCase {
         let port = "\(freshPort())"
         let server = try RunningProgram("/usr/bin/rping", ["-s", "-a", Self.vipA, "-p", port, "-C", "100000", "-v"],
                                         environment: router.environment(pod: "a", mode: .preload), directory: router.directory)
+        try router.waitForCMListeners(pod: "a")
         let client = try RunningProgram("/usr/bin/rping", ["-c", "-a", Self.vipA, "-p", port, "-C", "100000"],
                                         environment: router.environment(pod: "b", mode: .preload), directory: router.directory)
         // Kill the server once it is serving (its ping data shows up), mid-transfer.
@@ -131,18 +123,26 @@ final class ConnectionManagerShimTests: XCTestCase {
         XCTAssertTrue(clientResult.errors.contains("DISCONNECT EVENT"), "the client hears its peer is gone: \(clientResult.errors)")
         XCTAssertNotEqual(clientResult.status, 137, "the client ended by itself, not by its timeout's SIGKILL")
         _ = server.finish()
+        // Both sessions are gone from the router, with their QPs, cm ids and listener.
+        try router.waitForNoClients(of: "a")
         try rping(.preload)
     }
 
     // MARK: - perftest over rdma_cm
 
-    func testSendBandwidthOverRDMACMPreloaded() throws {
+    private func perftest(_ program: String, mode: ShimMode) throws {
         let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/ib_send_bw", "-R", "-p", port, "-n", "200"], ["/usr/bin/ib_send_bw", "-R", "-p", port, "-n", "200", Self.vipA],
-                               mode: .preload)
-        assertSucceeded(pair, "ib_send_bw -R")
+        let options = ["-R", "-p", port, "-n", "200"]
+        let pair = try runPair(["/usr/bin/\(program)"] + options, ["/usr/bin/\(program)"] + options + [Self.vipA], mode: mode)
+        assertSucceeded(pair, "\(program) -R (\(mode))")
         XCTAssertTrue(pair.client.output.contains("#bytes"), pair.client.output)
+        // Each side reports the other's virtual GID: perftest read it from the connection, not a node address.
+        XCTAssertTrue(pair.client.output.contains("255:255:10:09:00:01"), pair.client.output)
     }
+
+    func testSendBandwidthOverRDMACMPreloaded() throws { try perftest("ib_send_bw", mode: .preload) }
+    func testWriteBandwidthOverRDMACMDropIn() throws { try perftest("ib_write_bw", mode: .dropIn) }
+    func testSendLatencyOverRDMACMPreloaded() throws { try perftest("ib_send_lat", mode: .preload) }
 
     private func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -152,11 +152,4 @@ final class ConnectionManagerShimTests: XCTestCase {
         }
         return condition()
     }
-}
-
-/// Whether a librdmacm client failed because nothing listened yet: rping and ucmatose name the REJECTED event,
-/// rdma_client says "Connection refused", perftest "Unexpected CM event ... 8" (REJECTED).
-func refusedForNoListener(_ result: ProgramResult) -> Bool {
-    let said = (result.output + result.errors).lowercased()
-    return said.contains("rejected") || said.contains("refused") || said.contains("unexpected cm event")
 }

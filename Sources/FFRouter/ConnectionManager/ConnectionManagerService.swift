@@ -161,6 +161,14 @@ final class ConnectionManagerService: Sendable {
         if closed > 0 { logger.info("rdma_cm ids of the session released", metadata: ["session": "\(session)", "ids": "\(closed)"]) }
     }
 
+    /// How many cm ids `session` holds and how many of them listen, for status.
+    func counts(session: UInt64) -> (ids: Int, listeners: Int) {
+        state.withLock { s in
+            let ids = s.sessions[session]?.ids.values
+            return (ids?.count ?? 0, ids?.filter { $0.phase == .listening }.count ?? 0)
+        }
+    }
+
     /// How many cm ids and listeners exist, for tests and status.
     var counts: (ids: Int, listeners: Int, channels: Int) {
         state.withLock { s in
@@ -447,20 +455,12 @@ final class ConnectionManagerService: Sendable {
             reject(key, status: Self.rejectConsumer, privateData: [], reason: "the listener's backlog is full", &s)
             return
         }
-        let handle = s.sessions[listenKey.session]!.nextHandle
-        s.sessions[listenKey.session]!.nextHandle &+= 1
-        var request = Identifier(channel: listener.channel, portSpace: listener.portSpace)
-        request.phase = .requestReceived
-        request.localPort = listener.localPort
-        request.boundAddress = destination
-        request.remote = c.vip
-        request.remotePort = identifier.localPort
-        request.peer = key
-        request.listenID = listenKey
-        request.psn = s.random.next() & 0xFF_FFFF
-        listener.pendingRequests += 1
-        s.sessions[listenKey.session]!.ids[listenKey.id] = listener
-        s.sessions[listenKey.session]!.ids[handle] = request
+        let listeningPort = listener.localPort
+        let (handle, request) = makeRequest(at: listenKey, &listener, port: listeningPort, destination: destination, source: c.vip,
+                                            sourcePort: identifier.localPort, &s) { request, s in
+            request.peer = key
+            request.psn = s.random.next() & 0xFF_FFFF
+        }
         identifier.peer = Key(session: listenKey.session, id: handle)
         s.sessions[c.session]!.ids[p.id.rawValue] = identifier
 
@@ -546,6 +546,26 @@ final class ConnectionManagerService: Sendable {
         event.privateData = privateData
         event.reason = reason
         deliver(event, to: key, &s)
+    }
+
+    /// A connect request from `source` becomes a new id of the listener's session, counted against its backlog;
+    /// `configure` sets what only one kind of request has (its peer, or the device's cm_id).
+    private func makeRequest(at listenKey: Key, _ listener: inout Identifier, port: UInt16, destination: IPv4Address, source: IPv4Address,
+                             sourcePort: UInt16, _ s: inout State, configure: (inout Identifier, inout State) -> Void) -> (UInt32, Identifier) {
+        let handle = s.sessions[listenKey.session]!.nextHandle
+        s.sessions[listenKey.session]!.nextHandle &+= 1
+        var request = Identifier(channel: listener.channel, portSpace: listener.portSpace)
+        request.phase = .requestReceived
+        request.localPort = port
+        request.boundAddress = destination
+        request.remote = source
+        request.remotePort = sourcePort
+        request.listenID = listenKey
+        configure(&request, &s)
+        listener.pendingRequests += 1
+        s.sessions[listenKey.session]!.ids[listenKey.id] = listener
+        s.sessions[listenKey.session]!.ids[handle] = request
+        return (handle, request)
     }
 
     /// A request id stops counting against its listener's backlog.
@@ -650,14 +670,9 @@ extension ConnectionManagerService {
                 do {
                     let ready = try device.transitionAttributes(to: .readyToReceive), sending = try device.transitionAttributes(to: .readyToSend)
                     var response = self.event(for: identifier, id: handle, type: .connectResponse, vip: vip)
-                    response.remoteQPN = ready.destinationQPN & 0xFF_FFFF
-                    response.remotePSN = ready.receivePSN & 0xFF_FFFF
-                    response.localPSN = sending.sendPSN & 0xFF_FFFF
-                    response.pathMTU = min(ready.pathMTU, 5)
+                    Self.apply(ready, sending, to: &response)
                     response.responderResources = ready.maxDestinationReadAtomic
                     response.initiatorDepth = sending.maxReadAtomic
-                    response.retryCount = min(sending.retryCount, 7)
-                    response.rnrRetryCount = min(sending.rnrRetry, 7)
                     response.privateData = Array(event.privateData.prefix(CMPrivateData.acceptRC))
                     deliver(response, to: key, &s)
                 } catch {
@@ -687,6 +702,16 @@ extension ConnectionManagerService {
         }
     }
 
+    /// What `rdma_init_qp_attr` reported for RTR and RTS, as the event's QP fields (clamped to what the wire carries).
+    private static func apply(_ ready: ConnectionTransition, _ sending: ConnectionTransition, to event: inout CMEvent) {
+        event.remoteQPN = ready.destinationQPN & 0xFF_FFFF
+        event.remotePSN = ready.receivePSN & 0xFF_FFFF
+        event.localPSN = sending.sendPSN & 0xFF_FFFF
+        event.pathMTU = min(ready.pathMTU, 5)
+        event.retryCount = min(sending.retryCount, 7)
+        event.rnrRetryCount = min(sending.rnrRetry, 7)
+    }
+
     /// A connect from another node's router: its header names the pod; the request becomes an id of that pod's session.
     private func incoming(_ event: ConnectionEvent, _ s: inout State) {
         guard let device = event.newConnection else { return }
@@ -711,32 +736,16 @@ extension ConnectionManagerService {
             try? device.reject()
             return
         }
-        let handle = s.sessions[listenKey.session]!.nextHandle
-        s.sessions[listenKey.session]!.nextHandle &+= 1
-        var request = Identifier(channel: listener.channel, portSpace: listener.portSpace)
-        request.phase = .requestReceived
-        request.localPort = port
-        request.boundAddress = destination
-        request.remote = source
-        request.remotePort = device.remotePort
-        request.listenID = listenKey
-        request.device = device
-        listener.pendingRequests += 1
-        s.sessions[listenKey.session]!.ids[listenKey.id] = listener
-        s.sessions[listenKey.session]!.ids[handle] = request
+        let (handle, request) = makeRequest(at: listenKey, &listener, port: port, destination: destination, source: source,
+                                            sourcePort: device.remotePort, &s) { request, _ in request.device = device }
         let key = Key(session: listenKey.session, id: handle)
         s.byDevice[device.identifier] = key
 
         var announced = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest, vip: destination)
         announced.listenID = CMIDHandle(rawValue: listenKey.id)
-        announced.remoteQPN = ready.destinationQPN & 0xFF_FFFF
-        announced.remotePSN = ready.receivePSN & 0xFF_FFFF
-        announced.localPSN = sending.sendPSN & 0xFF_FFFF
+        Self.apply(ready, sending, to: &announced)
         announced.responderResources = event.responderResources
         announced.initiatorDepth = event.initiatorDepth
-        announced.retryCount = min(sending.retryCount, 7)
-        announced.rnrRetryCount = min(sending.rnrRetry, 7)
-        announced.pathMTU = min(ready.pathMTU, 5)
         announced.privateData = Array(data.prefix(CMPrivateData.maxLength))
         deliver(announced, to: key, &s)
     }

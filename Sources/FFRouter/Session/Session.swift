@@ -52,7 +52,11 @@ final class Session: SessionHandler {
     }
 
     /// Objects, requests and errors so far, for status.
-    var counters: SessionCounters { SessionCounters(objects: objects.counts, requests: stats.requests, errors: stats.errors) }
+    var counters: SessionCounters {
+        var counts = objects.counts
+        if let cm = connectionManagerService { (counts.cmID, counts.cmListener) = cm.counts(session: id) }
+        return SessionCounters(objects: counts, requests: stats.requests, errors: stats.errors)
+    }
 
     /// Destroys every object of the session in dependency order.
     func close() {

@@ -73,7 +73,8 @@ struct RouterStatusCommand: ParsableCommand {
         print("pods   \(status.pods.count)")
         for pod in status.pods { print("  " + PodCommand.line(pod)) }
         print("objects pd \(status.objects.pd)  mr \(status.objects.mr)  cq \(status.objects.cq)  qp \(status.objects.qp)"
-              + "  srq \(status.objects.srq)  ah \(status.objects.ah)  channels \(status.objects.compChannel)")
+              + "  srq \(status.objects.srq)  ah \(status.objects.ah)  channels \(status.objects.compChannel)"
+              + "  cm ids \(status.objects.cmID) (listening \(status.objects.cmListener))")
         print("clients \(status.clients.count) connected, \(status.sessionsTotal) since start, \(status.refusedConnections) refused, "
               + "\(status.slowClientsDisconnected) disconnected for not reading replies")
         for client in status.clients {

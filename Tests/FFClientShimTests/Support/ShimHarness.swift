@@ -234,6 +234,37 @@ final class FakeRouterFixture {
         return (client, server.finish())
     }
 
+    /// Waits until pod `pod` holds at least `count` listening rdma_cm ids, as its router's status reports them
+    /// (`ffctl router status --json`), within a generous bound: a librdmacm server is ready for its client.
+    func waitForCMListeners(pod: String, count: Int = 1, seconds: Double = 60) throws {
+        try waitForStatus(of: pod, "\(count) rdma_cm listeners of pod \(pod)", seconds: seconds) { clients in
+            clients.filter { ($0["identity"] as? [String: Any])?["pod"] as? String == pod }
+                .reduce(0) { $0 + ((($1["objects"] as? [String: Any])?["cmListener"] as? Int) ?? 0) } >= count
+        }
+    }
+
+    /// Waits until the router serving `pod` has no client left (every session closed, its objects and cm ids gone).
+    func waitForNoClients(of pod: String, seconds: Double = 60) throws {
+        try waitForStatus(of: pod, "no clients on pod \(pod)'s router", seconds: seconds) { $0.isEmpty }
+    }
+
+    /// Polls `ffctl router status --json` of the router serving `pod` until `condition` holds for its clients.
+    private func waitForStatus(of pod: String, _ what: String, seconds: Double, _ condition: ([[String: Any]]) -> Bool) throws {
+        let admin = "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/admin.sock"
+        let ffctl = ShimArtifacts.directory.appendingPathComponent("ffctl").path
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let result = try RunningProgram.run(ffctl, ["router", "status", "--json", "--admin-socket", admin], directory: directory)
+            if result.status == 0, let data = result.output.data(using: .utf8),
+               let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let clients = status["clients"] as? [[String: Any]], condition(clients) {
+                return
+            }
+            guard Date() < deadline else { throw HarnessError("no \(what) within \(seconds) s: \(result.output) \(result.errors)") }
+            usleep(100_000)
+        }
+    }
+
     /// The router starts in well under a second; wait for its socket with a generous bound.
     private func waitForSocket(_ path: String, seconds: Double = 60) throws {
         let deadline = Date().addingTimeInterval(seconds)
