@@ -291,7 +291,9 @@ func verifyMemcheck(_ result: ProgramResult, hugePages: Bool, _ label: String, f
     XCTAssertTrue(result.output.hasSuffix("ok all\n"), "\(label): \(result.output)", file: file, line: line)
     for check in ["wr api write inline and send with imm", "wr api read and fetch and add",
                   "wr api refuses a setter without a request, abort drops the batch",
-                  "cq_ex start_poll, next_poll and read_* report both completions"] {
+                  "cq_ex start_poll, next_poll and read_* report both completions",
+                  "partial overlap, first dereg first keeps memory valid", "partial overlap, second dereg first keeps memory valid",
+                  "spanning overlap keeps memory valid"] {
         XCTAssertTrue(result.output.contains("ok \(check)\n"), "\(label): \(check) missing", file: file, line: line)
     }
     for kind in ["malloc", "mmap", "aligned_alloc", "stack"] + (hugePages ? ["hugepages"] : []) {
