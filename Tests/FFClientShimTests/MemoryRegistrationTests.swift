@@ -27,7 +27,9 @@ final class MemoryRegistrationTests: XCTestCase {
                       "spanning overlap: every part shares its pages", "spanning overlap keeps memory valid"] {
             XCTAssertTrue(result.output.contains("ok \(check)\n"), "\(check) missing: \(result.output)")
         }
-        XCTAssertFalse(result.errors.contains("overlaps"), "no registration was refused: \(result.errors)")
+        // Only the huge-page case (when the machine has two free huge pages) is refused for an overlap.
+        let refusals = result.errors.split(separator: "\n").filter { $0.contains("overlaps") && !$0.contains("on huge pages") }
+        XCTAssertEqual(refusals, [], "no overlap of ordinary memory is refused")
     }
 
     func testUnmovableMappingsAreRefusedWithAReason() throws {

@@ -341,8 +341,8 @@ static void overlap_half(int first_goes_first) {
     rdma(1, scratch + PAGE, local->lkey, wide + PAGE + 200, a->rkey, 512, name);
     CHECK(same(scratch + PAGE, 512, 17), name, "read through the first MR differs");
     /* From b's own pages (as the local side) into a's own page, and back through b from the shared page. */
-    fill(wide + 3 * PAGE, 300, 19);
-    rdma(0, wide + 3 * PAGE, b->lkey, wide + 50, a->rkey, 300, name);
+    fill(wide + 2 * PAGE + 500, 300, 19);
+    rdma(0, wide + 2 * PAGE + 500, b->lkey, wide + 50, a->rkey, 300, name);
     CHECK(same(wide + 50, 300, 19), name, "write from the second MR's own pages");
     fill(wide + PAGE + 1000, 64, 21);
     rdma(1, wide + 2 * PAGE, b->lkey, wide + PAGE + 1000, b->rkey, 64, name);
