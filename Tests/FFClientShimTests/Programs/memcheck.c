@@ -404,6 +404,33 @@ static void overlap_span(void) {
     free(scratch);
 }
 
+/* A registration over eight live ones and the nine gaps around them: seventeen memfds in one request. */
+static void overlap_many(void) {
+    const char *name = "overlap of many";
+    uint8_t *wide = mmap(NULL, 17 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(wide != MAP_FAILED, name, "memory");
+    fill(wide, 17 * PAGE, 51);
+    struct ibv_mr *small[8];
+    for (int i = 0; i < 8; i++) small[i] = reg_all(wide + (2 * i + 1) * PAGE + 8, 64, name);
+    struct ibv_mr *all = reg_all(wide, 17 * PAGE, name);
+    CHECK(same(wide, 17 * PAGE, 51), name, "contents changed by the registrations");
+    for (int i = 0; i < 8; i++) {
+        /* Through the big MR (local side: its gap page 2i) into small MR i's page, read back through small MR i. */
+        uint8_t *gap = wide + 2 * i * PAGE, *inside = wide + (2 * i + 1) * PAGE + 16;
+        fill(gap, 32, (uint8_t)(53 + i));
+        rdma(0, gap, all->lkey, inside, all->rkey, 32, name);
+        memset(gap + 100, 0, 32);
+        rdma(1, gap + 100, all->lkey, inside, small[i]->rkey, 32, name);
+        CHECK(same(inside, 32, (uint8_t)(53 + i)) && same(gap + 100, 32, (uint8_t)(53 + i)), name, "part %d", i);
+    }
+    CHECK(!ibv_dereg_mr(all), name, "dereg");
+    for (int i = 0; i < 8; i++) CHECK(!ibv_dereg_mr(small[i]), name, "dereg %d", i);
+    fill(wide, 17 * PAGE, 57);
+    CHECK(same(wide, 17 * PAGE, 57), name, "memory unusable after dereg");
+    printf("ok %s shares seventeen regions\n", name);
+    munmap(wide, 17 * PAGE);
+}
+
 static void stack_case(void) {
     uint8_t buffer[SIZE] __attribute__((aligned(64)));
     volatile int canary = 0x5eed;
@@ -503,6 +530,7 @@ int main(void) {
     overlap_half(1);
     overlap_half(0);
     overlap_span();
+    overlap_many();
 
     char path[] = "/tmp/ffshim-memcheck-XXXXXX";
     int fd = mkstemp(path);
