@@ -103,8 +103,8 @@ enum Fixtures {
         WorkCompletion(wrID: 3, status: .tagMatchingRendezvousIncomplete, opcode: .receiveRDMAWithImmediate, flags: .supported),
     ]
 
-    /// A registration over three segments of two memfds: one reused region, a gap, the region again is not allowed
-    /// by the router but is by the codec (which does not know pages).
+    /// A registration over three segments of two memfds, descriptor 1 named twice (which the codec allows; whether
+    /// the pages fit is the router's check).
     static let segmentsSample = RegMRSegmentsRequest(
         pd: PDHandle(rawValue: 9), access: [.localWrite, .remoteWrite], address: 0x7F12_3456_7100, length: 0xF00 + 0x2000 + 0x10,
         descriptorCount: 2, segments: [MemorySegment(descriptor: 1, memfdOffset: 0x3100, length: 0xF00),
