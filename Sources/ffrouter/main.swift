@@ -105,7 +105,7 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-ahs"), help: "Per session: address handles (more: ENOMEM).")
     var maxAHs = SessionLimits().ahs
 
-    @Option(name: .customLong("max-descriptors"), help: "Per session: router file descriptors held, 2 per completion channel (more: EMFILE). MRs hold none.")
+    @Option(name: .customLong("max-descriptors"), help: "Per session: router file descriptors held, 2 per completion channel and a reg_mr's memfds until mapped (more: EMFILE). MRs hold none.")
     var maxDescriptors = SessionLimits().descriptors
 
     @Option(name: .customLong("max-pinned-bytes"), help: "Per session: bytes of registered memory, in whole pages, checked before pinning (more: ENOMEM).")

@@ -10,7 +10,7 @@ final class ShimSession {
     let dataPath: any ShimDataPath
 
     init(path: String, name: String) throws(ClientError) {
-        connection = try RouterConnection(path: path, name: name)
+        connection = try RouterConnection(path: path, name: name, capabilities: [.memorySegments])
         dataPath = SocketDataPath(connection: connection)
     }
 

@@ -34,6 +34,10 @@ public enum Message: Sendable, Equatable {
     case deregMR(MRHandle)
     /// MR deregistered.
     case deregMRReply
+    /// Register memory over several memfds (`descriptorCount` descriptors).
+    case regMRSegments(RegMRSegmentsRequest)
+    /// The new MR.
+    case regMRSegmentsReply(RegMRReply)
     /// Create a completion channel.
     case createCompChannel
     /// The new channel (1 descriptor: the event fd).
@@ -135,6 +139,8 @@ public enum Message: Sendable, Equatable {
         case .regMRReply: .regMRReply
         case .deregMR: .deregMR
         case .deregMRReply: .deregMRReply
+        case .regMRSegments: .regMRSegments
+        case .regMRSegmentsReply: .regMRSegmentsReply
         case .createCompChannel: .createCompChannel
         case .createCompChannelReply: .createCompChannelReply
         case .destroyCompChannel: .destroyCompChannel
@@ -178,6 +184,12 @@ public enum Message: Sendable, Equatable {
         }
     }
 
+    /// Descriptors that travel with this message (SCM_RIGHTS): the kind's fixed count, or the request's own.
+    public var descriptorCount: UInt8 {
+        if case .regMRSegments(let r) = self { return r.descriptorCount }
+        return kind.descriptorCounts.lowerBound
+    }
+
     /// Appends the body (no header).
     public func encodeBody(to w: inout WireWriter) throws(WireError) {
         switch self {
@@ -191,8 +203,9 @@ public enum Message: Sendable, Equatable {
         case .queryGIDReply(let m): try m.encode(to: &w)
         case .allocPDReply(let h), .deallocPD(let h): try w.handle(h, "pd")
         case .regMR(let m): try m.encode(to: &w)
-        case .regMRReply(let m): try m.encode(to: &w)
+        case .regMRReply(let m), .regMRSegmentsReply(let m): try m.encode(to: &w)
         case .deregMR(let h): try w.handle(h, "mr")
+        case .regMRSegments(let m): try m.encode(to: &w)
         case .createCompChannelReply(let h), .destroyCompChannel(let h): try w.handle(h, "channel")
         case .createCQ(let m): try m.encode(to: &w)
         case .createCQReply(let m): try m.encode(to: &w)
@@ -247,6 +260,8 @@ public enum Message: Sendable, Equatable {
         case .regMRReply: .regMRReply(try RegMRReply(from: &r))
         case .deregMR: .deregMR(try r.handle(MRHandle.self, "mr"))
         case .deregMRReply: .deregMRReply
+        case .regMRSegments: .regMRSegments(try RegMRSegmentsRequest(from: &r))
+        case .regMRSegmentsReply: .regMRSegmentsReply(try RegMRReply(from: &r))
         case .createCompChannel: .createCompChannel
         case .createCompChannelReply: .createCompChannelReply(try r.handle(CompChannelHandle.self, "channel"))
         case .destroyCompChannel: .destroyCompChannel(try r.handle(CompChannelHandle.self, "channel"))

@@ -19,6 +19,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case regMR = 0x0012
     /// dereg_mr (an `MRHandle`).
     case deregMR = 0x0013
+    /// `RegMRSegmentsRequest` + 1…64 descriptors (capability `memorySegments`).
+    case regMRSegments = 0x0014
     /// create_comp_channel (empty body).
     case createCompChannel = 0x0020
     /// destroy_comp_channel (a `CompChannelHandle`).
@@ -76,6 +78,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case regMRReply = 0x8012
     /// Empty body.
     case deregMRReply = 0x8013
+    /// `RegMRReply`.
+    case regMRSegmentsReply = 0x8014
     /// A `CompChannelHandle` + 1 descriptor (the event fd).
     case createCompChannelReply = 0x8020
     /// Empty body.
@@ -130,11 +134,13 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
         isRequest ? MessageKind(rawValue: rawValue | 0x8000) : nil
     }
 
-    /// How many descriptors travel with this kind (SCM_RIGHTS); the header's `fdCount` must match.
-    public var descriptorCount: UInt8 {
+    /// How many descriptors may travel with this kind (SCM_RIGHTS); the header's `fdCount` must lie in the range,
+    /// and equal `Message.descriptorCount` once the body is read.
+    public var descriptorCounts: ClosedRange<UInt8> {
         switch self {
-        case .regMR, .createCompChannelReply, .cmCreateChannelReply: 1
-        default: 0
+        case .regMR, .createCompChannelReply, .cmCreateChannelReply: 1...1
+        case .regMRSegments: 1...UInt8(WireLimits.maxMRSegments)
+        default: 0...0
         }
     }
 

@@ -32,6 +32,8 @@ final class Session: SessionHandler {
     let connectionManagerService: ConnectionManagerService?
     private(set) var objects = ObjectTable()
     private var version: UInt16?
+    /// What the hello granted: capabilities the client offered that this router serves.
+    private var granted: Capabilities = []
     private(set) var stats = SessionStats()
 
     init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
@@ -86,9 +88,10 @@ final class Session: SessionHandler {
         }
         if case .hello(let hello) = frame.message {
             guard version == nil else { return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: "hello sent twice"), kind: "protocol") }
-            let answer = ProtocolVersion.answer(hello, sessionID: id, vip: vip)
+            let answer = ProtocolVersion.answer(hello, routerCapabilities: Self.capabilities, sessionID: id, vip: vip)
             if case .helloReply(let reply) = answer {
                 version = reply.version
+                granted = reply.capabilities
                 logger.info("hello", metadata: ["client": "\(hello.clientName)", "version": "\(reply.version)", "pid": "\(identity.pid)"])
             } else {
                 stats.errors &+= 1
@@ -120,6 +123,9 @@ final class Session: SessionHandler {
             return failure(frame.requestID, ErrorReply(errno: Errno.invalidArgument, reason: ErrorReply.fit("\(error)")), kind: "other")
         }
     }
+
+    /// The capabilities this router grants to clients that offer them.
+    static let capabilities: Capabilities = [.memorySegments]
 
     private func failure(_ requestID: UInt64, _ error: ErrorReply, kind: String) -> Reply {
         stats.errors &+= 1
@@ -225,7 +231,12 @@ final class Session: SessionHandler {
             guard let memfd = descriptors.first else {
                 throw ErrorReply(errno: Errno.protocolError, reason: "reg_mr carries no memfd")
             }
-            return try registerMemory(r, memfd: memfd)
+            return try registerMemory(RegMRSegmentsRequest(r), descriptors: [memfd], reply: { .regMRReply($0) })
+        case .regMRSegments(let r):
+            guard granted.contains(.memorySegments) else {
+                throw ErrorReply(errno: Errno.protocolError, reason: "regMRSegments needs the memorySegments capability, not offered in hello")
+            }
+            return try registerMemory(r, descriptors: descriptors, reply: { .regMRSegmentsReply($0) })
         case .deregMR(let h):
             guard objects.mrs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("MR", h.rawValue) }
             return Reply(message: .deregMRReply)
@@ -333,7 +344,7 @@ final class Session: SessionHandler {
             return try callCM(r)
 
         case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
+             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
              .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
              .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
              .cmCreateChannelReply, .cmCallReply:
@@ -341,29 +352,39 @@ final class Session: SessionHandler {
         }
     }
 
-    private func registerMemory(_ r: RegMRRequest, memfd: OwnedDescriptor) throws -> Reply {
+    /// reg_mr, over one memfd or several: checks every descriptor and segment, maps the segments side by side in one
+    /// reserved range, closes the descriptors (the mapping keeps the pages) and registers the range at the client's
+    /// address.
+    private func registerMemory(_ r: RegMRSegmentsRequest, descriptors: [OwnedDescriptor], reply: (RegMRReply) -> Message) throws -> Reply {
         let protectionDomain = try pd(r.pd)
         let access = try Check.memoryAccess(r.access)
         try SessionLimits.checkCount(objects.mrs.count, limits.mrs, "MRs", flag: "max-mrs")
-        let file: MemoryFile
-        do {
-            file = try MemoryFile.check(memfd.rawValue)
-        } catch {
-            throw Check.invalid("reg_mr: \(error.detail ?? error.description)")
+        // The router holds the client's descriptors until the pages are mapped.
+        try SessionLimits.checkBudget(UInt64(objects.usage.descriptors), adding: UInt64(descriptors.count), UInt64(limits.descriptors),
+                                      "router descriptors held (reg_mr's memfds)", flag: "max-descriptors", errno: Errno.tooManyDescriptors)
+        var files: [MemoryFile] = []
+        for (i, descriptor) in descriptors.enumerated() {
+            do {
+                files.append(try MemoryFile.check(descriptor.rawValue))
+            } catch {
+                throw Check.invalid("reg_mr\(descriptors.count > 1 ? " descriptor \(i)" : ""): \(error.detail ?? error.description)")
+            }
         }
-        let plan = try Check.memory(r, file: file, maxMRSize: backend.limits.maxMRSize)
+        let plan = try Check.segments(r, files: files, maxMRSize: backend.limits.maxMRSize)
         // Checked before anything is mapped or pinned.
         try SessionLimits.checkBudget(objects.usage.pinnedBytes, adding: plan.mapLength, limits.pinnedBytes, "registered bytes",
                                       flag: "max-pinned-bytes")
-        let mapping = try MemoryMapping(fd: memfd.rawValue, offset: plan.mapOffset, length: plan.mapLength)
-        // The mapping keeps the pages; the client's descriptor is not needed any more.
-        memfd.close()
+        let mapping = try MemoryMapping(length: plan.mapLength, segments: plan.segments.map {
+            MappedSegment(fd: descriptors[$0.descriptor].rawValue, offset: $0.offset, length: $0.length, at: $0.at)
+        })
+        // The mapping keeps the pages; the client's descriptors are not needed any more.
+        for descriptor in descriptors { descriptor.close() }
         let region = UnsafeMutableRawBufferPointer(rebasing: mapping.bytes[plan.bufferOffset..<(plan.bufferOffset + plan.bufferLength)])
         let mr = try protectionDomain.registerMemory(region, iova: r.address, access: access, keepAlive: mapping)
         let handle = objects.allocate()
         objects.mrs[handle] = ObjectTable.MREntry(mr: mr, pd: r.pd.rawValue, pinnedBytes: plan.mapLength)
         stats.registeredBytes &+= r.length
-        return Reply(message: .regMRReply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
+        return Reply(message: reply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
     }
 
     private func createCQ(_ r: CreateCQRequest) throws -> Reply {

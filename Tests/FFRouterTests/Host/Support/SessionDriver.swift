@@ -34,7 +34,8 @@ final class SessionDriver {
     static let map = MemoryVipMap([vipA: IPv4Address("10.0.2.15")!, vipB: IPv4Address("10.0.2.16")!])
 
     init(backend: any VerbsBackend, vip: IPv4Address = SessionDriver.vipA, id: UInt64 = 1, limits: SessionLimits = SessionLimits(),
-         map: any VipResolver = SessionDriver.map, hello: Bool = true, connectionManager: ConnectionManagerService? = nil) {
+         map: any VipResolver = SessionDriver.map, hello: Bool = true, connectionManager: ConnectionManagerService? = nil,
+         capabilities: Capabilities = []) {
         self.vip = vip
         var logger = Logger(label: "test.session")
         logger.logLevel = .error
@@ -42,7 +43,7 @@ final class SessionDriver {
                           backend: backend, map: map, limits: limits, metrics: RouterMetrics(), logger: logger,
                           connectionManager: connectionManager)
         if hello {
-            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, clientName: "test")))
+            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: capabilities, clientName: "test")))
             guard case .helloReply = reply.message else { fatalError("hello refused: \(reply.message)") }
         }
     }
