@@ -499,6 +499,8 @@ static void hugepage_case(void) {
 }
 
 int main(void) {
+    /* Line by line, so that a crash still shows how far the checks got. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     struct ibv_device **list = ibv_get_device_list(NULL);
     CHECK(list && list[0], "device", "no device");
     ctx = ibv_open_device(list[0]);
