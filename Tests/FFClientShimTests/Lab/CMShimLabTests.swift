@@ -27,6 +27,15 @@ final class CMShimLabTests: XCTestCase {
     /// once the router shows the server's listener; directly, a client refused because the server does not listen
     /// yet is started again while the server runs, within a bound.
     private func pair(_ server: [String], _ client: [String], way: Way) throws -> (client: ProgramResult, server: ProgramResult) {
+        let result = try pairOnce(server, client, way: way)
+        guard case .direct = way, result.client.status != 0 || result.server.status != 0 else { return result }
+        // The direct run is only the baseline that the program works on rxe0 (the shim runs are never retried): rxe
+        // in the guest has refused a direct ucmatose's QP now and then ("unable to create QP: Invalid argument").
+        print("note: \(server[0]) directly on rxe0 failed once (\(result.server.output) \(result.server.errors)); running the baseline again")
+        return try pairOnce(server, client, way: way)
+    }
+
+    private func pairOnce(_ server: [String], _ client: [String], way: Way) throws -> (client: ProgramResult, server: ProgramResult) {
         // Through the shim, each side runs in its pod (scripts/lab-pod); directly, on the node.
         func start(_ command: [String], as pod: String) throws -> RunningProgram {
             if case .shim(let mode) = way { return try router.start(command[0], Array(command.dropFirst()), pod: pod, mode: mode, seconds: 300) }
