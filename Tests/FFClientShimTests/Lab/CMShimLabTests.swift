@@ -13,16 +13,6 @@ final class CMShimLabTests: XCTestCase {
     override func setUpWithError() throws { router = try FakeRouterFixture(onRealDevice: true, podsOnOneNode: true) }
     override func tearDown() { router = nil }
 
-    private enum Way: CustomStringConvertible {
-        case direct, shim(ShimMode)
-        var description: String {
-            switch self {
-            case .direct: "direct on rxe0"
-            case .shim(let mode): "through the shim (\(mode))"
-            }
-        }
-    }
-
     /// Server as pod a, client as pod b (or both directly on rxe0 at node 1's IP). Through the shim the client starts
     /// once the router shows the server's listener; directly, a client refused because the server does not listen
     /// yet is started again while the server runs, within a bound.

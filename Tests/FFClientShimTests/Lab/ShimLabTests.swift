@@ -18,17 +18,6 @@ final class ShimLabTests: XCTestCase {
     }
     override class func tearDown() { shared = nil }
 
-    /// How a side of a pair runs: through the shim in a pod, or directly on rxe0 at a node GID.
-    private enum Way: CustomStringConvertible {
-        case direct, shim(ShimMode)
-        var description: String {
-            switch self {
-            case .direct: "direct on rxe0"
-            case .shim(let mode): "through the shim (\(mode))"
-            }
-        }
-    }
-
     /// Runs `program` as server and client `way`, up to four times while perftest could not measure the CPU's clock:
     /// under emulation, with both vCPUs busy, its linear fit of cycles against time sometimes fails ("Correlation
     /// coefficient r^2 … Can't produce a report" on standard error, exit 1), which says nothing about the verbs.

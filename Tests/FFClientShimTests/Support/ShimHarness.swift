@@ -278,6 +278,17 @@ final class FakeRouterFixture {
     }
 }
 
+/// How a side of a lab pair runs: through the shim in a pod, or directly on rxe0 (the baseline).
+enum Way: CustomStringConvertible {
+    case direct, shim(ShimMode)
+    var description: String {
+        switch self {
+        case .direct: "direct on rxe0"
+        case .shim(let mode): "through the shim (\(mode))"
+        }
+    }
+}
+
 /// How a program gets the shim.
 enum ShimMode: CaseIterable {
     /// LD_PRELOAD=libffclient.so.
