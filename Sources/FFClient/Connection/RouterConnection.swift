@@ -41,8 +41,9 @@ public final class RouterConnection: Sendable {
     /// What the router said in its hello reply: version, session id, this pod's vip and virtual GID.
     public let session: HelloReply
 
-    /// Connects to the router socket at `path` and says hello as `name`.
-    public init(path: String, name: String, timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
+    /// Connects to the router socket at `path` and says hello as `name`, offering `capabilities` (the router grants
+    /// what it serves: `session.capabilities`).
+    public init(path: String, name: String, capabilities: Capabilities = [], timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
         do {
             socket = try SeqPacketSocket.connect(path: path)
         } catch {
@@ -50,7 +51,7 @@ public final class RouterConnection: Sendable {
         }
         self.timeoutMilliseconds = timeoutMilliseconds
         let hello = Hello(minVersion: ProtocolVersion.supported.lowerBound, maxVersion: ProtocolVersion.supported.upperBound,
-                          clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
+                          capabilities: capabilities, clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
         let (reply, _) = try Self.exchange(socket: socket, requestID: 0, message: .hello(hello), descriptors: [],
                                            timeout: timeoutMilliseconds)
         guard case .helloReply(let answer) = reply else { throw .protocolViolation("expected a hello reply, got \(reply.kind)") }

@@ -106,6 +106,10 @@ public enum Message: Sendable, Equatable {
     case pollCQ(PollCQRequest)
     /// Completions.
     case pollCQReply(PollCQReply)
+    /// map_ring (fast path).
+    case mapRing(MapRingRequest)
+    /// map_ring's reply.
+    case mapRingReply(MapRingReply)
 
     /// The header kind of this message.
     public var kind: MessageKind {
@@ -163,6 +167,8 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply
         case .pollCQ: .pollCQ
         case .pollCQReply: .pollCQReply
+        case .mapRing: .mapRing
+        case .mapRingReply: .mapRingReply
         }
     }
 
@@ -204,6 +210,8 @@ public enum Message: Sendable, Equatable {
         case .postSendReply(let m), .postRecvReply(let m), .postSRQRecvReply(let m): try m.encode(to: &w)
         case .pollCQ(let m): try m.encode(to: &w)
         case .pollCQReply(let m): try m.encode(to: &w)
+        case .mapRing(let m): try m.encode(to: &w)
+        case .mapRingReply(let m): try m.encode(to: &w)
         case .queryDevice, .allocPD, .deallocPDReply, .deregMRReply, .createCompChannel, .destroyCompChannelReply,
              .destroyCQReply, .reqNotifyCQReply, .modifyQPReply, .destroyQPReply, .modifySRQReply, .destroySRQReply,
              .destroyAHReply:
@@ -267,6 +275,8 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply(try PostReply(from: &r))
         case .pollCQ: .pollCQ(try PollCQRequest(from: &r))
         case .pollCQReply: .pollCQReply(try PollCQReply(from: &r))
+        case .mapRing: .mapRing(try MapRingRequest(from: &r))
+        case .mapRingReply: .mapRingReply(try MapRingReply(from: &r))
         }
     }
 }

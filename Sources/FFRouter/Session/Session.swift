@@ -31,10 +31,14 @@ final class Session: SessionHandler {
     private(set) var objects = ObjectTable()
     private var version: UInt16?
     private(set) var stats = SessionStats()
+    private let dataPath: DataPath?
+    /// The fast path's state, once hello granted it (docs/router.md "Data path").
+    private(set) var fast: SessionDataPath?
 
     init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
-         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger) {
+         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger, dataPath: DataPath? = nil) {
         self.metrics = metrics
+        self.dataPath = dataPath
         self.id = id
         self.identity = identity
         self.vip = vip
@@ -53,6 +57,8 @@ final class Session: SessionHandler {
     /// Destroys every object of the session in dependency order.
     func close() {
         let counts = objects.counts
+        // The poller lets go of every ring first, so nothing it polls is destroyed under it.
+        fast?.close()
         objects.removeAll()
         logger.info("session closed", metadata: ["destroyed": "\(counts.total)", "qp": "\(counts.qp)", "mr": "\(counts.mr)"])
     }
@@ -76,7 +82,17 @@ final class Session: SessionHandler {
         }
         if case .hello(let hello) = frame.message {
             guard version == nil else { return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: "hello sent twice"), kind: "protocol") }
-            let answer = ProtocolVersion.answer(hello, sessionID: id, vip: vip)
+            var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? [] : [.sharedMemoryRings], sessionID: id, vip: vip)
+            if case .helloReply(var reply) = answer, reply.capabilities.contains(.sharedMemoryRings), let dataPath {
+                do {
+                    fast = try SessionDataPath(pool: dataPath, session: id)
+                } catch {
+                    // No rings for this session: it uses the socket path.
+                    logger.warning("fast path unavailable", metadata: ["error": "\(error)"])
+                    reply.capabilities.remove(.sharedMemoryRings)
+                    answer = .helloReply(reply)
+                }
+            }
             if case .helloReply(let reply) = answer {
                 version = reply.version
                 logger.info("hello", metadata: ["client": "\(hello.clientName)", "version": "\(reply.version)", "pid": "\(identity.pid)"])
@@ -245,6 +261,7 @@ final class Session: SessionHandler {
             let entry = try cq(h)
             try busy(objects.usersOfCQ(h.rawValue))
             if let channel = entry.channel { objects.channels[channel]?.detach(entry.cq) }
+            fast?.removeCQ(h.rawValue)
             objects.cqs[h.rawValue] = nil
             return Reply(message: .destroyCQReply)
         case .reqNotifyCQ(let r):
@@ -252,13 +269,19 @@ final class Session: SessionHandler {
             guard entry.channel != nil else {
                 throw Check.invalid("CQ \(r.cq.rawValue) has no completion channel to notify")
             }
-            try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
+            if let fast {
+                fast.requestNotification(r.cq.rawValue, solicitedOnly: r.solicitedOnly)
+            } else {
+                try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
+            }
             return Reply(message: .reqNotifyCQReply)
 
         case .createQP(let r):
             return try createQP(r)
         case .modifyQP(let r):
             let entry = try qp(r.qp)
+            // What the client posted to the rings before this call reaches the QP before the transition, as with verbs.
+            fast?.flushQP(r.qp.rawValue)
             try entry.qp.modify(try verbsAttributes(r.mask, r.attributes))
             stats.modifies &+= 1
             return Reply(message: .modifyQPReply)
@@ -270,6 +293,8 @@ final class Session: SessionHandler {
             return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: type,
                                                              capabilities: Translate.capabilities(entry.qp.capabilities))))
         case .destroyQP(let h):
+            _ = try qp(h)
+            fast?.removeQP(h.rawValue)
             guard objects.qps.removeValue(forKey: h.rawValue) != nil else { throw badHandle("QP", h.rawValue) }
             return Reply(message: .destroyQPReply)
 
@@ -286,6 +311,7 @@ final class Session: SessionHandler {
         case .destroySRQ(let h):
             _ = try srq(h)
             try busy(objects.usersOfSRQ(h.rawValue))
+            fast?.removeSRQ(h.rawValue)
             objects.srqs[h.rawValue] = nil
             return Reply(message: .destroySRQReply)
 
@@ -295,11 +321,36 @@ final class Session: SessionHandler {
             let ah = try protectionDomain.createAH(try physicalAddress(r.attributes))
             let handle = objects.allocate()
             objects.ahs[handle] = ObjectTable.AHEntry(ah: ah, pd: r.pd.rawValue)
+            fast?.setAH(handle, ah)
             return Reply(message: .createAHReply(AHHandle(rawValue: handle)))
         case .destroyAH(let h):
             guard objects.ahs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("AH", h.rawValue) }
+            fast?.setAH(h.rawValue, nil)
             return Reply(message: .destroyAHReply)
 
+        case .postSend, .postRecv, .postSRQRecv, .pollCQ:
+            if fast != nil {
+                throw Check.invalid("\(message.kind) on the socket: this session's queues are served by its shared-memory rings")
+            }
+            return try dataPathOnSocket(message)
+        case .mapRing(let r):
+            guard let fast else {
+                throw ErrorReply(errno: Errno.protocolError, reason: "map_ring needs the sharedMemoryRings capability, not granted to this session")
+            }
+            return try fast.map(r)
+
+        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
+             .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
+             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
+             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
+             .mapRingReply:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+        }
+    }
+
+    /// post_send, post_recv, post_srq_recv and poll_cq as control-socket requests (sessions without the fast path).
+    private func dataPathOnSocket(_ message: Message) throws -> Reply {
+        switch message {
         case .postSend(let r):
             return Reply(message: .postSendReply(try postSend(r)))
         case .postRecv(let r):
@@ -316,12 +367,8 @@ final class Session: SessionHandler {
             stats.completions &+= UInt64(completions.count)
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
-
-        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
-             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
-             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+        default:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is not a data-path request")
         }
     }
 
@@ -365,9 +412,14 @@ final class Session: SessionHandler {
         }
         try SessionLimits.checkCount(objects.cqs.count, limits.cqs, "CQs", flag: "max-cqs")
         try SessionLimits.checkBudget(objects.usage.cqEntries, adding: UInt64(entries), limits.cqEntries, "CQ entries", flag: "max-cq-entries")
-        let cq = try backend.createCQ(entries: entries, channel: forwarder?.channel, vector: vector)
+        // With the fast path every CQ reports to its poller's channel; the poller raises the client's events itself.
+        let cq = try backend.createCQ(entries: entries, channel: fast?.channel ?? forwarder?.channel, vector: vector)
         let handle = objects.allocate()
-        forwarder?.attach(cq, as: CQHandle(rawValue: handle))
+        if let fast {
+            try fast.addCQ(CQHandle(rawValue: handle), cq: cq, forwarder: forwarder)
+        } else {
+            forwarder?.attach(cq, as: CQHandle(rawValue: handle))
+        }
         objects.cqs[handle] = ObjectTable.CQEntry(cq: cq, channel: r.channel?.rawValue, entries: UInt64(max(0, cq.capacity)))
         return Reply(message: .createCQReply(CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(max(0, cq.capacity)))))
     }
@@ -388,6 +440,7 @@ final class Session: SessionHandler {
                                                                       signalAll: r.signalAll))
         let granted = qp.capabilities
         let handle = objects.allocate()
+        try fast?.addQP(QPHandle(rawValue: handle), qp: qp, sendCQ: r.sendCQ.rawValue, receiveCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue)
         objects.qps[handle] = ObjectTable.QPEntry(qp: qp, pd: r.pd.rawValue, sendCQ: r.sendCQ.rawValue, recvCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue,
                                                   workRequests: UInt64(granted.maxSendWorkRequests) + (shared == nil ? UInt64(granted.maxReceiveWorkRequests) : 0))
         logger.debug("QP created", metadata: ["handle": "\(handle)", "qpn": "\(qp.number)", "type": "\(qp.type)"])
@@ -407,6 +460,7 @@ final class Session: SessionHandler {
         let srq = try protectionDomain.createSRQ(maxWorkRequests: r.maxWR, maxSGE: r.maxSGE)
         if r.limit > 0 { try srq.setLimit(r.limit) }
         let handle = objects.allocate()
+        try fast?.addSRQ(SRQHandle(rawValue: handle), srq: srq)
         objects.srqs[handle] = ObjectTable.SRQEntry(srq: srq, pd: r.pd.rawValue, workRequests: UInt64(srq.maxWorkRequests))
         return Reply(message: .createSRQReply(CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)))
     }
