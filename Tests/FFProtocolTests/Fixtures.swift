@@ -162,6 +162,8 @@ enum Fixtures {
         .postSRQRecvReply(PostReply(errno: Errno.invalidArgument, failedIndex: 0)),
         .pollCQ(PollCQRequest(cq: CQHandle(rawValue: 5), maxEntries: 256)),
         .pollCQReply(PollCQReply(completions: completions)),
+        .mapRing(MapRingRequest(target: .qp, handle: 0xFFFF_FFFF)),
+        .mapRingReply(MapRingReply(size: 3 * 4096)),
     ]
 
     /// The sample frames encoded, with distinct request ids.

@@ -135,8 +135,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
                   bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_send_wr>?>?) -> Int32 {
         guard let queues = qps.withLock({ $0[qp.rawValue] }), let queue = queues.send else { bad?.pointee = first; return Errno.badHandle }
         let ud = qpType == IBV_QPT_UD.rawValue
-        let (error, failed) = queue.producer.withLock { p -> (Int32, UnsafeMutablePointer<ibv_send_wr>?) in
-            var cursor = first
+        var cursor = first
+        let error = queue.producer.withLock { p -> Int32 in
             var error: Int32 = 0
             while let wr = cursor {
                 guard let slot = p.reserve() else { error = Errno.outOfMemory; break }
@@ -146,9 +146,9 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
                 cursor = wr.pointee.next
             }
             if p.publish() { ring(queues.sleep) }
-            return (error, cursor)
+            return error
         }
-        if error != 0 { bad?.pointee = failed }
+        if error != 0 { bad?.pointee = cursor }
         return error
     }
 
@@ -166,8 +166,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
 
     private func postReceive(_ queues: Queues, _ queue: SendQueue, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                              bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
-        let (error, failed) = queue.producer.withLock { p -> (Int32, UnsafeMutablePointer<ibv_recv_wr>?) in
-            var cursor = first
+        var cursor = first
+        let error = queue.producer.withLock { p -> Int32 in
             var error: Int32 = 0
             while let wr = cursor {
                 guard let slot = p.reserve() else { error = Errno.outOfMemory; break }
@@ -185,9 +185,9 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
                 cursor = w.next
             }
             if p.publish() { ring(queues.sleep) }
-            return (error, cursor)
+            return error
         }
-        if error != 0 { bad?.pointee = failed }
+        if error != 0 { bad?.pointee = cursor }
         return error
     }
 

@@ -16,7 +16,7 @@ import Verbs
 /// rounds; only then does the session destroy it. The poller holds no lock while it polls.
 final class DataPathPoller: @unchecked Sendable {
     // @unchecked: `sessions` and the scratch buffers belong to the poller thread; commands go through `commands`.
-    enum Command {
+    enum Command: Sendable {
         case addSession(DataPathSession)
         case removeSession(DataPathSession, Latch)
         case addCQ(DataPathSession, RingCQ)
@@ -327,7 +327,7 @@ final class DataPathPoller: @unchecked Sendable {
         var ah: (any BackendAH)?
         if let handle = w.addressHandle {
             guard let found = s.ahs.withLock({ $0[handle.rawValue] }) else { throw ErrorReply(errno: Errno.badHandle, reason: "no AH") }
-            ah = found
+            ah = found.ah
         }
         var sges = w.sgList.map(Translate.sge)
         if !w.inlineData.isEmpty {

@@ -121,8 +121,14 @@ final class DataPathSession: @unchecked Sendable {
     var cqs: [RingCQ] = []
     var qps: [RingQP] = []
     var srqs: [RingSRQ] = []
+    /// An address handle as the table holds it.
+    struct AH: @unchecked Sendable {
+        // @unchecked: backend AHs are immutable once created.
+        let ah: any BackendAH
+    }
+
     /// Address handles UD sends name, kept current by the session thread.
-    let ahs = Mutex<[UInt32: any BackendAH]>([:])
+    let ahs = Mutex<[UInt32: AH]>([:])
     /// Slots taken from this session's rings.
     let posts = Atomic<UInt64>(0)
     /// Completions written into this session's rings.

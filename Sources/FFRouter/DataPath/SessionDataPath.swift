@@ -78,7 +78,10 @@ final class SessionDataPath {
     }
 
     /// Keeps the poller's AH table current.
-    func setAH(_ handle: UInt32, _ ah: (any BackendAH)?) { shared.ahs.withLock { $0[handle] = ah } }
+    func setAH(_ handle: UInt32, _ ah: (any BackendAH)?) {
+        let entry = ah.map { DataPathSession.AH(ah: $0) }
+        shared.ahs.withLock { $0[handle] = entry }
+    }
 
     /// map_ring: the object's memfd (or the doorbell), once.
     func map(_ request: MapRingRequest) throws -> Reply {

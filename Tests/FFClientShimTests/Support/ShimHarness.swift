@@ -57,6 +57,9 @@ final class RunningProgram {
     }
 
     /// Waits for the program to end and returns what it did.
+    /// What the program has written to stdout so far.
+    var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
     func finish() -> ProgramResult {
         process.waitUntilExit()
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
@@ -78,6 +81,8 @@ final class RunningProgram {
 final class FakeRouterFixture {
     let directory: String
     private var routers: [Process] = []
+    /// The routers' process ids (for CPU time and liveness checks).
+    var routerPIDs: [Int32] { routers.map(\.processIdentifier) }
     private let nodeOf: [String: String]
 
     init(onRealDevice: Bool = false) throws {
@@ -135,14 +140,15 @@ final class FakeRouterFixture {
 
     /// Runs a stock client/server program: the server as pod a, then, once it listens on a fresh loopback
     /// port, the client as pod b connecting to it. `arguments(port)` are both sides' options.
-    func runPair(_ program: String, mode: ShimMode, arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
+    func runPair(_ program: String, mode: ShimMode, environment extra: [String: String] = [:],
+                 arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         // A port per run, so parallel test runs on a shared machine do not meet.
         let port = 20_000 + Int.random(in: 0..<20_000)
-        let server = try RunningProgram("/usr/bin/\(program)", arguments(port), environment: environment(pod: "a", mode: mode),
+        let server = try RunningProgram("/usr/bin/\(program)", arguments(port), environment: environment(pod: "a", mode: mode).merging(extra) { $1 },
                                         directory: directory)
         try waitForListener(port: port)
         let client = try RunningProgram("/usr/bin/\(program)", arguments(port) + ["127.0.0.1"],
-                                        environment: environment(pod: "b", mode: mode), directory: directory).finish()
+                                        environment: environment(pod: "b", mode: mode).merging(extra) { $1 }, directory: directory).finish()
         return (client, server.finish())
     }
 
