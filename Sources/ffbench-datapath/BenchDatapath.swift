@@ -88,7 +88,7 @@ func runRaw() throws -> (latency: Percentiles, rate1: Double, rate32: Double) {
     let argv = [arguments[0], "raw-peer", "\(memory.descriptor.rawValue)"]
     var cArgs = argv.map { strdup($0) } + [nil]
     defer { for p in cArgs { free(p) } }
-    guard posix_spawn(&pid, arguments[0], nil, nil, &cArgs, environ) == 0 else { throw SystemError.last("posix_spawn") }
+    guard posix_spawn(&pid, arguments[0], nil, nil, &cArgs, environ) == 0 else { throw BenchError("posix_spawn of the raw peer failed") }
     var requests = RingProducer(RingMemory(base: base, layout.rings[0]))
     var answers = RingConsumer(RingMemory(base: base, layout.rings[1]))
 
@@ -174,14 +174,8 @@ final class RouterClient {
         a.rnrRetry = 7
         a.maxReadAtomic = 1
         try connection.modifyQP(created.qp, mask: [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic], attributes: a)
-        func map(_ target: RingTarget, _ handle: UInt32) throws -> (SharedMemory, [RingDescriptor]) {
-            let (reply, fds) = try connection.call(.mapRing(MapRingRequest(target: target, handle: handle)))
-            guard case .mapRingReply(let r) = reply, let fd = fds.first else { throw BenchError("map_ring \(target)") }
-            let m = try SharedMemory(mapping: fd, offset: 0, length: Int(r.size))
-            return (m, RingMapLayout.readControl(m.bytes.baseAddress!, size: m.bytes.count)!)
-        }
-        let (q, qr) = try map(.qp, created.qp.rawValue)
-        let (c, cr) = try map(.cq, cq.rawValue)
+        let (q, qr) = try Self.map(connection, .qp, created.qp.rawValue)
+        let (c, cr) = try Self.map(connection, .cq, cq.rawValue)
         qpRings = q
         cqRings = c
         send = RingProducer(RingMemory(base: q.bytes.baseAddress!, qr[0]))
@@ -190,6 +184,13 @@ final class RouterClient {
         let (reply, fds) = try connection.call(.mapRing(MapRingRequest(target: .doorbell, handle: 0)))
         guard case .mapRingReply = reply, let bell = fds.first else { throw BenchError("doorbell") }
         doorbell = bell
+    }
+
+    static func map(_ connection: RouterConnection, _ target: RingTarget, _ handle: UInt32) throws -> (SharedMemory, [RingDescriptor]) {
+        let (reply, fds) = try connection.call(.mapRing(MapRingRequest(target: target, handle: handle)))
+        guard case .mapRingReply(let r) = reply, let fd = fds.first else { throw BenchError("map_ring \(target)") }
+        let m = try SharedMemory(mapping: fd, offset: 0, length: Int(r.size))
+        return (m, RingMapLayout.readControl(m.bytes.baseAddress!, size: m.bytes.count)!)
     }
 
     /// Writes one signaled 8-byte RDMA WRITE to its own memory (not yet published).
@@ -280,7 +281,7 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
 
 func cpuSeconds() -> Double {
     var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 

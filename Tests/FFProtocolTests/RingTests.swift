@@ -133,7 +133,7 @@ import Testing
         }
         #expect(throws: WireError.self) { try send(opcode: 99) }
         #expect(throws: WireError.self) { try send(flags: 1 << 20) }
-        #expect(throws: WireError.self) { try send(sges: 3) }
+        #expect(throws: WireError.self) { try send(sges: 5) }
         #expect(throws: WireError.self) { try send(sges: 33) }
         #expect(throws: WireError.self) { try send(flags: SendFlags.inline.rawValue, inline: 600) }
         #expect(throws: WireError.self) { try send(flags: SendFlags.inline.rawValue, inline: UInt16(size)) }

@@ -52,9 +52,9 @@ import Testing
         }
     }
 
-    @Test func onlyRegMRAndCompChannelReplyCarryADescriptor() throws {
+    @Test func onlyRegMRCompChannelReplyAndMapRingReplyCarryADescriptor() throws {
         for kind in MessageKind.allCases {
-            let expected: UInt8 = (kind == .regMR || kind == .createCompChannelReply) ? 1 : 0
+            let expected: UInt8 = (kind == .regMR || kind == .createCompChannelReply || kind == .mapRingReply) ? 1 : 0
             #expect(kind.descriptorCount == expected, "\(kind)")
         }
         for (message, bytes) in try Fixtures.encodedSamples() {

@@ -149,12 +149,20 @@ final class DataPathPoller: @unchecked Sendable {
         }
     }
 
-    /// One pass over every session, starting one further each time.
+    /// One pass over every session, starting one further each time: receive rings first, then send rings, then CQs.
+    /// Receives go first, and are looked at only after the send rings' tails were read, because a peer may post its
+    /// receive, tell the sender out of band, and the sender post at once: the receive is then published before the
+    /// send this round takes, and must reach its QP first (a receive still in a ring would make the send fail with
+    /// RNR where verbs had queued it). That holds for sessions on the same data-path thread.
     private func round() -> Int {
         let n = sessions.count
         guard n > 0 else { return 0 }
+        var sends = false
+        for s in sessions where !sends { for qp in s.qps where qp.send.available() > 0 { sends = true; break } }
         var work = 0
-        for k in 0..<n { work &+= serve(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
+        for k in 0..<n { work &+= serveReceives(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
+        if sends { for k in 0..<n { work &+= serveSends(sessions[(nextSession &+ k) % n], bound: tuning.batch) } }
+        for k in 0..<n { work &+= serveCompletions(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
         nextSession = (nextSession &+ 1) % n
         return work
     }
@@ -196,19 +204,26 @@ final class DataPathPoller: @unchecked Sendable {
 
     /// Applies queued commands; false on `stop`.
     private func applyCommands() -> Bool {
-        let queued = commands.withLock { list -> [Command] in
+        var queued = commands.withLock { list -> [Command] in
             defer { list.removeAll(keepingCapacity: true) }
             return list
         }
         commandCount.subtract(queued.count, ordering: .relaxed)
         var keepRunning = true
+        // Latches open only after the commands are dropped, so when a session thread goes on to destroy an object, this
+        // thread holds no reference to it (the backend object is freed by the session, never here).
+        var latches: [Latch] = []
         for command in queued {
             switch command {
             case .addSession(let s):
                 sessions.append(s)
             case .removeSession(let s, let latch):
                 sessions.removeAll { $0 === s }
-                latch.open()
+                // The session destroys these next: no reference may stay here.
+                s.cqs.removeAll()
+                s.qps.removeAll()
+                s.srqs.removeAll()
+                latches.append(latch)
             case .addCQ(let s, let cq):
                 s.cqs.append(cq)
             case .addQP(let s, let qp):
@@ -217,29 +232,36 @@ final class DataPathPoller: @unchecked Sendable {
                 s.srqs.append(srq)
             case .removeCQ(let s, let cq, let latch):
                 s.cqs.removeAll { $0 === cq }
-                latch.open()
+                latches.append(latch)
             case .removeQP(let s, let qp, let latch):
                 s.qps.removeAll { $0 === qp }
-                latch.open()
+                latches.append(latch)
             case .removeSRQ(let s, let srq, let latch):
                 s.srqs.removeAll { $0 === srq }
-                latch.open()
+                latches.append(latch)
             case .flushQP(let s, let qp, let latch):
                 for _ in 0...(qp.send.memory.capacity / tuning.batch + 1) {
-                    var moved = drainSend(qp, s, bound: tuning.batch)
-                    if qp.receive != nil { moved &+= drainQPReceive(qp, s, bound: tuning.batch) }
+                    var moved = qp.receive != nil ? drainQPReceive(qp, s, bound: tuning.batch) : 0
+                    moved &+= drainSend(qp, s, bound: tuning.batch)
                     if moved == 0 { break }
                 }
-                latch.open()
+                latches.append(latch)
             case .flushSRQ(let s, let srq, let latch):
                 for _ in 0...(srq.receive.memory.capacity / tuning.batch + 1) where drainSRQ(srq, s, bound: tuning.batch) > 0 {}
-                latch.open()
+                latches.append(latch)
             case .stop:
                 keepRunning = false
             }
         }
+        queued.removeAll()
+        for latch in latches { latch.open() }
         if !keepRunning {
             // Nothing is sent after stop (the pool stops a poller only when its last session left); drop what is left.
+            for s in sessions {
+                s.cqs.removeAll()
+                s.qps.removeAll()
+                s.srqs.removeAll()
+            }
             sessions.removeAll()
         }
         return keepRunning
@@ -247,13 +269,21 @@ final class DataPathPoller: @unchecked Sendable {
 
     // MARK: - Serving one session
 
-    private func serve(_ s: DataPathSession, bound: Int) -> Int {
+    private func serveReceives(_ s: DataPathSession, bound: Int) -> Int {
         var work = 0
-        for qp in s.qps {
-            work &+= drainSend(qp, s, bound: bound)
-            if qp.receive != nil { work &+= drainQPReceive(qp, s, bound: bound) }
-        }
+        for qp in s.qps where qp.receive != nil { work &+= drainQPReceive(qp, s, bound: bound) }
         for srq in s.srqs { work &+= drainSRQ(srq, s, bound: bound) }
+        return work
+    }
+
+    private func serveSends(_ s: DataPathSession, bound: Int) -> Int {
+        var work = 0
+        for qp in s.qps { work &+= drainSend(qp, s, bound: bound) }
+        return work
+    }
+
+    private func serveCompletions(_ s: DataPathSession, bound: Int) -> Int {
+        var work = 0
         for cq in s.cqs { work &+= fill(cq, s, bound: bound) }
         return work
     }
@@ -404,8 +434,8 @@ final class DataPathPoller: @unchecked Sendable {
 
     /// Queues the error completion of a refused slot (IBV_WC_LOC_QP_OP_ERR, as verbs reports a request it could not
     /// execute), for this session's CQ only.
-    private func refuse(_ id: UInt64, qp: UInt32, opcode: WCOpcode, into cq: RingCQ, _ s: DataPathSession, vendorError: UInt32) {
-        cq.pending.append(WorkCompletion(wrID: id, status: .localQPOperationError, opcode: opcode, vendorError: vendorError, qpNum: qp))
+    private func refuse(_ id: UInt64, qp: UInt32, opcode: FFProtocol.WCOpcode, into cq: RingCQ, _ s: DataPathSession, vendorError: UInt32) {
+        cq.pending.append(FFProtocol.WorkCompletion(wrID: id, status: .localQPOperationError, opcode: opcode, vendorError: vendorError, qpNum: qp))
         s.refused.add(1, ordering: .relaxed)
         metrics.refused.increment()
     }

@@ -43,7 +43,7 @@ final class RingCQ: @unchecked Sendable {
     let forwarder: CompletionForwarder?
     var producer: RingProducer
     /// Error completions made by the router for refused slots, waiting for ring space (at most the ring's size).
-    var pending: [WorkCompletion] = []
+    var pending: [FFProtocol.WorkCompletion] = []
     /// 0: not armed; 1: the next completion raises an event; 2: solicited only (treated as any: the ring does not
     /// carry the solicited bit, and a spurious event is allowed by ibv_get_cq_event(3)).
     let notify = Atomic<UInt8>(0)

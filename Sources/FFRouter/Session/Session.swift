@@ -59,6 +59,7 @@ final class Session: SessionHandler {
         let counts = objects.counts
         // The poller lets go of every ring first, so nothing it polls is destroyed under it.
         fast?.close()
+        fast = nil
         objects.removeAll()
         logger.info("session closed", metadata: ["destroyed": "\(counts.total)", "qp": "\(counts.qp)", "mr": "\(counts.mr)"])
     }
