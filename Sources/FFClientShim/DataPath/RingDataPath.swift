@@ -40,16 +40,18 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
     final class Completions: @unchecked Sendable {
         let mapping: SharedMemory
         let sleep: RingSleepFlag
-        let consumer: Mutex<RingConsumer>
+        let consumer: Mutex<(ring: RingConsumer, emptyPolls: Int)>
         init(mapping: SharedMemory, ring: RingMemory) {
             self.mapping = mapping
             sleep = RingSleepFlag(base: mapping.bytes.baseAddress!)
-            consumer = Mutex(RingConsumer(ring))
+            consumer = Mutex((RingConsumer(ring), 0))
         }
     }
 
     let connection: RouterConnection
     private let doorbell: OwnedDescriptor
+    /// Empty polls of one CQ in a row after which a poll yields the CPU.
+    static let emptyPollsBeforeYield = 64
     private let qps = Mutex<[UInt32: Queues]>([:])
     private let srqs = Mutex<[UInt32: Queues]>([:])
     private let cqs = Mutex<[UInt32: Completions]>([:])
@@ -195,13 +197,24 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
               count: UnsafeMutablePointer<Int32>?) -> Int32 {
         guard let completions, let count else { return Errno.invalidArgument }
         guard let ring = cqs.withLock({ $0[cq.rawValue] }) else { return Errno.badHandle }
-        count.pointee = ring.consumer.withLock { c -> Int32 in
-            let available = c.available()
+        count.pointee = ring.consumer.withLock { state -> Int32 in
+            let available = state.ring.available()
             let n = min(available, Int(max(0, entries)))
-            for i in 0..<n { completions[i].fill(raw: RingSlots.readCompletion(c.slot(i))) }
-            c.release(n)
+            for i in 0..<n { completions[i].fill(raw: RingSlots.readCompletion(state.ring.slot(i))) }
+            state.ring.release(n)
             // A full ring may have left completions with the router: tell it there is room if it sleeps.
-            if n > 0, available == c.memory.capacity { self.ring(ring.sleep) }
+            if n > 0, available == state.ring.memory.capacity { self.ring(ring.sleep) }
+            // A program spinning on an empty CQ would keep the router (its "device", on the same cores) from running:
+            // after many empty polls in a row it yields the CPU once. A poll that finds work never makes a system call.
+            if n == 0 {
+                state.emptyPolls &+= 1
+                if state.emptyPolls >= Self.emptyPollsBeforeYield {
+                    state.emptyPolls = 0
+                    sched_yield()
+                }
+            } else {
+                state.emptyPolls = 0
+            }
             return Int32(n)
         }
         return 0

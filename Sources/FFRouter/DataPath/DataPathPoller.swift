@@ -359,16 +359,9 @@ final class DataPathPoller: @unchecked Sendable {
             guard let found = s.ahs.withLock({ $0[handle.rawValue] }) else { throw ErrorReply(errno: Errno.badHandle, reason: "no AH") }
             ah = found.ah
         }
-        var sges = w.sgList.map(Translate.sge)
-        if !w.inlineData.isEmpty {
-            let target = inline.baseAddress! + inlineOffset
-            w.inlineData.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            sges = [ScatterGatherElement(address: UInt64(UInt(bitPattern: target)), length: UInt32(w.inlineData.count), lkey: 0)]
-            inlineOffset += w.inlineData.count
-        }
-        return BackendSendRequest(id: w.wrID, operation: Translate.operation(w), scatterGather: sges,
-                                  flags: Verbs.SendFlags(rawValue: w.flags.rawValue), addressHandle: ah,
-                                  remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey)
+        let request = Translate.send(w, addressHandle: ah, inline: inline.baseAddress! + inlineOffset)
+        inlineOffset += w.inlineData.count
+        return request
     }
 
     private func drainQPReceive(_ qp: RingQP, _ s: DataPathSession, bound: Int) -> Int {

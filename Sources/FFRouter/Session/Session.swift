@@ -511,17 +511,10 @@ final class Session: SessionHandler {
                 guard let entry = objects.ahs[ah.rawValue] else { throw badHandle("AH", ah.rawValue) }
                 addressHandle = entry.ah
             }
-            var sges = w.sgList.map(Translate.sge)
-            if !w.inlineData.isEmpty {
-                let target = inlineBuffer.baseAddress! + inlineOffset
-                w.inlineData.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                sges = [ScatterGatherElement(address: UInt64(UInt(bitPattern: target)), length: UInt32(w.inlineData.count), lkey: 0)]
-                inlineOffset += w.inlineData.count
-            }
-            bytes = sges.reduce(bytes) { $0 &+ UInt64($1.length) }
-            requests.append(BackendSendRequest(id: w.wrID, operation: Translate.operation(w), scatterGather: sges,
-                                               flags: Verbs.SendFlags(rawValue: w.flags.rawValue), addressHandle: addressHandle,
-                                               remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey))
+            let request = Translate.send(w, addressHandle: addressHandle, inline: inlineBuffer.baseAddress! + inlineOffset)
+            inlineOffset += w.inlineData.count
+            bytes = request.scatterGather.reduce(bytes) { $0 &+ UInt64($1.length) }
+            requests.append(request)
         }
         let reply = post(requests.count) { try entry.qp.postSend(requests) }
         if reply.errno == 0 {
