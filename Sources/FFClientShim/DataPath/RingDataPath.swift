@@ -51,7 +51,7 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
     let connection: RouterConnection
     private let doorbell: OwnedDescriptor
     /// Empty polls of one CQ in a row after which a poll yields the CPU.
-    static let emptyPollsBeforeYield = 64
+    static let emptyPollsBeforeYield = 1024
     private let qps = Mutex<[UInt32: Queues]>([:])
     private let srqs = Mutex<[UInt32: Queues]>([:])
     private let cqs = Mutex<[UInt32: Completions]>([:])
