@@ -168,6 +168,41 @@ final class DataPathTests: XCTestCase {
         XCTAssertEqual(RingPair.take(1, from: &p.completionsB).first?.status, WCStatus.success.rawValue)
     }
 
+    func testRandomSlotsNeverStopTheRouterOrReachAnotherSession() throws {
+        let p = try RingPair()
+        defer { p.close() }
+        var rng = SystemRandomNumberGenerator()
+        let sendSlot = p.qpA.ring(0).slotSize, receiveSlot = p.qpA.ring(1).slotSize
+        var receiveA = RingProducer(p.qpA.ring(1))
+        // 2000 slots of random bytes (with a valid-looking opcode now and then), into A's send and receive rings.
+        var sent = 0
+        while sent < 2000 {
+            for (ring, size) in [(0, sendSlot), (1, receiveSlot)] {
+                var producer = ring == 0 ? p.sendA : receiveA
+                guard let slot = producer.reserve() else { continue }
+                for i in stride(from: 0, to: size, by: 8) { slot.storeBytes(of: rng.next() as UInt64, toByteOffset: i, as: UInt64.self) }
+                if Bool.random(using: &rng) { slot.storeBytes(of: UInt32.random(in: 0...6, using: &rng), toByteOffset: 8, as: UInt32.self) }
+                producer.advance()
+                RingPair.publish(&producer, p.qpA, doorbell: p.doorbellA)
+                if ring == 0 { p.sendA = producer } else { receiveA = producer }
+                sent += 1
+            }
+            // Take whatever completed, so the CQ ring never holds the router back.
+            let n = p.completionsA.available()
+            p.completionsA.release(n)
+        }
+        // The data-path thread took every slot (each posted or completed in error), and B saw none of it.
+        let shared = try XCTUnwrap(p.pair.a.session.fast?.shared)
+        waitUntil("the poller to go through every slot") {
+            p.completionsA.release(p.completionsA.available())
+            return shared.posts.load(ordering: .relaxed) == UInt64(sent)
+        }
+        XCTAssertGreaterThan(shared.refused.load(ordering: .relaxed), 0)
+        XCTAssertEqual(p.pair.b.session.fast?.shared.refused.load(ordering: .relaxed), 0)
+        XCTAssertEqual(p.completionsB.available(), 0)
+        XCTAssertEqual(p.backend.liveObjects["qp"], 2)
+    }
+
     func testHostileIndicesAreIgnoredAndTheSessionGoesOn() throws {
         let p = try RingPair()
         defer { p.close() }
