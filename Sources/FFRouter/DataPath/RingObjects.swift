@@ -24,6 +24,9 @@ final class RingMapping: @unchecked Sendable {
 
     func ring(_ i: Int) -> RingMemory { RingMemory(base: memory.bytes.baseAddress!, rings[i]) }
 
+    /// Whether the client took the memfd (until then the router holds its descriptor).
+    var mapped: Bool { handedOut.load(ordering: .acquiring) }
+
     /// The memfd to send, the first time only (a second map_ring of the same object is EINVAL).
     func takeDescriptor() throws -> OwnedDescriptor {
         guard !handedOut.exchange(true, ordering: .acquiringAndReleasing) else {

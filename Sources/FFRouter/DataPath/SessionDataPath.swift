@@ -12,10 +12,14 @@ final class SessionDataPath {
     private var qps: [UInt32: RingQP] = [:]
     private var srqs: [UInt32: RingSRQ] = [:]
     private var closed = false
+    /// Ring memfds created and not yet taken by the client: router descriptors, bounded by `--max-descriptors`.
+    private var unmapped = 0
+    private let maxUnmapped: Int
 
-    /// Joins a poller of `pool` for session `id`.
-    init(pool: DataPath, session id: UInt64) throws {
+    /// Joins a poller of `pool` for session `id`, which may hold `maxUnmapped` ring memfds the client has not mapped.
+    init(pool: DataPath, session id: UInt64, maxUnmapped: Int) throws {
         self.pool = pool
+        self.maxUnmapped = maxUnmapped
         shared = try DataPathSession(id: id)
         poller = try pool.join(shared)
     }
@@ -23,9 +27,22 @@ final class SessionDataPath {
     /// The completion channel every CQ of this session reports to: the poller's, so that a completion wakes it.
     var channel: any BackendCompletionChannel { poller.channel }
 
+    /// Refuses a new ring mapping while the client leaves too many unmapped (each holds a router descriptor).
+    private func reserveDescriptor() throws {
+        guard unmapped < maxUnmapped else {
+            throw ErrorReply(errno: Errno.tooManyDescriptors,
+                             reason: "\(unmapped) ring mappings not yet mapped by the client hold router descriptors (ffrouter --max-descriptors)")
+        }
+        unmapped += 1
+    }
+
+    private func release(_ mapping: RingMapping) { if !mapping.mapped { unmapped -= 1 } }
+
     /// Rings for a new CQ, handed to the poller.
     func addCQ(_ handle: CQHandle, cq: any BackendCQ, forwarder: CompletionForwarder?) throws {
-        let ring = try RingCQ(handle: handle, cq: cq, forwarder: forwarder)
+        try reserveDescriptor()
+        let ring: RingCQ
+        do { ring = try RingCQ(handle: handle, cq: cq, forwarder: forwarder) } catch { unmapped -= 1; throw error }
         cqs[handle.rawValue] = ring
         poller.send(.addCQ(shared, ring))
     }
@@ -35,7 +52,9 @@ final class SessionDataPath {
         guard let send = cqs[sendCQ], let receive = cqs[receiveCQ] else {
             throw ErrorReply(errno: Errno.badHandle, reason: "the QP's CQs have no rings")
         }
-        let ring = try RingQP(handle: handle, qp: qp, sendCQ: send, receiveCQ: receive, hasSRQ: srq != nil)
+        try reserveDescriptor()
+        let ring: RingQP
+        do { ring = try RingQP(handle: handle, qp: qp, sendCQ: send, receiveCQ: receive, hasSRQ: srq != nil) } catch { unmapped -= 1; throw error }
         if let srq, let shared = srqs[srq], shared.errorCQ == nil { shared.errorCQ = receive }
         qps[handle.rawValue] = ring
         poller.send(.addQP(shared, ring))
@@ -43,7 +62,9 @@ final class SessionDataPath {
 
     /// A ring for a new SRQ.
     func addSRQ(_ handle: SRQHandle, srq: any BackendSRQ) throws {
-        let ring = try RingSRQ(handle: handle, srq: srq)
+        try reserveDescriptor()
+        let ring: RingSRQ
+        do { ring = try RingSRQ(handle: handle, srq: srq) } catch { unmapped -= 1; throw error }
         srqs[handle.rawValue] = ring
         poller.send(.addSRQ(shared, ring))
     }
@@ -51,18 +72,21 @@ final class SessionDataPath {
     /// Takes the CQ back from the poller (it stops touching it before this returns).
     func removeCQ(_ handle: UInt32) {
         guard let ring = cqs.removeValue(forKey: handle) else { return }
+        release(ring.mapping)
         poller.perform { .removeCQ(shared, ring, $0) }
     }
 
     /// Takes the QP back from the poller.
     func removeQP(_ handle: UInt32) {
         guard let ring = qps.removeValue(forKey: handle) else { return }
+        release(ring.mapping)
         poller.perform { .removeQP(shared, ring, $0) }
     }
 
     /// Takes the SRQ back from the poller.
     func removeSRQ(_ handle: UInt32) {
         guard let ring = srqs.removeValue(forKey: handle) else { return }
+        release(ring.mapping)
         poller.perform { .removeSRQ(shared, ring, $0) }
     }
 
@@ -100,6 +124,7 @@ final class SessionDataPath {
             mapping = ring.mapping
         }
         let descriptor = try mapping.takeDescriptor()
+        unmapped -= 1
         // Once sent, the router needs only its mapping: the client holds the memfd.
         return Reply(message: .mapRingReply(MapRingReply(size: UInt64(mapping.memory.bytes.count))), descriptors: [descriptor.rawValue],
                      afterSend: { descriptor.close() })

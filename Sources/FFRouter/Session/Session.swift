@@ -86,7 +86,7 @@ final class Session: SessionHandler {
             var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? [] : [.sharedMemoryRings], sessionID: id, vip: vip)
             if case .helloReply(var reply) = answer, reply.capabilities.contains(.sharedMemoryRings), let dataPath {
                 do {
-                    fast = try SessionDataPath(pool: dataPath, session: id)
+                    fast = try SessionDataPath(pool: dataPath, session: id, maxUnmapped: limits.descriptors)
                 } catch {
                     // No rings for this session: it uses the socket path.
                     logger.warning("fast path unavailable", metadata: ["error": "\(error)"])

@@ -282,6 +282,26 @@ final class DataPathTests: XCTestCase {
         XCTAssertEqual(UInt32(record[0]) | UInt32(record[1]) << 8 | UInt32(record[2]) << 16 | UInt32(record[3]) << 24, p.pair.cqB.rawValue)
     }
 
+    func testUnmappedRingsCountAgainstTheSessionsDescriptors() throws {
+        let backend = FakeBackend()
+        var logger = Logger(label: "test.datapath")
+        logger.logLevel = .error
+        let dataPath = DataPath(backend: backend, tuning: DataPathTuning(), logger: logger)
+        var limits = SessionLimits()
+        limits.descriptors = 3
+        let driver = SessionDriver(backend: backend, limits: limits, dataPath: dataPath)
+        defer { driver.session.close() }
+        let cqs = (0..<3).map { _ in driver.createCQ() }
+        XCTAssertEqual(driver.refused(.createCQ(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
+        // Mapping one gives its descriptor to the client: room for one more.
+        _ = try ClientRings(driver, .cq, cqs[0].rawValue)
+        XCTAssertNotEqual(driver.createCQ().rawValue, 0)
+        XCTAssertEqual(driver.refused(.createCQ(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
+        // So does destroying an unmapped one.
+        driver.ok(.destroyCQ(cqs[1]))
+        XCTAssertNotEqual(driver.createCQ().rawValue, 0)
+    }
+
     func testSocketDataPathIsRefusedInARingSessionAndMapRingWithoutTheGrant() throws {
         let p = try RingPair()
         defer { p.close() }
