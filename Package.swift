@@ -200,6 +200,14 @@ let package = Package(
             name: "ffbench-datapath",
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", .product(name: "Logging", package: "swift-log")]
         ),
+        // The fake API server and fake kubelet as processes, for scripts/demo (not shipped).
+        .executableTarget(
+            name: "ffdemo",
+            dependencies: [
+                "FreeFlowTestSupport", "DevicePluginAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Real etcd processes, a fake Kubernetes API server and a fake kubelet for tests, benchmarks and the demo.
         .target(
             name: "FreeFlowTestSupport",

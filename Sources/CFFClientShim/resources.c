@@ -43,15 +43,24 @@ FFSHIM_EXPORT struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
     }
     struct ffs_mr *mr = calloc(1, sizeof(*mr));
     if (!mr) return NULL; /* calloc set errno to ENOMEM */
-    int memfd;
-    uint64_t offset;
-    int error = ffs_region_acquire(addr, length, &mr->region, &memfd, &offset);
-    if (!error)
-        /* The optional-access bits are hints a device may ignore; the router's device is not told them. */
-        error = ffs_bridge()->reg_mr(ffs_session(pd->context), pd->handle, access & ~IBV_ACCESS_OPTIONAL_RANGE,
-                                     iova, length, memfd, offset, &mr->mr.handle, &mr->mr.lkey, &mr->mr.rkey);
+    ffshim_segment segments[FFS_MAX_SEGMENTS];
+    int error = ffs_region_acquire(addr, length, &mr->regions, &mr->region_count, segments);
+    /* The optional-access bits are hints a device may ignore; the router's device is not told them. */
+    unsigned int device_access = access & ~IBV_ACCESS_OPTIONAL_RANGE;
+    if (!error && mr->region_count == 1)
+        error = ffs_bridge()->reg_mr(ffs_session(pd->context), pd->handle, device_access, iova, length, segments[0].memfd,
+                                     segments[0].offset, &mr->mr.handle, &mr->mr.lkey, &mr->mr.rkey);
+    else if (!error) {
+        error = ffs_bridge()->reg_mr_segments(ffs_session(pd->context), pd->handle, device_access, iova, length, segments,
+                                              mr->region_count, &mr->mr.handle, &mr->mr.lkey, &mr->mr.rkey);
+        if (error == EOPNOTSUPP) {
+            ffs_refuse("it partly overlaps an earlier registration, and the router cannot register memory over several "
+                       "memfds (no memorySegments capability)", (uintptr_t)addr, (uintptr_t)addr + length);
+            error = EINVAL;
+        }
+    }
     if (error) {
-        if (mr->region) ffs_region_release(mr->region);
+        if (mr->regions) ffs_region_release(mr->regions, mr->region_count);
         free(mr);
         errno = error;
         return NULL;
@@ -77,7 +86,7 @@ FFSHIM_EXPORT int ibv_dereg_mr(struct ibv_mr *ibmr) {
     int error = ffs_bridge()->dereg_mr(ffs_session(ibmr->context), ibmr->handle);
     if (error) return ffs_fail(error);
     /* The pages stay mapped where they are: the program's memory is still valid after dereg. */
-    ffs_region_release(mr->region);
+    ffs_region_release(mr->regions, mr->region_count);
     free(mr);
     return 0;
 }

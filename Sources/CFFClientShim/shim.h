@@ -49,7 +49,8 @@ struct ffs_region;
 
 struct ffs_mr {
     struct ibv_mr mr;           /* mr.handle is the router's handle */
-    struct ffs_region *region;
+    struct ffs_region **regions; /* the regions holding its pages, one reference each (memory.c) */
+    int region_count;
 };
 
 /* The ibv_wr_* requests between ibv_wr_start and ibv_wr_complete (qp_ex.c). Grown as needed; the chain's
@@ -86,9 +87,14 @@ const char *ffs_socket_path(void);
 /* The context's ops (datapath.c). */
 void ffs_install_ops(struct ffs_context *context);
 
-/* Memory (memory.c): make [addr, addr+length) memfd-backed in place; the region is shared between
- * registrations of the same pages. */
-int ffs_region_acquire(void *addr, size_t length, struct ffs_region **region, int *memfd, uint64_t *offset);
-void ffs_region_release(struct ffs_region *region);
+/* Memory (memory.c): make [addr, addr+length) memfd-backed in place. Regions are shared between
+ * registrations of the same pages; a registration takes a reference on each region it needs (live ones it
+ * overlaps, new ones for the rest) and gets one segment per region, in address order, in `segments`. */
+#define FFS_MAX_SEGMENTS 64 /* WireLimits.maxMRSegments */
+int ffs_region_acquire(void *addr, size_t length, struct ffs_region ***regions, int *count, ffshim_segment *segments);
+/* Drops the references and frees the array; a region's last reference moves its pages back into private memory. */
+void ffs_region_release(struct ffs_region **regions, int count);
+/* One line on stderr: why [start, end) cannot be registered. */
+void ffs_refuse(const char *why, uintptr_t start, uintptr_t end);
 
 #endif

@@ -15,7 +15,9 @@ struct FFRouterCommand: AsyncParsableCommand {
         abstract: "Serve the verbs calls of this node's pods on the node's RDMA device.",
         discussion: """
             Each pod declared with --pod NAME=VIP gets a socket <socket-dir>/NAME.sock; a client that connects \
-            there is that pod (mount only a pod's own socket into it). Pods can also be added and removed while \
+            there is that pod (mount only a pod's own socket into it). With --client-socket, one socket serves every \
+            pod of the node: a client is the pod whose cgroup its process is in, if the etcd map publishes that pod's \
+            vip on this node. Pods can also be added and removed while \
             the router runs, over the admin socket (`ffctl router pod add|remove|list`); such a pod's socket is \
             <socket-dir>/pod-<UID>.sock. The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
@@ -45,6 +47,12 @@ struct FFRouterCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("pod"), help: "A pod served from the start, as NAME=VIP (repeatable; more can be added at runtime).")
     var pods: [String] = []
+
+    @Option(name: .customLong("client-socket"), help: "The shared client socket (e.g. /run/freeflow/ffclient.sock, which the device plugin mounts into every pod): each connection is served as the pod its process belongs to (peer pid → <proc-root>/PID/cgroup → pod UID → that pod's vip on this node in the etcd map); others are refused with the reason. Needs --etcd-endpoints.")
+    var clientSocket: String?
+
+    @Option(name: .customLong("proc-root"), help: "Where the node's processes are, for --client-socket: /proc of the host's pid namespace (the router must share it: hostPID).")
+    var procRoot = "/proc"
 
     @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd).")
     var map: String?
@@ -97,7 +105,7 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-ahs"), help: "Per session: address handles (more: ENOMEM).")
     var maxAHs = SessionLimits().ahs
 
-    @Option(name: .customLong("max-descriptors"), help: "Per session: router file descriptors held, 2 per completion channel (more: EMFILE). MRs hold none.")
+    @Option(name: .customLong("max-descriptors"), help: "Per session: router file descriptors held, 2 per completion channel and a reg_mr's memfds until mapped (more: EMFILE). MRs hold none.")
     var maxDescriptors = SessionLimits().descriptors
 
     @Option(name: .customLong("max-pinned-bytes"), help: "Per session: bytes of registered memory, in whole pages, checked before pinning (more: ENOMEM).")
@@ -142,6 +150,10 @@ struct FFRouterCommand: AsyncParsableCommand {
         if map != nil, root != MapSchema.v1.root {
             throw ValidationError("--root sets the etcd map prefix; it has no meaning with --map FILE")
         }
+        if clientSocket != nil, etcdEndpoints == nil {
+            throw ValidationError("--client-socket identifies pods by their UID in iphunter's map: give --etcd-endpoints (a --map file has no pod UIDs)")
+        }
+        if let clientSocket, !clientSocket.hasPrefix("/") { throw ValidationError("--client-socket \(clientSocket): give an absolute path") }
         for pod in pods where PodDeclaration(argument: pod) == nil {
             throw ValidationError("--pod \(pod): expected NAME=VIP, e.g. web-0=10.244.1.7")
         }
@@ -171,7 +183,8 @@ struct FFRouterCommand: AsyncParsableCommand {
             ? FakeBackend(name: device ?? "fake0", nodeIP: IPv4Address(nodeIP)!)
             : try NodeDevice(deviceName: device, port: port, nodeIP: IPv4Address(nodeIP)!)
         let options = RouterOptions(replyTimeoutMilliseconds: Int(replyTimeout * 1000), replyQueueDepth: replyQueue,
-                                    maxConnectionsPerPod: maxConnectionsPerPod, limits: limits)
+                                    maxConnectionsPerPod: maxConnectionsPerPod, limits: limits,
+                                    clientSocket: clientSocket.flatMap { path in etcdMap.map { ClientSocketOptions(path: path, procRoot: procRoot, directory: $0) } })
         var sessionLimits = SessionLimits()
         sessionLimits.pds = maxPDs
         sessionLimits.mrs = maxMRs

@@ -1,16 +1,17 @@
 import Foundation
 import XCTest
 
-/// The shim's exported symbols and version nodes against Debian's libibverbs.so.1 (`objdump -T`, `-p`):
-/// the same 180 symbols, each at the same version node (default or not) and of the same kind.
+/// The shim's exported symbols and version nodes against Debian's libibverbs.so.1 and librdmacm.so.1 (`objdump -T`,
+/// `-p`): the same 180 + 68 symbols, each at the same version node (default or not) and of the same kind.
 final class ExportsTests: XCTestCase {
     private static let debian = "/usr/lib/x86_64-linux-gnu/libibverbs.so.1"
+    private static let debianRDMACM = "/usr/lib/x86_64-linux-gnu/librdmacm.so.1"
     private static let versionScript = ShimArtifacts.programs.deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Sources/CFFClientShim/libibverbs.map").path
 
     /// A defined, versioned symbol: "DF IBVERBS_1.1 ibv_open_device", or "DF (IBVERBS_1.0) ibv_open_device"
     /// for a non-default (compat) version; DO for data.
-    private func exports(_ library: String) throws -> Set<String> {
+    private func exports(_ library: String, family: String = "IBVERBS") throws -> Set<String> {
         let result = try RunningProgram.run("/usr/bin/objdump", ["-T", library], directory: NSTemporaryDirectory())
         XCTAssertEqual(result.status, 0, result.errors)
         var symbols = Set<String>()
@@ -19,7 +20,7 @@ final class ExportsTests: XCTestCase {
             guard fields.count >= 2 else { continue }
             let version = fields[fields.count - 2], name = fields[fields.count - 1]
             guard let kind = fields.first(where: { $0 == "DF" || $0 == "DO" }) else { continue }
-            if version.hasPrefix("IBVERBS") || version.hasPrefix("(IBVERBS") { symbols.insert("\(kind) \(version) \(name)") }
+            if version.hasPrefix(family) || version.hasPrefix("(\(family)") { symbols.insert("\(kind) \(version) \(name)") }
         }
         return symbols
     }
@@ -66,21 +67,33 @@ final class ExportsTests: XCTestCase {
         }
     }
 
+    func testBothLibrariesExportExactlyDebiansRDMACMSymbolsAtDebiansVersions() throws {
+        let debian = try exports(Self.debianRDMACM, family: "RDMACM")
+        XCTAssertEqual(debian.count, 68, "Debian 12's librdmacm.so.1 exports 68 versioned symbols")
+        for library in [ShimArtifacts.preload, ShimArtifacts.dropInLibrary] {
+            let shim = try exports(library, family: "RDMACM")
+            XCTAssertEqual(debian.subtracting(shim).sorted(), [], "\(library) lacks Debian's librdmacm symbols")
+            XCTAssertEqual(shim.subtracting(debian).sorted(), [], "\(library) exports librdmacm symbols Debian does not have at those versions")
+        }
+    }
+
     func testEverySymbolTheVersionScriptClaimsIsExported() throws {
         let claims = try claimed()
         XCTAssertGreaterThan(claims.count, 40, "the version script parsed")
         for library in [ShimArtifacts.preload, ShimArtifacts.dropInLibrary] {
-            let exported = Set(try exports(library).map { String($0.dropFirst(3)) })
+            let exported = Set(try (exports(library).union(exports(library, family: "RDMACM"))).map { String($0.dropFirst(3)) })
             XCTAssertEqual(claims.subtracting(exported), [], "\(library) lacks symbols libibverbs.map claims")
         }
-        // Only the libibverbs API leaves the library: not the Swift runtime, not the bridge.
+        // Only the libibverbs and librdmacm API leave the library: not the Swift runtime, not the bridge.
         let result = try RunningProgram.run("/usr/bin/objdump", ["-T", ShimArtifacts.dropInLibrary], directory: NSTemporaryDirectory())
         let globals = result.output.split(separator: "\n").filter { $0.contains(" g ") && !$0.contains("*UND*") && !$0.contains("*ABS*") }
-        XCTAssertEqual(globals.filter { !$0.contains("IBVERBS") }, [], "only versioned libibverbs symbols leave the library")
+        XCTAssertEqual(globals.filter { !$0.contains("IBVERBS") && !$0.contains("RDMACM") }, [],
+                       "only versioned libibverbs and librdmacm symbols leave the library")
     }
 
     func testDropInDefinesDebiansVersionNodesAndSONAME() throws {
-        XCTAssertEqual(try versionNodes(ShimArtifacts.dropInLibrary), try versionNodes(Self.debian))
+        // libibverbs' nodes, then librdmacm's (the drop-in is librdmacm.so.1 too, through a link).
+        XCTAssertEqual(try versionNodes(ShimArtifacts.dropInLibrary), try versionNodes(Self.debian) + versionNodes(Self.debianRDMACM))
         let result = try RunningProgram.run("/usr/bin/objdump", ["-p", ShimArtifacts.dropInLibrary], directory: NSTemporaryDirectory())
         XCTAssertTrue(result.output.contains("SONAME               libibverbs.so.1"), result.output)
     }
@@ -88,13 +101,15 @@ final class ExportsTests: XCTestCase {
     /// Stock programs and the libraries they link (providers, librdmacm) import nothing the drop-in lacks:
     /// they bind at load time.
     func testStockProgramsAndProvidersImportsAreAllDefined() throws {
-        let shim = Set(try exports(ShimArtifacts.dropInLibrary).map { String($0.dropFirst(3)) })
+        let shim = Set(try (exports(ShimArtifacts.dropInLibrary).union(exports(ShimArtifacts.dropInLibrary, family: "RDMACM"))).map { String($0.dropFirst(3)) })
         let binaries = ["ibv_devinfo", "ibv_rc_pingpong", "ibv_uc_pingpong", "ibv_ud_pingpong", "ibv_srq_pingpong",
                         "ib_write_bw", "ib_send_lat", "ib_atomic_bw"].map { "/usr/bin/\($0)" }
             + ["libmlx5.so.1", "libefa.so.1", "librdmacm.so.1"].map { "/usr/lib/x86_64-linux-gnu/\($0)" }
+            + ["rping", "udaddy", "ucmatose", "rdma_server", "rdma_client", "rdma_xserver", "rdma_xclient", "cmtime", "riostream",
+               "rstream"].map { "/usr/bin/\($0)" }
         for program in binaries {
             let result = try RunningProgram.run("/usr/bin/objdump", ["-T", program], directory: NSTemporaryDirectory())
-            let imports = result.output.split(separator: "\n").filter { $0.contains("*UND*") && $0.contains("IBVERBS") }.map { line in
+            let imports = result.output.split(separator: "\n").filter { $0.contains("*UND*") && ($0.contains("IBVERBS") || $0.contains("RDMACM")) }.map { line in
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 return "\(f[f.count - 2].trimmingCharacters(in: CharacterSet(charactersIn: "()"))) \(f[f.count - 1])"
             }

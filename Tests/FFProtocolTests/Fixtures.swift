@@ -103,6 +103,14 @@ enum Fixtures {
         WorkCompletion(wrID: 3, status: .tagMatchingRendezvousIncomplete, opcode: .receiveRDMAWithImmediate, flags: .supported),
     ]
 
+    /// A registration over three segments of two memfds, descriptor 1 named twice (which the codec allows; whether
+    /// the pages fit is the router's check).
+    static let segmentsSample = RegMRSegmentsRequest(
+        pd: PDHandle(rawValue: 9), access: [.localWrite, .remoteWrite], address: 0x7F12_3456_7100, length: 0xF00 + 0x2000 + 0x10,
+        descriptorCount: 2, segments: [MemorySegment(descriptor: 1, memfdOffset: 0x3100, length: 0xF00),
+                                       MemorySegment(descriptor: 0, memfdOffset: 0, length: 0x2000),
+                                       MemorySegment(descriptor: 1, memfdOffset: 0x8000, length: 0x10)])
+
     /// One non-trivial message of every kind.
     static let samples: [Message] = [
         .hello(Hello(minVersion: 1, maxVersion: 3, capabilities: [.sharedMemoryRings, Capabilities(rawValue: 1 << 40)], clientName: "ib_write_bw pid 4242")),
@@ -122,6 +130,8 @@ enum Fixtures {
         .regMRReply(RegMRReply(mr: MRHandle(rawValue: 3), lkey: 0xAABB_CCDD, rkey: 0x1122_3344)),
         .deregMR(MRHandle(rawValue: 3)),
         .deregMRReply,
+        .regMRSegments(segmentsSample),
+        .regMRSegmentsReply(RegMRReply(mr: MRHandle(rawValue: 4), lkey: 0x0102_0304, rkey: 0x0506_0708)),
         .createCompChannel,
         .createCompChannelReply(CompChannelHandle(rawValue: 77)),
         .destroyCompChannel(CompChannelHandle(rawValue: 77)),
@@ -164,6 +174,11 @@ enum Fixtures {
         .pollCQReply(PollCQReply(completions: completions)),
         .mapRing(MapRingRequest(target: .qp, handle: 0xFFFF_FFFF)),
         .mapRingReply(MapRingReply(size: 3 * 4096)),
+        .cmCreateChannel,
+        .cmCreateChannelReply(CMChannelHandle(rawValue: 3)),
+        .cmCall(.connect(CMConnectionParameters(id: CMIDHandle(rawValue: 9), qpNum: 0x11, responderResources: 1, initiatorDepth: 1,
+                                                privateData: Array("ping".utf8)))),
+        .cmCallReply(CMReply(id: CMIDHandle(rawValue: 9), address: IPv4Address(10, 9, 0, 1), port: 7471)),
     ]
 
     /// The sample frames encoded, with distinct request ids.

@@ -21,7 +21,7 @@ import Testing
                 let kind = kinds.randomElement(using: &rng)!
                 let body = (0..<Int.random(in: 0...160, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 var w = WireWriter()
-                WireHeader(version: 1, kind: kind, descriptorCount: kind.descriptorCount, bodyLength: UInt32(body.count), requestID: rng.next()).encode(to: &w)
+                WireHeader(version: 1, kind: kind, descriptorCount: kind.descriptorCounts.lowerBound, bodyLength: UInt32(body.count), requestID: rng.next()).encode(to: &w)
                 input = w.bytes + body
             default:
                 input = samples.randomElement(using: &rng)!

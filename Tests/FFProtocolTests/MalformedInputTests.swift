@@ -98,10 +98,59 @@ import Testing
     @Test func descriptorCountMustMatchTheKind() throws {
         for (message, bytes) in try Fixtures.encodedSamples() {
             var patched = bytes
-            patched[10] = message.kind.descriptorCount == 0 ? 1 : 0
+            patched[10] = message.descriptorCount == 0 ? 1 : 0
+            let counts = message.kind.descriptorCounts
             #expect(wireError { _ = try Frame.decode(patched) }?.reason
-                == .wrongDescriptorCount(expected: message.kind.descriptorCount, actual: patched[10]), "\(message.kind)")
+                == .wrongDescriptorCount(expected: patched[10] < counts.lowerBound ? counts.lowerBound : counts.upperBound, actual: patched[10]),
+                "\(message.kind)")
         }
+        // regMRSegments: within the kind's 1...64, but not the body's count; and past 64.
+        let bytes = try Frame(requestID: 1, message: .regMRSegments(Fixtures.segmentsSample)).encode()
+        for (count, expected) in [(UInt8(1), UInt8(2)), (3, 2), (65, 64), (255, 64)] {
+            var patched = bytes
+            patched[10] = count
+            #expect(wireError { _ = try Frame.decode(patched) }?.reason == .wrongDescriptorCount(expected: expected, actual: count), "\(count)")
+        }
+    }
+
+    @Test func segmentListsAreCheckedOnDecode() throws {
+        let good = Fixtures.segmentsSample
+        func refused(_ change: (inout RegMRSegmentsRequest) -> Void) -> WireError? {
+            var request = good
+            change(&request)
+            // The encoder refuses what the decoder would; patch a valid encoding to reach the decoder too.
+            let encodeError = wireError { _ = try Frame(requestID: 1, message: .regMRSegments(request)).encode() }
+            var bytes = try! Frame(requestID: 1, message: .regMRSegments(good)).encode()
+            var w = WireWriter()
+            for segment in request.segments {
+                w.u8(segment.descriptor); w.reserved(7); w.u64(segment.memfdOffset); w.u64(segment.length)
+            }
+            var header = WireWriter()
+            header.u32(request.pd.rawValue); header.u32(request.access.rawValue); header.u64(request.address); header.u64(request.length)
+            header.u8(request.descriptorCount); header.reserved(1); header.u16(UInt16(request.segments.count)); header.reserved(4)
+            bytes.replaceSubrange(WireHeader.size..., with: header.bytes + w.bytes)
+            bytes[10] = min(request.descriptorCount, 64)  // past 64 the header alone is refused (above)
+            Fixtures.refreshLength(&bytes)
+            let decodeError = wireError { _ = try Frame.decode(bytes) }
+            #expect(encodeError?.field == decodeError?.field, "encode and decode disagree: \(String(describing: encodeError)) vs \(String(describing: decodeError))")
+            return decodeError
+        }
+        #expect(refused { $0.segments[1].length = 0 }?.field == "regMRSegments.segment.length", "an empty segment")
+        #expect(refused { $0.segments[0].descriptor = 2 }?.field == "regMRSegments.segment.descriptor", "a descriptor that does not come")
+        #expect(refused { $0.segments[0].descriptor = 0; $0.segments[2].descriptor = 0 }?.field == "regMRSegments.descriptorCount", "a descriptor no segment uses")
+        #expect(refused { $0.length += 1 }?.field == "regMRSegments.length", "lengths adding up to less")
+        #expect(refused { $0.length -= 1 }?.field == "regMRSegments.segment.length", "lengths adding up to more")
+        #expect(refused { $0.segments[2].memfdOffset = UInt64.max - 8 }?.field == "regMRSegments.segment.length", "a segment wrapping 2^64")
+        #expect(refused { $0.address = UInt64.max - 0x100 }?.field == "regMRSegments.length", "the buffer wrapping 2^64")
+        #expect(refused {
+            $0.segments = [MemorySegment(descriptor: 0, memfdOffset: 0, length: 1 << 63), MemorySegment(descriptor: 1, memfdOffset: 0, length: 1 << 63),
+                           MemorySegment(descriptor: 0, memfdOffset: 0, length: 0x10)]
+            $0.address = 0
+            $0.length = .max
+        }?.field == "regMRSegments.segment.length", "lengths whose sum wraps 2^64")
+        #expect(refused { $0.segments = [] }?.field == "regMRSegments.segmentCount", "no segment")
+        #expect(refused { $0.segments = Array(repeating: $0.segments[0], count: 65) }?.field == "regMRSegments.segmentCount", "65 segments")
+        #expect(refused { $0.descriptorCount = 65 }?.field == "regMRSegments.descriptorCount", "65 descriptors")
     }
 
     @Test func oversizedDatagramIsRejectedBeforeParsing() {

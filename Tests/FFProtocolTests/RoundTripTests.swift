@@ -40,6 +40,7 @@ import Testing
         let expected: [MessageKind: Int] = [
             .helloReply: 48, .queryDeviceReply: 116 + 2 + Array(Fixtures.device.firmwareVersion.utf8).count,
             .queryPort: 4, .queryPortReply: 56, .queryGID: 8, .queryGIDReply: 16, .regMR: 32, .regMRReply: 12,
+            .regMRSegments: 32 + 24 * 3, .regMRSegmentsReply: 12,
             .createCQ: 12, .createCQReply: 8, .reqNotifyCQ: 8, .createQP: 44, .createQPReply: 28, .modifyQP: 80,
             .queryQP: 8, .queryQPReply: 96, .createSRQ: 16, .createSRQReply: 12, .modifySRQ: 16, .createAH: 36,
             .postSendReply: 8, .pollCQ: 8, .allocPD: 0, .deallocPD: 4, .destroyQPReply: 0,
@@ -52,14 +53,19 @@ import Testing
         }
     }
 
-    @Test func onlyRegMRCompChannelReplyAndMapRingReplyCarryADescriptor() throws {
+    @Test func onlyMemoryRegistrationsTheChannelRepliesAndMapRingReplyCarryDescriptors() throws {
         for kind in MessageKind.allCases {
-            let expected: UInt8 = (kind == .regMR || kind == .createCompChannelReply || kind == .mapRingReply) ? 1 : 0
-            #expect(kind.descriptorCount == expected, "\(kind)")
+            let expected: ClosedRange<UInt8> = switch kind {
+            case .regMR, .createCompChannelReply, .cmCreateChannelReply, .mapRingReply: 1...1
+            case .regMRSegments: 1...64
+            default: 0...0
+            }
+            #expect(kind.descriptorCounts == expected, "\(kind)")
         }
         for (message, bytes) in try Fixtures.encodedSamples() {
-            #expect(bytes[10] == message.kind.descriptorCount)
+            #expect(bytes[10] == message.descriptorCount)
         }
+        #expect(Message.regMRSegments(Fixtures.segmentsSample).descriptorCount == 2)
     }
 
     @Test func everyRequestHasAReplyKindAndRepliesHaveNone() {

@@ -26,6 +26,12 @@ typedef struct ffshim_qp_create {
     struct ibv_qp_cap cap;
 } ffshim_qp_create;
 
+/* One piece of a registration over several memfds: `length` bytes at `offset` of `memfd`. */
+typedef struct ffshim_segment {
+    int memfd;
+    uint64_t offset, length;
+} ffshim_segment;
+
 typedef struct ffshim_bridge {
     /* Connects to the router at `path`, says hello, reads the device's node GUID, disconnects. */
     int (*probe)(const char *path, uint64_t *node_guid, char *reason, size_t reason_size);
@@ -44,6 +50,10 @@ typedef struct ffshim_bridge {
     /* `length` bytes at `memfd_offset` of `memfd` hold the buffer; `iova` is the address peers use. */
     int (*reg_mr)(void *session, uint32_t pd, unsigned int access, uint64_t iova, uint64_t length, int memfd,
                   uint64_t memfd_offset, uint32_t *mr, uint32_t *lkey, uint32_t *rkey);
+    /* The buffer's bytes are the segments' bytes in order (one per memfd). EOPNOTSUPP: the router does not take
+     * registrations over several memfds (capability memorySegments not granted). */
+    int (*reg_mr_segments)(void *session, uint32_t pd, unsigned int access, uint64_t iova, uint64_t length,
+                           const ffshim_segment *segments, int count, uint32_t *mr, uint32_t *lkey, uint32_t *rkey);
     int (*dereg_mr)(void *session, uint32_t mr);
 
     /* `fd` receives the channel's event descriptor (8-byte records: cq handle, reserved). */

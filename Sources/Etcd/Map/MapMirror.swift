@@ -7,21 +7,41 @@ import Synchronization
 public struct MapSnapshot: Sendable {
     /// The etcd revision this snapshot reflects (every change up to it is applied).
     public var revision: Int64
-    /// vip → entry.
-    public var vips: TreeDictionary<String, VipEntry>
+    /// vip → entry; changed only through ``setVip(_:_:)``, which keeps ``vipsByPodUID`` in step.
+    public private(set) var vips: TreeDictionary<String, VipEntry>
+    /// pod uid → the vips published for it: how a router finds the pod a connecting process belongs to.
+    public private(set) var vipsByPodUID: TreeDictionary<String, TreeSet<String>>
     /// node name → entry.
     public var nodes: TreeDictionary<String, NodeEntry>
 
-    /// An empty snapshot at revision 0.
+    /// A snapshot of `vips` and `nodes` (empty at revision 0 by default).
     public init(revision: Int64 = 0, vips: TreeDictionary<String, VipEntry> = [:], nodes: TreeDictionary<String, NodeEntry> = [:]) {
         self.revision = revision
         self.vips = vips
         self.nodes = nodes
+        var byUID = TreeDictionary<String, TreeSet<String>>()
+        for (vip, entry) in vips { byUID[entry.uid, default: []].insert(vip) }
+        vipsByPodUID = byUID
     }
 
     /// Where a virtual IP lives; nil for an unknown vip.
     @inlinable
     public func lookup(vip: String) -> VipEntry? { vips[vip] }
+
+    /// The entries published for the pod with `uid` (one per pod IP), in vip order; empty for an unknown uid.
+    public func entries(podUID uid: String) -> [VipEntry] {
+        (vipsByPodUID[uid] ?? []).sorted().compactMap { vips[$0] }
+    }
+
+    /// Sets (or with nil removes) the entry of `vip`, keeping the uid index in step.
+    public mutating func setVip(_ vip: String, _ entry: VipEntry?) {
+        if let old = vips[vip] {
+            vipsByPodUID[old.uid]?.remove(vip)
+            if vipsByPodUID[old.uid]?.isEmpty == true { vipsByPodUID[old.uid] = nil }
+        }
+        vips[vip] = entry
+        if let entry { vipsByPodUID[entry.uid, default: []].insert(vip) }
+    }
 
     /// A node's entry; nil for an unknown node.
     @inlinable
@@ -170,11 +190,11 @@ public final class MapMirror: Sendable {
                 switch schema.classify(event.kv.key) {
                 case .vip(let vip):
                     if event.kind == .delete {
-                        snapshot.vips[vip] = nil
+                        snapshot.setVip(vip, nil)
                     } else if let entry = MapCodec.vip(event.kv.value) {
-                        snapshot.vips[vip] = entry
+                        snapshot.setVip(vip, entry)
                     } else {
-                        snapshot.vips[vip] = nil
+                        snapshot.setVip(vip, nil)
                         state.stats.invalidValues += 1
                     }
                 case .node(let name):

@@ -76,6 +76,27 @@ private func makeBridge() -> ffshim_bridge {
             rkey?.pointee = reply.rkey
         }
     }
+    b.reg_mr_segments = { session, pd, access, iova, length, segments, count, mr, lkey, rkey in
+        withSession(session) { s throws(ClientError) in
+            guard s.connection.session.capabilities.contains(.memorySegments) else {
+                throw .router(ErrorReply(errno: Errno.notSupported, reason: "the router does not register memory over several memfds"))
+            }
+            guard let segments, count >= 1, count <= WireLimits.maxMRSegments else { throw invalid("\(count) memory segments") }
+            // One descriptor per memfd, in the order the segments first name them.
+            var descriptors: [Int32] = []
+            var list: [MemorySegment] = []
+            for segment in UnsafeBufferPointer(start: segments, count: Int(count)) {
+                let index = descriptors.firstIndex(of: segment.memfd) ?? { descriptors.append(segment.memfd); return descriptors.count - 1 }()
+                list.append(MemorySegment(descriptor: UInt8(index), memfdOffset: segment.offset, length: segment.length))
+            }
+            let request = RegMRSegmentsRequest(pd: PDHandle(rawValue: pd), access: AccessFlags(rawValue: access), address: iova, length: length,
+                                               descriptorCount: UInt8(descriptors.count), segments: list)
+            let reply = try s.expect(.regMRSegments(request), descriptors: descriptors) { if case .regMRSegmentsReply(let r) = $0 { r } else { nil } }
+            mr?.pointee = reply.mr.rawValue
+            lkey?.pointee = reply.lkey
+            rkey?.pointee = reply.rkey
+        }
+    }
     b.dereg_mr = { session, mr in
         withSession(session) { s throws(ClientError) in try s.connection.deregisterMemory(MRHandle(rawValue: mr)) }
     }

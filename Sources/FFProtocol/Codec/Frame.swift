@@ -52,8 +52,10 @@ public struct WireHeader: Sendable, Equatable {
             throw WireError(.unsupportedVersion(version), field: "header.version", offset: 4)
         }
         guard flags == 0 else { throw WireError(.nonZeroReserved, field: "header.flags", offset: 8) }
-        guard fdCount == kind.descriptorCount else {
-            throw WireError(.wrongDescriptorCount(expected: kind.descriptorCount, actual: fdCount), field: "header.fdCount", offset: 10)
+        let counts = kind.descriptorCounts
+        guard counts.contains(fdCount) else {
+            let expected = fdCount < counts.lowerBound ? counts.lowerBound : counts.upperBound
+            throw WireError(.wrongDescriptorCount(expected: expected, actual: fdCount), field: "header.fdCount", offset: 10)
         }
         guard Int(bodyLength) == bytes.count - WireHeader.size else {
             throw WireError(.lengthMismatch(declared: bodyLength, actual: bytes.count - WireHeader.size), field: "header.bodyLength", offset: 12)
@@ -99,8 +101,8 @@ public struct Frame: Sendable, Equatable {
     /// The header kind.
     public var kind: MessageKind { message.kind }
 
-    /// Descriptors that must accompany this datagram (0 or 1).
-    public var descriptorCount: UInt8 { message.kind.descriptorCount }
+    /// Descriptors that must accompany this datagram (0 or 1; 1…64 for `regMRSegments`).
+    public var descriptorCount: UInt8 { message.descriptorCount }
 
     /// Encodes header + body into one datagram; throws if a field or the size is out of bounds.
     public func encode() throws(WireError) -> [UInt8] {
@@ -124,6 +126,9 @@ public struct Frame: Sendable, Equatable {
         var r = WireReader(bytes, start: WireHeader.size)
         let message = try Message.decodeBody(kind: header.kind, from: &r)
         try r.finish("\(header.kind)")
+        guard message.descriptorCount == header.descriptorCount else {
+            throw WireError(.wrongDescriptorCount(expected: message.descriptorCount, actual: header.descriptorCount), field: "header.fdCount", offset: 10)
+        }
         return Frame(version: header.version, requestID: header.requestID, message: message)
     }
 }

@@ -24,4 +24,6 @@ public enum WireLimits {
     public static let maxInlineData = 512
     /// Most work completions one poll_cq may ask for or return.
     public static let maxWCsPerPoll = 256
+    /// Most segments, and most descriptors, in one reg_mr over several memfds (`RegMRSegmentsRequest`).
+    public static let maxMRSegments = 64
 }

@@ -34,6 +34,10 @@ public enum Message: Sendable, Equatable {
     case deregMR(MRHandle)
     /// MR deregistered.
     case deregMRReply
+    /// Register memory over several memfds (`descriptorCount` descriptors).
+    case regMRSegments(RegMRSegmentsRequest)
+    /// The new MR.
+    case regMRSegmentsReply(RegMRReply)
     /// Create a completion channel.
     case createCompChannel
     /// The new channel (1 descriptor: the event fd).
@@ -110,6 +114,14 @@ public enum Message: Sendable, Equatable {
     case mapRing(MapRingRequest)
     /// map_ring's reply.
     case mapRingReply(MapRingReply)
+    /// Create an rdma_cm event channel.
+    case cmCreateChannel
+    /// The new event channel (1 descriptor: its event datagrams).
+    case cmCreateChannelReply(CMChannelHandle)
+    /// Any other rdma_cm call.
+    case cmCall(CMRequest)
+    /// The call's outcome.
+    case cmCallReply(CMReply)
 
     /// The header kind of this message.
     public var kind: MessageKind {
@@ -131,6 +143,8 @@ public enum Message: Sendable, Equatable {
         case .regMRReply: .regMRReply
         case .deregMR: .deregMR
         case .deregMRReply: .deregMRReply
+        case .regMRSegments: .regMRSegments
+        case .regMRSegmentsReply: .regMRSegmentsReply
         case .createCompChannel: .createCompChannel
         case .createCompChannelReply: .createCompChannelReply
         case .destroyCompChannel: .destroyCompChannel
@@ -169,7 +183,17 @@ public enum Message: Sendable, Equatable {
         case .pollCQReply: .pollCQReply
         case .mapRing: .mapRing
         case .mapRingReply: .mapRingReply
+        case .cmCreateChannel: .cmCreateChannel
+        case .cmCreateChannelReply: .cmCreateChannelReply
+        case .cmCall: .cmCall
+        case .cmCallReply: .cmCallReply
         }
+    }
+
+    /// Descriptors that travel with this message (SCM_RIGHTS): the kind's fixed count, or the request's own.
+    public var descriptorCount: UInt8 {
+        if case .regMRSegments(let r) = self { return r.descriptorCount }
+        return kind.descriptorCounts.lowerBound
     }
 
     /// Appends the body (no header).
@@ -185,8 +209,9 @@ public enum Message: Sendable, Equatable {
         case .queryGIDReply(let m): try m.encode(to: &w)
         case .allocPDReply(let h), .deallocPD(let h): try w.handle(h, "pd")
         case .regMR(let m): try m.encode(to: &w)
-        case .regMRReply(let m): try m.encode(to: &w)
+        case .regMRReply(let m), .regMRSegmentsReply(let m): try m.encode(to: &w)
         case .deregMR(let h): try w.handle(h, "mr")
+        case .regMRSegments(let m): try m.encode(to: &w)
         case .createCompChannelReply(let h), .destroyCompChannel(let h): try w.handle(h, "channel")
         case .createCQ(let m): try m.encode(to: &w)
         case .createCQReply(let m): try m.encode(to: &w)
@@ -212,6 +237,10 @@ public enum Message: Sendable, Equatable {
         case .pollCQReply(let m): try m.encode(to: &w)
         case .mapRing(let m): try m.encode(to: &w)
         case .mapRingReply(let m): try m.encode(to: &w)
+        case .cmCreateChannelReply(let h): try w.handle(h, "cm.channel")
+        case .cmCall(let m): try m.encode(to: &w)
+        case .cmCallReply(let m): try m.encode(to: &w)
+        case .cmCreateChannel: break
         case .queryDevice, .allocPD, .deallocPDReply, .deregMRReply, .createCompChannel, .destroyCompChannelReply,
              .destroyCQReply, .reqNotifyCQReply, .modifyQPReply, .destroyQPReply, .modifySRQReply, .destroySRQReply,
              .destroyAHReply:
@@ -239,6 +268,8 @@ public enum Message: Sendable, Equatable {
         case .regMRReply: .regMRReply(try RegMRReply(from: &r))
         case .deregMR: .deregMR(try r.handle(MRHandle.self, "mr"))
         case .deregMRReply: .deregMRReply
+        case .regMRSegments: .regMRSegments(try RegMRSegmentsRequest(from: &r))
+        case .regMRSegmentsReply: .regMRSegmentsReply(try RegMRReply(from: &r))
         case .createCompChannel: .createCompChannel
         case .createCompChannelReply: .createCompChannelReply(try r.handle(CompChannelHandle.self, "channel"))
         case .destroyCompChannel: .destroyCompChannel(try r.handle(CompChannelHandle.self, "channel"))
@@ -277,6 +308,10 @@ public enum Message: Sendable, Equatable {
         case .pollCQReply: .pollCQReply(try PollCQReply(from: &r))
         case .mapRing: .mapRing(try MapRingRequest(from: &r))
         case .mapRingReply: .mapRingReply(try MapRingReply(from: &r))
+        case .cmCreateChannel: .cmCreateChannel
+        case .cmCreateChannelReply: .cmCreateChannelReply(try r.handle(CMChannelHandle.self, "cm.channel"))
+        case .cmCall: .cmCall(try CMRequest(from: &r))
+        case .cmCallReply: .cmCallReply(try CMReply(from: &r))
         }
     }
 }

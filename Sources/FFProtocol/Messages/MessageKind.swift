@@ -19,6 +19,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case regMR = 0x0012
     /// dereg_mr (an `MRHandle`).
     case deregMR = 0x0013
+    /// `RegMRSegmentsRequest` + 1…64 descriptors (capability `memorySegments`).
+    case regMRSegments = 0x0014
     /// create_comp_channel (empty body).
     case createCompChannel = 0x0020
     /// destroy_comp_channel (a `CompChannelHandle`).
@@ -57,6 +59,10 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case pollCQ = 0x0063
     /// `MapRingRequest` (shared-memory fast path; only in sessions granted `sharedMemoryRings`).
     case mapRing = 0x0070
+    /// rdma_create_event_channel (empty body).
+    case cmCreateChannel = 0x0090
+    /// A `CMRequest` (every other rdma_cm call).
+    case cmCall = 0x0091
 
     /// `HelloReply`.
     case helloReply = 0x8001
@@ -74,6 +80,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case regMRReply = 0x8012
     /// Empty body.
     case deregMRReply = 0x8013
+    /// `RegMRReply`.
+    case regMRSegmentsReply = 0x8014
     /// A `CompChannelHandle` + 1 descriptor (the event fd).
     case createCompChannelReply = 0x8020
     /// Empty body.
@@ -112,6 +120,10 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case pollCQReply = 0x8063
     /// `MapRingReply` + 1 descriptor (the ring memfd or the doorbell eventfd).
     case mapRingReply = 0x8070
+    /// A `CMChannelHandle` + 1 descriptor (the event datagrams).
+    case cmCreateChannelReply = 0x8090
+    /// `CMReply`.
+    case cmCallReply = 0x8091
     /// `ErrorReply`, answering any request.
     case error = 0xFFFF
 
@@ -126,11 +138,13 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
         isRequest ? MessageKind(rawValue: rawValue | 0x8000) : nil
     }
 
-    /// How many descriptors travel with this kind (SCM_RIGHTS); the header's `fdCount` must match.
-    public var descriptorCount: UInt8 {
+    /// How many descriptors may travel with this kind (SCM_RIGHTS); the header's `fdCount` must lie in the range,
+    /// and equal `Message.descriptorCount` once the body is read.
+    public var descriptorCounts: ClosedRange<UInt8> {
         switch self {
-        case .regMR, .createCompChannelReply, .mapRingReply: 1
-        default: 0
+        case .regMR, .createCompChannelReply, .cmCreateChannelReply, .mapRingReply: 1...1
+        case .regMRSegments: 1...UInt8(WireLimits.maxMRSegments)
+        default: 0...0
         }
     }
 

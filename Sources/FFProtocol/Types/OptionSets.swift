@@ -126,8 +126,10 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Reserved for the shared-memory data path (per-QP/CQ rings); no version-1 router grants it.
     public static let sharedMemoryRings = Capabilities(rawValue: 1 << 0)
+    /// reg_mr over several memfds (`regMRSegments`): registrations that partly overlap earlier ones reuse their pages.
+    public static let memorySegments = Capabilities(rawValue: 1 << 1)
     /// Every bit this codec knows.
-    public static let known: Capabilities = [.sharedMemoryRings]
+    public static let known: Capabilities = [.sharedMemoryRings, .memorySegments]
 }
 
 extension WireReader {

@@ -50,6 +50,8 @@ enum RefusalReason: String, CaseIterable {
     case descriptors
     case podLimit = "pod_limit"
     case threads
+    /// A connection on the client socket whose process maps to no pod with a vip on this node.
+    case unidentified
 }
 
 extension Router {
@@ -60,18 +62,31 @@ extension Router {
         // While out of descriptors without a reserve, listeners are not polled (they would stay readable
         // and spin this thread) until this time.
         var pausedUntil: Int64 = 0
+        let identity = options.clientSocket.map { PeerPodIdentity(procRoot: $0.procRoot, directory: $0.directory, nodeIP: device.nodeIP) }
+        var nextIdentityCheck: Int64 = 0
         while true {
-            let listeners = state.withLock { s -> [PodEntry]? in
+            let polled = state.withLock { s -> ([PodEntry], SeqPacketSocket?)? in
                 for retired in s.retired { retired.close() }
                 s.retired = []
-                return s.phase == .running ? Array(s.pods.values) : nil
+                return s.phase == .running ? (Array(s.pods.values), s.clientListener) : nil
             }
-            guard let listeners else { break }
+            guard let polled else { break }
+            let (listeners, clientListener) = polled
+            if let identity, Poll.nowMilliseconds() >= nextIdentityCheck {
+                checkIdentifiedPods(identity)
+                nextIdentityCheck = Poll.nowMilliseconds() + Int64(max(1, options.clientSocket?.checkIntervalMilliseconds ?? 500))
+            }
             let paused = Poll.nowMilliseconds() < pausedUntil
             var fds = [pollfd(fd: acceptor.wake.descriptor, events: Int16(POLLIN), revents: 0)]
             if !paused { fds += listeners.map { pollfd(fd: $0.listener.descriptor, events: Int16(POLLIN), revents: 0) } }
+            if !paused, let clientListener { fds.append(pollfd(fd: clientListener.descriptor, events: Int16(POLLIN), revents: 0)) }
+            var timeout: Int32 = paused ? Poll.timeout(until: pausedUntil) : -1
+            if identity != nil {
+                let untilCheck = Poll.timeout(until: nextIdentityCheck)
+                timeout = timeout < 0 ? untilCheck : min(timeout, untilCheck)
+            }
             do {
-                try Poll.wait(&fds, timeoutMilliseconds: paused ? Poll.timeout(until: pausedUntil) : -1)
+                try Poll.wait(&fds, timeoutMilliseconds: timeout)
             } catch {
                 logger.error("acceptor poll failed", metadata: ["error": "\(error)"])
                 pausedUntil = Poll.nowMilliseconds() + 100
@@ -96,21 +111,26 @@ extension Router {
                     admit(connection, pod: entry.pod, acceptor: acceptor, log: &refusalLog)
                 }
             }
+            if !paused, let clientListener, let identity, fds[fds.count - 1].revents != 0 {
+                acceptClients(clientListener, identity: identity, acceptor: acceptor, log: &refusalLog, pausedUntil: &pausedUntil)
+            }
         }
         acceptor.finished.open()
     }
 
     /// Accepts one connection with the reserve descriptor's slot and closes it at once: the client reads end
     /// of file instead of waiting in the backlog. False when there was no reserve to free.
-    private func shed(_ listener: SeqPacketSocket, _ acceptor: Acceptor) -> Bool {
+    func shed(_ listener: SeqPacketSocket, _ acceptor: Acceptor) -> Bool {
         guard acceptor.releaseReserve() else { acceptor.restoreReserve(); return false }
         listener.acceptAndClose()
         return acceptor.restoreReserve()
     }
 
     /// Registers the connection and starts its session thread, or refuses it (pod at its connection limit,
-    /// no descriptor for its wake event, no thread).
-    private func admit(_ connection: SeqPacketSocket, pod: PodDeclaration, acceptor: Acceptor, log: inout RateLimitedLog) {
+    /// no descriptor for its wake event, no thread). A connection on a pod's socket is that pod's while the pod is
+    /// served; an `identified` one (the client socket) is the pod its process belongs to.
+    func admit(_ connection: SeqPacketSocket, pod: PodDeclaration, credentials known: PeerCredentials? = nil, identified: Bool = false,
+               acceptor: Acceptor, log: inout RateLimitedLog) {
         let wake: WakeEvent
         do {
             wake = try WakeEvent()
@@ -119,10 +139,10 @@ extension Router {
             refused(.descriptors, pod: pod, log: &log, why: "no descriptor for the session (\(error))")
             return
         }
-        let credentials = (try? connection.peerCredentials()) ?? PeerCredentials(pid: 0, uid: 0, gid: 0)
+        let credentials = known ?? (try? connection.peerCredentials()) ?? PeerCredentials(pid: 0, uid: 0, gid: 0)
         let limit = options.maxConnectionsPerPod
         let admitted = state.withLock { s -> SessionConnection? in
-            guard s.phase == .running, s.pods[pod.key]?.pod == pod else { return nil }
+            guard s.phase == .running, identified || s.pods[pod.key]?.pod == pod else { return nil }
             if limit > 0 && s.connectionsPerPod[pod.key, default: 0] >= limit { return nil }
             let id = s.nextSession
             s.nextSession += 1
@@ -132,12 +152,13 @@ extension Router {
                                              wake: wake)
             s.connections[id] = admitted
             s.connectionsPerPod[pod.key, default: 0] += 1
+            if identified { s.identified[id] = pod }
             return admitted
         }
         guard let admitted else {
             connection.close()
             wake.close()
-            let serving = state.withLock { $0.phase == .running && $0.pods[pod.key] != nil }
+            let serving = state.withLock { $0.phase == .running && (identified || $0.pods[pod.key] != nil) }
             if serving { refused(.podLimit, pod: pod, log: &log, why: "the pod has \(limit) connections (--max-connections-per-pod)") }
             return
         }
@@ -147,6 +168,7 @@ extension Router {
         } catch {
             state.withLock { s in
                 s.connections[admitted.context.id] = nil
+                s.identified[admitted.context.id] = nil
                 s.connectionsPerPod[pod.key, default: 1] -= 1
             }
             connection.close()
@@ -155,12 +177,15 @@ extension Router {
         }
     }
 
-    private func refused(_ reason: RefusalReason, pod: PodDeclaration, log: inout RateLimitedLog, why: String) {
+    /// Counts a refused connection and logs it (rate-limited); `pod` is nil on the client socket before identification.
+    func refused(_ reason: RefusalReason, pod: PodDeclaration?, log: inout RateLimitedLog, why: String, pid: Int32? = nil) {
         let total = state.withLock { s in s.refusedConnections += 1; return s.refusedConnections }
         metrics.refused(reason)
         if let suppressed = log.shouldLog() {
-            logger.warning("connection refused", metadata: ["pod": "\(pod.displayName)", "reason": "\(why)", "refused_total": "\(total)",
-                                                            "refusals_not_logged": "\(suppressed)"])
+            var metadata: Logger.Metadata = ["reason": "\(why)", "refused_total": "\(total)", "refusals_not_logged": "\(suppressed)"]
+            if let pod { metadata["pod"] = "\(pod.displayName)" }
+            if let pid { metadata["pid"] = "\(pid)" }
+            logger.warning("connection refused", metadata: metadata)
         }
     }
 }

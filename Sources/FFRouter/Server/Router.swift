@@ -18,15 +18,18 @@ public struct RouterOptions: Sendable {
     public var sessionStackBytes: Int
     /// The process limits, for status (`RouterStatus.Limits.raiseForRouter()` at start).
     public var limits: RouterStatus.Limits
+    /// The shared client socket whose connections are identified by their process's pod (`--client-socket`); nil: none.
+    public var clientSocket: ClientSocketOptions?
 
     /// Options with the documented defaults unless given.
     public init(replyTimeoutMilliseconds: Int = 5000, replyQueueDepth: Int = 64, maxConnectionsPerPod: Int = 1024,
-                sessionStackBytes: Int = 512 * 1024, limits: RouterStatus.Limits = .current()) {
+                sessionStackBytes: Int = 512 * 1024, limits: RouterStatus.Limits = .current(), clientSocket: ClientSocketOptions? = nil) {
         self.replyTimeoutMilliseconds = replyTimeoutMilliseconds
         self.replyQueueDepth = replyQueueDepth
         self.maxConnectionsPerPod = maxConnectionsPerPod
         self.sessionStackBytes = sessionStackBytes
         self.limits = limits
+        self.clientSocket = clientSocket
     }
 }
 
@@ -73,6 +76,15 @@ public final class Router: Sendable {
         var sessionsTotal: UInt64 = 0
         var refusedConnections: UInt64 = 0
         var slowClientsDisconnected: UInt64 = 0
+        /// The shared client socket's listener (`--client-socket`).
+        var clientListener: SeqPacketSocket?
+        /// Sessions on the client socket and the pod each was identified as; entries of ended sessions are dropped
+        /// at the next check.
+        var identified: [UInt64: PodDeclaration] = [:]
+        /// The map revision the identified pods were last checked at.
+        var identifiedCheckedRevision: Int64 = -1
+        /// Refused client-socket connections whose hello is being answered.
+        var refusalsInProgress = 0
     }
 
     /// A router for `pods` on `backend` (the real device, or the fake in tests), translating through `map`; each session
@@ -85,10 +97,23 @@ public final class Router: Sendable {
             return (active, detail)
         }
         self.init(device: description, map: map, socketDirectory: socketDirectory, pods: pods, options: options, logger: logger,
-                  metrics: metrics) { context in
+                  metrics: metrics) { [connectionManager = Self.connectionManager(backend: backend, map: map, logger: logger)] context in
             Session(id: context.id, identity: context.identity, vip: context.vip, backend: backend, map: map, limits: limits,
-                    metrics: metrics, logger: logger, dataPath: dataPath)
+                    metrics: metrics, logger: logger, dataPath: dataPath, connectionManager: connectionManager)
         }
+    }
+
+    /// The pods' rdma_cm: in process for the fake device; on the real device also between nodes, over its rdma_cm.
+    private static func connectionManager(backend: any VerbsBackend, map: any VipResolver, logger: Logger) -> ConnectionManagerService {
+        var node: NodeConnectionManager?
+        if backend is NodeDevice {
+            do {
+                node = try NodeConnectionManager(nodeIP: backend.nodeIP, logger: logger)
+            } catch {
+                logger.error("rdma_cm between nodes is off: the device's rdma_cm did not open", metadata: ["error": "\(error)"])
+            }
+        }
+        return ConnectionManagerService(nodeIP: backend.nodeIP, map: map, logger: logger, node: node)
     }
 
     /// A router whose sessions `makeSession` makes: the real `Session` in production, a stub in host tests.
@@ -135,6 +160,16 @@ public final class Router: Sendable {
                 }
                 s.pods[pod.key] = PodEntry(pod: pod, listener: listener, origin: "flag")
             }
+            if let client = options.clientSocket {
+                do {
+                    // Any uid may connect: who a client is comes from its cgroup, not from the file's permissions.
+                    s.clientListener = try SeqPacketSocket.listen(path: client.path, backlog: Self.listenBacklog, mode: 0o666)
+                } catch {
+                    for entry in s.pods.values { entry.listener.close(); unlink(socketPath(of: entry.pod)) }
+                    s.pods = [:]
+                    throw error
+                }
+            }
             s.acceptor = acceptor
             s.phase = .running
         }
@@ -143,9 +178,11 @@ public final class Router: Sendable {
         } catch {
             let entries = state.withLock { s in defer { s.pods = [:]; s.phase = .stopping }; return Array(s.pods.values) }
             for entry in entries { entry.listener.close(); unlink(socketPath(of: entry.pod)) }
+            closeClientSocket()
             throw error
         }
         logger.info("serving", metadata: ["pods": "\(initialPods.map { "\($0.name)=\($0.vip)" }.joined(separator: ","))",
+                                          "client_socket": "\(options.clientSocket.map { "\($0.path) (pods identified through \($0.procRoot))" } ?? "none")",
                                           "device": "\(device.name)", "node_ip": "\(device.nodeIP)", "gid_index": "\(device.gidIndex)",
                                           "reply_timeout_ms": "\(options.replyTimeoutMilliseconds)"])
     }
@@ -166,8 +203,16 @@ public final class Router: Sendable {
         for connection in connections { await connection.finished.wait() }
         let entries = state.withLock { s in defer { s.pods = [:] }; return Array(s.pods.values) }
         for entry in entries { entry.listener.close(); unlink(socketPath(of: entry.pod)) }
+        closeClientSocket()
         acceptor.close()
         logger.info("router stopped", metadata: ["sessions_closed": "\(connections.count)"])
+    }
+
+    /// Closes the client socket's listener and removes its file (once the acceptor no longer polls it).
+    private func closeClientSocket() {
+        guard let listener = state.withLock({ s in defer { s.clientListener = nil }; return s.clientListener }) else { return }
+        listener.close()
+        unlink(listener.path)
     }
 
     /// Healthy while the device port is active: clients can then be served.
@@ -192,7 +237,8 @@ public final class Router: Sendable {
                                 pods: podStatuses(s), map: map, clients: clients,
                                 objects: clients.reduce(ObjectCounts()) { $0 + $1.objects }, sessionsTotal: s.sessionsTotal,
                                 refusedConnections: s.refusedConnections, slowClientsDisconnected: s.slowClientsDisconnected,
-                                limits: options.limits, portActive: port.healthy, portState: port.detail)
+                                limits: options.limits, portActive: port.healthy, portState: port.detail,
+                                clientSocket: options.clientSocket?.path)
         }
     }
 

@@ -18,7 +18,7 @@ public final class RouterMetrics: Sendable {
 
     /// The kinds of refused requests, as the `kind` label of `ffrouter_errors_total`.
     public static let errorKinds = ["malformed", "protocol", "bad_handle", "verbs", "system", "unknown_vip", "other"]
-    static let objectKinds = ["pd", "mr", "comp_channel", "cq", "qp", "srq", "ah"]
+    static let objectKinds = ["pd", "mr", "comp_channel", "cq", "qp", "srq", "ah", "cm_id", "cm_listener"]
 
     /// Metrics made by `factory` (the bootstrapped one by default).
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
@@ -51,7 +51,7 @@ public final class RouterMetrics: Sendable {
     public func update(from status: RouterStatus) {
         clients.record(status.clients.count)
         let o = status.objects
-        for (kind, value) in zip(Self.objectKinds, [o.pd, o.mr, o.compChannel, o.cq, o.qp, o.srq, o.ah]) {
+        for (kind, value) in zip(Self.objectKinds, [o.pd, o.mr, o.compChannel, o.cq, o.qp, o.srq, o.ah, o.cmID, o.cmListener]) {
             objects[kind]?.record(value)
         }
         mapEntries.record(status.map.entries)

@@ -71,4 +71,6 @@ public struct RouterStatus: Sendable, Codable, Equatable {
     public var portActive: Bool
     /// The port's state in words, e.g. `device rxe0 port 1 PORT_ACTIVE`.
     public var portState: String
+    /// The shared client socket, whose clients are identified by their pod (`--client-socket`); nil when not served.
+    public var clientSocket: String?
 }

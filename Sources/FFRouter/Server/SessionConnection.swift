@@ -135,7 +135,7 @@ extension Router {
                 budget -= 1
                 let received: Received
                 do {
-                    received = try socket.receive(maxBytes: WireLimits.maxMessageSize + 1)
+                    received = try socket.receive(maxBytes: WireLimits.maxMessageSize + 1, maxDescriptors: WireLimits.maxMRSegments)
                 } catch {
                     reason = .failed("receive failed: \(error)")
                     break serving

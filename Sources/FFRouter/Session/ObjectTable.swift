@@ -98,13 +98,17 @@ public struct ObjectCounts: Sendable, Equatable, Codable {
     public var srq = 0
     /// Address handles.
     public var ah = 0
+    /// rdma_cm ids (kept by the router's connection manager, docs/rdma-cm.md).
+    public var cmID = 0
+    /// rdma_cm ids listening.
+    public var cmListener = 0
 
-    /// All objects.
+    /// All verbs objects (cm ids are not verbs objects).
     public var total: Int { pd + mr + compChannel + cq + qp + srq + ah }
 
     /// Adds another set of counts.
     public static func + (a: ObjectCounts, b: ObjectCounts) -> ObjectCounts {
         ObjectCounts(pd: a.pd + b.pd, mr: a.mr + b.mr, compChannel: a.compChannel + b.compChannel, cq: a.cq + b.cq,
-                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah)
+                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah, cmID: a.cmID + b.cmID, cmListener: a.cmListener + b.cmListener)
     }
 }

@@ -22,23 +22,29 @@ public struct ClientIdentity: Sendable, Equatable, Codable {
 final class Session: SessionHandler {
     let id: UInt64
     let identity: ClientIdentity
-    private let vip: IPv4Address
-    private let backend: any VerbsBackend
+    let vip: IPv4Address
+    let backend: any VerbsBackend
     private let map: any VipResolver
     private let limits: SessionLimits
     private let logger: Logger
     private let metrics: RouterMetrics
+    /// The router's rdma_cm, shared by its sessions (nil: cm calls are EOPNOTSUPP).
+    let connectionManagerService: ConnectionManagerService?
     private(set) var objects = ObjectTable()
     private var version: UInt16?
+    /// What the hello granted: capabilities the client offered that this router serves.
+    private var granted: Capabilities = []
     private(set) var stats = SessionStats()
     private let dataPath: DataPath?
     /// The fast path's state, once hello granted it (docs/router.md "Data path").
     private(set) var fast: SessionDataPath?
 
     init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
-         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger, dataPath: DataPath? = nil) {
+         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger, dataPath: DataPath? = nil,
+         connectionManager: ConnectionManagerService? = nil) {
         self.metrics = metrics
         self.dataPath = dataPath
+        self.connectionManagerService = connectionManager
         self.id = id
         self.identity = identity
         self.vip = vip
@@ -52,10 +58,16 @@ final class Session: SessionHandler {
     }
 
     /// Objects, requests and errors so far, for status.
-    var counters: SessionCounters { SessionCounters(objects: objects.counts, requests: stats.requests, errors: stats.errors) }
+    var counters: SessionCounters {
+        var counts = objects.counts
+        if let cm = connectionManagerService { (counts.cmID, counts.cmListener) = cm.counts(session: id) }
+        return SessionCounters(objects: counts, requests: stats.requests, errors: stats.errors)
+    }
 
     /// Destroys every object of the session in dependency order.
     func close() {
+        // Peers of its connections hear of it before its QPs go.
+        connectionManagerService?.close(session: id)
         let counts = objects.counts
         // The poller lets go of every ring first, so nothing it polls is destroyed under it.
         fast?.close()
@@ -83,7 +95,7 @@ final class Session: SessionHandler {
         }
         if case .hello(let hello) = frame.message {
             guard version == nil else { return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: "hello sent twice"), kind: "protocol") }
-            var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? [] : [.sharedMemoryRings], sessionID: id, vip: vip)
+            var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? Self.capabilities : Self.capabilities.union([.sharedMemoryRings]), sessionID: id, vip: vip)
             if case .helloReply(var reply) = answer, reply.capabilities.contains(.sharedMemoryRings), let dataPath {
                 do {
                     fast = try SessionDataPath(pool: dataPath, session: id, maxUnmapped: limits.descriptors)
@@ -96,6 +108,7 @@ final class Session: SessionHandler {
             }
             if case .helloReply(let reply) = answer {
                 version = reply.version
+                granted = reply.capabilities
                 logger.info("hello", metadata: ["client": "\(hello.clientName)", "version": "\(reply.version)", "pid": "\(identity.pid)"])
             } else {
                 stats.errors &+= 1
@@ -127,6 +140,9 @@ final class Session: SessionHandler {
             return failure(frame.requestID, ErrorReply(errno: Errno.invalidArgument, reason: ErrorReply.fit("\(error)")), kind: "other")
         }
     }
+
+    /// The capabilities this router grants to clients that offer them.
+    static let capabilities: Capabilities = [.memorySegments]
 
     private func failure(_ requestID: UInt64, _ error: ErrorReply, kind: String) -> Reply {
         stats.errors &+= 1
@@ -232,7 +248,12 @@ final class Session: SessionHandler {
             guard let memfd = descriptors.first else {
                 throw ErrorReply(errno: Errno.protocolError, reason: "reg_mr carries no memfd")
             }
-            return try registerMemory(r, memfd: memfd)
+            return try registerMemory(RegMRSegmentsRequest(r), descriptors: [memfd], reply: { .regMRReply($0) })
+        case .regMRSegments(let r):
+            guard granted.contains(.memorySegments) else {
+                throw ErrorReply(errno: Errno.protocolError, reason: "regMRSegments needs the memorySegments capability, not offered in hello")
+            }
+            return try registerMemory(r, descriptors: descriptors, reply: { .regMRSegmentsReply($0) })
         case .deregMR(let h):
             guard objects.mrs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("MR", h.rawValue) }
             return Reply(message: .deregMRReply)
@@ -368,34 +389,54 @@ final class Session: SessionHandler {
             stats.completions &+= UInt64(completions.count)
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
-        default:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is not a data-path request")
+
+        case .cmCreateChannel:
+            return try createCMChannel()
+        case .cmCall(let r):
+            return try callCM(r)
+
+        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
+             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
+             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
+             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
+             .cmCreateChannelReply, .cmCallReply:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
         }
     }
 
-    private func registerMemory(_ r: RegMRRequest, memfd: OwnedDescriptor) throws -> Reply {
+    /// reg_mr, over one memfd or several: checks every descriptor and segment, maps the segments side by side in one
+    /// reserved range, closes the descriptors (the mapping keeps the pages) and registers the range at the client's
+    /// address.
+    private func registerMemory(_ r: RegMRSegmentsRequest, descriptors: [OwnedDescriptor], reply: (RegMRReply) -> Message) throws -> Reply {
         let protectionDomain = try pd(r.pd)
         let access = try Check.memoryAccess(r.access)
         try SessionLimits.checkCount(objects.mrs.count, limits.mrs, "MRs", flag: "max-mrs")
-        let file: MemoryFile
-        do {
-            file = try MemoryFile.check(memfd.rawValue)
-        } catch {
-            throw Check.invalid("reg_mr: \(error.detail ?? error.description)")
+        // The router holds the client's descriptors until the pages are mapped.
+        try SessionLimits.checkBudget(UInt64(objects.usage.descriptors), adding: UInt64(descriptors.count), UInt64(limits.descriptors),
+                                      "router descriptors held (reg_mr's memfds)", flag: "max-descriptors", errno: Errno.tooManyDescriptors)
+        var files: [MemoryFile] = []
+        for (i, descriptor) in descriptors.enumerated() {
+            do {
+                files.append(try MemoryFile.check(descriptor.rawValue))
+            } catch {
+                throw Check.invalid("reg_mr\(descriptors.count > 1 ? " descriptor \(i)" : ""): \(error.detail ?? error.description)")
+            }
         }
-        let plan = try Check.memory(r, file: file, maxMRSize: backend.limits.maxMRSize)
+        let plan = try Check.segments(r, files: files, maxMRSize: backend.limits.maxMRSize)
         // Checked before anything is mapped or pinned.
         try SessionLimits.checkBudget(objects.usage.pinnedBytes, adding: plan.mapLength, limits.pinnedBytes, "registered bytes",
                                       flag: "max-pinned-bytes")
-        let mapping = try MemoryMapping(fd: memfd.rawValue, offset: plan.mapOffset, length: plan.mapLength)
-        // The mapping keeps the pages; the client's descriptor is not needed any more.
-        memfd.close()
+        let mapping = try MemoryMapping(length: plan.mapLength, segments: plan.segments.map {
+            MappedSegment(fd: descriptors[$0.descriptor].rawValue, offset: $0.offset, length: $0.length, at: $0.at)
+        })
+        // The mapping keeps the pages; the client's descriptors are not needed any more.
+        for descriptor in descriptors { descriptor.close() }
         let region = UnsafeMutableRawBufferPointer(rebasing: mapping.bytes[plan.bufferOffset..<(plan.bufferOffset + plan.bufferLength)])
         let mr = try protectionDomain.registerMemory(region, iova: r.address, access: access, keepAlive: mapping)
         let handle = objects.allocate()
         objects.mrs[handle] = ObjectTable.MREntry(mr: mr, pd: r.pd.rawValue, pinnedBytes: plan.mapLength)
         stats.registeredBytes &+= r.length
-        return Reply(message: .regMRReply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
+        return Reply(message: reply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
     }
 
     private func createCQ(_ r: CreateCQRequest) throws -> Reply {

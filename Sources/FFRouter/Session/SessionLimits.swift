@@ -19,7 +19,8 @@ public struct SessionLimits: Sendable, Equatable {
     /// Address handles (`--max-ahs`).
     public var ahs = 8192
     /// Router descriptors held for the session (`--max-descriptors`): two per completion channel (the channel and
-    /// the router's end of the event socket). MRs hold none: the router maps the client's memfd and closes it.
+    /// the router's end of the event socket), and a reg_mr's memfds while they are mapped. MRs hold none: the router
+    /// maps the client's memfds and closes them.
     public var descriptors = 256
     /// Bytes of client memory registered, counted in whole pages of the mapping (`--max-pinned-bytes`).
     public var pinnedBytes: UInt64 = 64 << 30

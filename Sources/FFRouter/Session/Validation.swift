@@ -31,36 +31,69 @@ enum Check {
         return Translate.access(flags)
     }
 
-    /// Where a registration's pages lie in the memfd: the page-rounded mapping and the buffer inside it.
-    struct MemoryPlan: Equatable {
-        var mapOffset: UInt64
+    /// Where a registration's pages lie: the page-rounded mapping, each segment's place in it, and the buffer inside it.
+    struct MemoryPlan {
         var mapLength: UInt64
+        /// Per segment: its descriptor (index into the request's) and what to map where.
+        var segments: [(descriptor: Int, offset: UInt64, length: UInt64, at: UInt64)]
         var bufferOffset: Int
         var bufferLength: Int
     }
 
-    /// Checks a `reg_mr` request against the memfd that came with it and plans the mapping.
-    static func memory(_ r: RegMRRequest, file: MemoryFile, maxMRSize: UInt64) throws(ErrorReply) -> MemoryPlan {
+    /// Checks a registration's segments against the memory files that came with it and plans one contiguous mapping.
+    ///
+    /// The codec already made sure the segments are not empty, name descriptors that came, do not wrap around 2^64 and
+    /// add up to `length`. Here: every segment inside its file; the first at the same 4 KiB page offset as the address
+    /// (rxe, and ibv_reg_mr_iova(3) generally, keep the buffer's offset within its page); every other one starting at a
+    /// page of its file, and every one but the last ending at one, so that the pieces fit side by side; one page size for
+    /// all; huge pages in one segment only; no page of a file twice.
+    static func segments(_ r: RegMRSegmentsRequest, files: [MemoryFile], maxMRSize: UInt64) throws(ErrorReply) -> MemoryPlan {
         guard r.length > 0 else { throw invalid("reg_mr length 0") }
         guard r.length <= maxMRSize else { throw invalid("reg_mr length \(r.length) over the device's largest MR (\(maxMRSize) bytes)") }
         _ = try sum(r.address, r.length, "reg_mr address + length")
-        let end = try sum(r.memfdOffset, r.length, "reg_mr memfd offset + length")
-        // rxe (and ibv_reg_mr_iova(3) generally) needs the iova to keep the buffer's offset within its page, so the
-        // memfd offset must sit at the same 4 KiB page offset as the client's address.
-        guard r.memfdOffset % 4096 == r.address % 4096 else {
-            throw invalid("memfd offset \(r.memfdOffset) and address 0x\(String(r.address, radix: 16)) differ in page offset")
+        guard let first = r.segments.first, r.segments.allSatisfy({ Int($0.descriptor) < files.count }) else {
+            throw invalid("reg_mr segments name descriptors that did not come")
         }
-        guard end <= file.size else {
-            throw invalid("reg_mr range \(r.memfdOffset)+\(r.length) outside the memfd's \(file.size) bytes")
+        let page = files[Int(first.descriptor)].pageSize
+        if r.segments.count > 1, let huge = files.firstIndex(where: \.hugePages) {
+            throw invalid("reg_mr descriptor \(huge) holds huge pages: huge-page memory registers as one segment")
         }
-        let page = file.pageSize
-        let mapOffset = r.memfdOffset - r.memfdOffset % page
-        // end ≤ file size < 2^63, so rounding up to a page cannot overflow.
-        let mapEnd = (end + page - 1) / page * page
-        guard let bufferOffset = Int(exactly: r.memfdOffset - mapOffset), let bufferLength = Int(exactly: r.length) else {
+        if let other = files.firstIndex(where: { $0.pageSize != page }) {
+            throw invalid("reg_mr descriptor \(other) has \(files[other].pageSize)-byte pages, the first segment \(page)-byte ones")
+        }
+        guard first.memfdOffset % 4096 == r.address % 4096 else {
+            throw invalid("memfd offset \(first.memfdOffset) and address 0x\(String(r.address, radix: 16)) differ in page offset")
+        }
+        let lead = first.memfdOffset % page
+        var planned: [(descriptor: Int, offset: UInt64, length: UInt64, at: UInt64)] = []
+        var place: UInt64 = 0                          // where the next segment's first byte lands, from the mapping's start
+        var taken: [(file: FileIdentity, from: UInt64, to: UInt64, segment: Int)] = []
+        for (i, segment) in r.segments.enumerated() {
+            let file = files[Int(segment.descriptor)]
+            let end = try sum(segment.memfdOffset, segment.length, "reg_mr segment \(i) offset + length")
+            guard end <= file.size else {
+                throw invalid("reg_mr segment \(i): range \(segment.memfdOffset)+\(segment.length) outside the memfd's \(file.size) bytes")
+            }
+            if i > 0 && segment.memfdOffset % page != 0 {
+                throw invalid("reg_mr segment \(i) starts at offset \(segment.memfdOffset), not at a page of its memfd")
+            }
+            if i < r.segments.count - 1 && end % page != 0 {
+                throw invalid("reg_mr segment \(i) ends at offset \(end), not at a page of its memfd (only the last may)")
+            }
+            // end ≤ file size < 2^63, so rounding up to a page cannot overflow.
+            let from = segment.memfdOffset - segment.memfdOffset % page, to = (end + page - 1) / page * page
+            if let clash = taken.first(where: { $0.file == file.identity && $0.from < to && from < $0.to }) {
+                throw invalid("reg_mr segments \(clash.segment) and \(i) map the same pages of one memfd")
+            }
+            taken.append((file.identity, from, to, i))
+            planned.append((Int(segment.descriptor), from, to - from, place))
+            // place + (to - from) ≤ lead + length, which fits: length ≤ maxMRSize and the sum was checked above.
+            place = try sum(place, to - from, "reg_mr mapping length")
+        }
+        guard let bufferOffset = Int(exactly: lead), let bufferLength = Int(exactly: r.length), Int(exactly: place) != nil else {
             throw ErrorReply(errno: Errno.overflow, reason: "reg_mr range does not fit this router's address space")
         }
-        return MemoryPlan(mapOffset: mapOffset, mapLength: mapEnd - mapOffset, bufferOffset: bufferOffset, bufferLength: bufferLength)
+        return MemoryPlan(mapLength: place, segments: planned, bufferOffset: bufferOffset, bufferLength: bufferLength)
     }
 
     /// QP capabilities within the device's limits.

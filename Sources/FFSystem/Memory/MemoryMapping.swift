@@ -11,6 +11,8 @@ public struct MemoryFile: Sendable, Equatable {
     public var pageSize: UInt64
     /// The file lives on hugetlbfs.
     public var hugePages: Bool
+    /// The file's device and inode: two descriptors of the same file have the same identity.
+    public var identity: FileIdentity
 
     /// Checks that `fd` is memory a router may map and register without risk: a memfd or other shmem file (F_GET_SEALS
     /// succeeds only there) or a hugetlbfs file, and a regular file. Anything else (a disk or FUSE file, whose pages
@@ -31,7 +33,40 @@ public struct MemoryFile: Sendable, Equatable {
         let base = UInt64(max(4096, sysconf(Int32(_SC_PAGESIZE))))
         let block = UInt64(max(0, Int(st.st_blksize)))
         let page = huge && block > base && block & (block - 1) == 0 ? block : base
-        return MemoryFile(size: UInt64(max(0, Int64(st.st_size))), pageSize: page, hugePages: huge)
+        return MemoryFile(size: UInt64(max(0, Int64(st.st_size))), pageSize: page, hugePages: huge,
+                          identity: FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+    }
+}
+
+/// A file's identity (device and inode numbers, stat(2)).
+public struct FileIdentity: Sendable, Hashable {
+    /// `st_dev`.
+    public var device: UInt64
+    /// `st_ino`.
+    public var inode: UInt64
+    /// Creates an identity.
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+}
+
+/// One part of a composite `MemoryMapping`: `length` bytes at `offset` of `fd`, placed `at` bytes into the mapping.
+public struct MappedSegment: Sendable, Equatable {
+    /// The memory file (not kept: the mapping holds the pages).
+    public var fd: Int32
+    /// Offset in the file, a multiple of its page size.
+    public var offset: UInt64
+    /// Bytes to map, a multiple of the page size except for the last segment of the file.
+    public var length: UInt64
+    /// Where the segment starts inside the mapping, a multiple of the page size.
+    public var at: UInt64
+    /// Creates a segment.
+    public init(fd: Int32, offset: UInt64, length: UInt64, at: UInt64) {
+        self.fd = fd
+        self.offset = offset
+        self.length = length
+        self.at = at
     }
 }
 
@@ -51,6 +86,43 @@ public final class MemoryMapping: @unchecked Sendable {
         let address = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start)
         guard let address, address != MAP_FAILED else { throw SystemError.last("mmap", "\(length) bytes at offset \(offset)") }
         bytes = UnsafeMutableRawBufferPointer(start: address, count: count)
+    }
+
+    /// Maps several files' pages into one contiguous range of `length` bytes: the range is reserved first
+    /// (PROT_NONE, so nothing else can land inside it) and each segment is mapped over its place with MAP_FIXED.
+    /// The segments must lie inside the range; the caller checked their files and alignment with `MemoryFile.check`.
+    public convenience init(length: UInt64, segments: [MappedSegment]) throws(SystemError) {
+        if segments.count == 1, segments[0].at == 0, segments[0].length == length {
+            try self.init(fd: segments[0].fd, offset: segments[0].offset, length: length)
+        } else {
+            self.init(mapped: try Self.composite(length: length, segments: segments))
+        }
+    }
+
+    private init(mapped: UnsafeMutableRawBufferPointer) { bytes = mapped }
+
+    private static func composite(length: UInt64, segments: [MappedSegment]) throws(SystemError) -> UnsafeMutableRawBufferPointer {
+        guard length > 0, let count = Int(exactly: length) else {
+            throw SystemError(operation: "mmap", errno: EINVAL, detail: "a composite mapping of \(length) bytes")
+        }
+        let reserved = mmap(nil, count, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let reserved, reserved != MAP_FAILED else { throw SystemError.last("mmap", "reserving \(length) bytes") }
+        for segment in segments {
+            let (end, overflow) = segment.at.addingReportingOverflow(segment.length)
+            guard !overflow, end <= length, segment.length > 0, let size = Int(exactly: segment.length), let at = Int(exactly: segment.at),
+                  let offset = off_t(exactly: segment.offset) else {
+                munmap(reserved, count)
+                throw SystemError(operation: "mmap", errno: EINVAL, detail: "segment of \(segment.length) bytes at \(segment.at) outside \(length)")
+            }
+            let placed = mmap(reserved + at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, segment.fd, offset)
+            guard placed == reserved + at else {
+                // Captured before munmap can change errno.
+                let error = SystemError.last("mmap", "\(segment.length) bytes at offset \(segment.offset) into place \(segment.at)")
+                munmap(reserved, count)
+                throw error
+            }
+        }
+        return UnsafeMutableRawBufferPointer(start: reserved, count: count)
     }
 
     deinit { munmap(bytes.baseAddress, bytes.count) }

@@ -39,8 +39,11 @@ public final class EventChannel: @unchecked Sendable {
         }
         // A connect request carries a new cm_id; from here on this library owns it.
         let newConnection = type == .connectRequest ? ConnectionID(raw: e.id, channel: self) : nil
-        let result = ConnectionEvent(kind: type, status: e.status, id: ConnectionID.Identifier(e.id),
+        var result = ConnectionEvent(kind: type, status: e.status, id: ConnectionID.Identifier(e.id),
                                      newConnection: newConnection, privateData: privateData)
+        result.listenID = e.listen_id.map(ConnectionID.Identifier.init)
+        result.responderResources = e.param.conn.responder_resources
+        result.initiatorDepth = e.param.conn.initiator_depth
         rdma_ack_cm_event(event)
         return result
     }
@@ -73,6 +76,8 @@ public struct ConnectionEvent: Sendable {
         public static let rejected = Kind(rawValue: RDMA_CM_EVENT_REJECTED.rawValue)
         /// RDMA_CM_EVENT_TIMEWAIT_EXIT.
         public static let timewaitExit = Kind(rawValue: RDMA_CM_EVENT_TIMEWAIT_EXIT.rawValue)
+        /// RDMA_CM_EVENT_CONNECT_RESPONSE: the peer accepted a connect made without a QP on the cm_id.
+        public static let connectResponse = Kind(rawValue: RDMA_CM_EVENT_CONNECT_RESPONSE.rawValue)
         /// `rdma_event_str(3)`, e.g. "RDMA_CM_EVENT_ESTABLISHED".
         public var description: String { String(cString: rdma_event_str(rdma_cm_event_type(rawValue: rawValue))) }
     }
@@ -87,6 +92,21 @@ public struct ConnectionEvent: Sendable {
     public var newConnection: ConnectionID?
     /// Private data the peer sent with connect/accept.
     public var privateData: [UInt8]
+    /// For a connect request: the listening cm_id it arrived on.
+    public var listenID: ConnectionID.Identifier?
+    /// The peer's `responder_resources` / `initiator_depth`, as this side sees them (connect request and response).
+    public var responderResources: UInt8 = 0
+    /// See `responderResources`.
+    public var initiatorDepth: UInt8 = 0
+
+    /// An event as librdmacm reported it.
+    public init(kind: Kind, status: Int32, id: ConnectionID.Identifier, newConnection: ConnectionID?, privateData: [UInt8]) {
+        self.kind = kind
+        self.status = status
+        self.id = id
+        self.newConnection = newConnection
+        self.privateData = privateData
+    }
 }
 
 /// Connection parameters (`struct rdma_conn_param`) for connect and accept.
@@ -101,6 +121,8 @@ public struct ConnectionParameters: Sendable {
     public var retryCount: UInt8
     /// RNR retries (7: for ever).
     public var rnrRetryCount: UInt8
+    /// The QP number to announce when the cm_id has no QP of its own (the QP is moved by its owner).
+    public var qpNumber: UInt32 = 0
 
     /// Parameters with the given private data.
     public init(privateData: [UInt8] = [], responderResources: UInt8 = 1, initiatorDepth: UInt8 = 1, retryCount: UInt8 = 7,
@@ -121,6 +143,7 @@ public struct ConnectionParameters: Sendable {
             p.initiator_depth = initiatorDepth
             p.retry_count = retryCount
             p.rnr_retry_count = rnrRetryCount
+            p.qp_num = qpNumber
             return body(&p)
         }
     }
@@ -225,6 +248,31 @@ public final class ConnectionID: @unchecked Sendable {
         try Call.returnsMinusOne("rdma_disconnect") { rdma_disconnect(raw) }
     }
 
+    /// `rdma_reject(3)` of a connect request received on this cm_id.
+    public func reject(privateData: [UInt8] = []) throws(VerbsError) {
+        let rc = privateData.withUnsafeBytes { rdma_reject(raw, $0.baseAddress, UInt8(min($0.count, 255))) }
+        if rc != 0 { throw VerbsError(operation: "rdma_reject", errno: Glibc.errno) }
+    }
+
+    /// `rdma_establish(3)`: after a connect response, once the owner moved its QP to RTS (sends the RTU).
+    public func establish() throws(VerbsError) {
+        try Call.returnsMinusOne("rdma_establish") { rdma_establish(raw) }
+    }
+
+    /// `rdma_init_qp_attr(3)` for a transition to `state` (RTR or RTS): what the connection manager negotiated.
+    public func transitionAttributes(to state: QPState) throws(VerbsError) -> ConnectionTransition {
+        var attr = ibv_qp_attr()
+        attr.qp_state = ibv_qp_state(rawValue: state.rawValue)
+        var mask: Int32 = 0
+        try Call.returnsMinusOne("rdma_init_qp_attr", detail: "\(state)") { rdma_init_qp_attr(raw, &attr, &mask) }
+        return ConnectionTransition(destinationQPN: attr.dest_qp_num, receivePSN: attr.rq_psn, sendPSN: attr.sq_psn,
+                                    pathMTU: UInt8(truncatingIfNeeded: attr.path_mtu.rawValue), maxDestinationReadAtomic: attr.max_dest_rd_atomic,
+                                    maxReadAtomic: attr.max_rd_atomic, retryCount: attr.retry_cnt, rnrRetry: attr.rnr_retry)
+    }
+
+    /// The peer's port (`rdma_get_dst_port(3)`).
+    public var remotePort: UInt16 { UInt16(bigEndian: rdma_get_dst_port(raw)) }
+
     static func socketAddress(_ ipv4: String, port: UInt16) throws(VerbsError) -> sockaddr_in {
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
@@ -234,4 +282,24 @@ public final class ConnectionID: @unchecked Sendable {
         }
         return sin
     }
+}
+
+/// What `rdma_init_qp_attr(3)` reports for a QP transition of a connection.
+public struct ConnectionTransition: Sendable, Equatable {
+    /// The peer's QP number.
+    public var destinationQPN: UInt32
+    /// The PSN the peer sends with (RTR).
+    public var receivePSN: UInt32
+    /// The PSN to send with (RTS).
+    public var sendPSN: UInt32
+    /// `ibv_mtu` of the path (RTR).
+    public var pathMTU: UInt8
+    /// Reads and atomics the peer may have outstanding here (RTR).
+    public var maxDestinationReadAtomic: UInt8
+    /// Reads and atomics this side may have outstanding (RTS).
+    public var maxReadAtomic: UInt8
+    /// Transport retries (RTS).
+    public var retryCount: UInt8
+    /// RNR retries (RTS).
+    public var rnrRetry: UInt8
 }

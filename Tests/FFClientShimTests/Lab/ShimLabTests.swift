@@ -2,15 +2,21 @@ import Foundation
 import XCTest
 
 /// Issue 9's acceptance on the real device: in the Soft-RoCE lab, two routers on rxe0's two node GIDs serve pod a
-/// (node 1) and pod b (node 2); each unmodified Debian program runs as a server in pod a and a client in pod b through
+/// (node 1) and pod b (node 2). Each unmodified Debian program runs as a server in pod a and a client in pod b through
 /// the shim, preloaded and as the drop-in, and must end as the same program run directly on rxe0 between the two GIDs
-/// (which these tests also run, in the same guest). Pods exchange QP numbers over loopback TCP here; the pods' own
-/// network namespaces with their vips are still to come (docs/shim.md).
+/// (which these tests also run, in the same guest). The pods are real namespaces (scripts/lab-pod): they see no
+/// device, find the router socket at the shim's default path, and reach each other by vip only.
 final class ShimLabTests: XCTestCase {
+    /// One pair of routers and pods for the whole class: starting them costs seconds under emulation. Each test
+    /// leaves them clean (the routers' cleanup is what `testKillingAPodMidTransferLeavesBothRoutersClean` checks).
+    nonisolated(unsafe) private static var shared: FakeRouterFixture?
     private var routers: FakeRouterFixture!
 
-    override func setUpWithError() throws { routers = try FakeRouterFixture(onRealDevice: true) }
-    override func tearDown() { routers = nil }
+    override func setUpWithError() throws {
+        if Self.shared == nil { Self.shared = try FakeRouterFixture(onRealDevice: true) }
+        routers = Self.shared
+    }
+    override class func tearDown() { shared = nil }
 
     /// How a side of a pair runs: through the shim in a pod, or directly on rxe0 at a node GID.
     private enum Way: CustomStringConvertible {
@@ -46,17 +52,21 @@ final class ShimLabTests: XCTestCase {
 
     private func pairOnce(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         let port = 20_000 + Int.random(in: 0..<20_000)
-        func environment(_ pod: String) -> [String: String] {
-            if case .shim(let mode) = way { return routers.environment(pod: pod, mode: mode) }
-            return [:]
+        let executable = "/usr/bin/\(program)"
+        switch way {
+        case .direct:
+            let device = ["-d", "rxe0"]
+            let server = try RunningProgram(executable, options + device + gid(0) + ["-p", "\(port)"], environment: [:], directory: routers.directory)
+            try waitForListener(port: port)
+            let client = try RunningProgram(executable, options + device + gid(1) + ["-p", "\(port)", "127.0.0.1"], environment: [:],
+                                            directory: routers.directory).finish()
+            return (client, server.finish())
+        case .shim(let mode):
+            let server = try routers.start(executable, options + gid(0) + ["-p", "\(port)"], pod: "a", mode: mode)
+            try routers.waitForListener(pod: "a", port: port)
+            let client = try routers.start(executable, options + gid(1) + ["-p", "\(port)", routers.address(of: "a")], pod: "b", mode: mode).finish()
+            return (client, server.finish())
         }
-        let device: [String] = if case .direct = way { ["-d", "rxe0"] } else { [] }
-        let server = try RunningProgram("/usr/bin/\(program)", options + device + gid(0) + ["-p", "\(port)"], environment: environment("a"),
-                                        directory: routers.directory)
-        try waitForListener(port: port)
-        let client = try RunningProgram("/usr/bin/\(program)", options + device + gid(1) + ["-p", "\(port)", "127.0.0.1"],
-                                        environment: environment("b"), directory: routers.directory).finish()
-        return (client, server.finish())
     }
 
     /// The program ends the same way through the shim (both modes) as directly on rxe0, and directly it succeeds.
@@ -84,21 +94,128 @@ final class ShimLabTests: XCTestCase {
 
     func testIbvDevinfoShowsTheVirtualDeviceOnRxe() throws {
         for mode in ShimMode.allCases {
-            let result = try RunningProgram.run("/usr/bin/ibv_devinfo", environment: routers.environment(pod: "a", mode: mode), directory: routers.directory)
+            let result = try routers.start("/usr/bin/ibv_devinfo", [], pod: "a", mode: mode).finish()
             XCTAssertEqual(result.status, 0, result.errors)
             XCTAssertTrue(result.output.contains("freeflow0") && result.output.contains("PORT_ACTIVE"), "\(mode): \(result.output)")
+            XCTAssertFalse(result.output.contains("rxe0"), "\(mode): the pod sees rxe0: \(result.output)")
         }
     }
 
-    func testRCPingpong() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "200"]) }
-    func testRCPingpongWithEvents() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "200", "-e"]) }
-    func testUCPingpong() throws { try sameAsDirect("ibv_uc_pingpong", ["-n", "200"]) }
-    func testUDPingpong() throws { try sameAsDirect("ibv_ud_pingpong", ["-n", "200"]) }
-    func testSendBandwidth8K() throws { try sameAsDirect("ib_send_bw", ["-n", "200", "-s", "8192"]) }
-    func testWriteBandwidth64K() throws { try sameAsDirect("ib_write_bw", ["-n", "100", "-s", "65536"]) }
-    func testWriteBandwidth1MFourQPs() throws { try sameAsDirect("ib_write_bw", ["-n", "20", "-s", "1048576", "-q", "4"]) }
-    func testReadBandwidth2K() throws { try sameAsDirect("ib_read_bw", ["-n", "200", "-s", "2048"]) }
-    func testWriteLatency() throws { try sameAsDirect("ib_write_lat", ["-n", "200"]) }
-    func testSendLatency() throws { try sameAsDirect("ib_send_lat", ["-n", "200"]) }
-    func testAtomicBandwidth() throws { try sameAsDirect("ib_atomic_bw", ["-n", "200"]) }
+    func testAPodWithoutTheRouterSocketSeesNoDeviceAndOneLineSayingWhy() throws {
+        for mode in ShimMode.allCases {
+            let result = try RunningProgram.run(ShimArtifacts.scripts.appendingPathComponent("lab-pod").path,
+                                                ["exec", "a", "--", "/usr/bin/ibv_devinfo"],
+                                                environment: routers.environment(pod: "a", mode: mode), directory: routers.directory)
+            XCTAssertNotEqual(result.status, 0, "\(mode): \(result.output)")
+            XCTAssertTrue(result.errors.contains("No IB devices found"), "\(mode): \(result.errors)")
+            let reasons = result.errors.split(separator: "\n").filter { $0.hasPrefix("libffclient:") }
+            XCTAssertEqual(reasons, ["libffclient: no RDMA device: cannot reach the FreeFlow router at /run/freeflow/ffclient.sock: connect: No such file or directory (errno \(ENOENT))"],
+                           "\(mode): \(result.errors)")
+        }
+    }
+
+    func testRCPingpong() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "100"]) }
+    func testRCPingpongWithEvents() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "100", "-e"]) }
+    func testRCPingpongCheckingTheReceivedBuffer() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "100", "-c"]) }
+    func testRCPingpongWithTheNewPostAPI() throws { try sameAsDirect("ibv_rc_pingpong", ["-n", "100", "-N"]) }
+    func testUCPingpong() throws { try sameAsDirect("ibv_uc_pingpong", ["-n", "100"]) }
+    func testUDPingpong() throws { try sameAsDirect("ibv_ud_pingpong", ["-n", "100"]) }
+    func testSRQPingpong() throws { try sameAsDirect("ibv_srq_pingpong", ["-n", "100", "-q", "4"]) }
+
+    /// The issue's sizes, with fewer iterations for larger messages so each run stays a few seconds under emulation.
+    private static let sizes: [(bytes: Int, iterations: Int)] = [(2048, 100), (8192, 100), (65536, 30), (1_048_576, 5)]
+
+    func testWriteBandwidthAtEverySize() throws {
+        for size in Self.sizes { try sameAsDirect("ib_write_bw", ["-n", "\(size.iterations)", "-s", "\(size.bytes)"]) }
+    }
+    func testSendBandwidthAtEverySize() throws {
+        for size in Self.sizes { try sameAsDirect("ib_send_bw", ["-n", "\(size.iterations)", "-s", "\(size.bytes)"]) }
+    }
+    func testReadBandwidthAtEverySize() throws {
+        for size in Self.sizes { try sameAsDirect("ib_read_bw", ["-n", "\(size.iterations)", "-s", "\(size.bytes)"]) }
+    }
+    func testWriteBandwidthFourQPs() throws { try sameAsDirect("ib_write_bw", ["-n", "20", "-s", "1048576", "-q", "4"]) }
+    func testSendBandwidthWithEvents() throws { try sameAsDirect("ib_send_bw", ["-n", "200", "-s", "8192", "-e"]) }
+    func testSendBandwidthOverUD() throws { try sameAsDirect("ib_send_bw", ["-n", "200", "-c", "UD"]) }
+    func testWriteBandwidthOverUC() throws { try sameAsDirect("ib_write_bw", ["-n", "200", "-s", "8192", "-c", "UC"]) }
+    func testWriteLatency() throws { try sameAsDirect("ib_write_lat", ["-n", "100"]) }
+    func testReadLatency() throws { try sameAsDirect("ib_read_lat", ["-n", "100"]) }
+    func testSendLatency() throws { try sameAsDirect("ib_send_lat", ["-n", "100"]) }
+    func testAtomicBandwidth() throws { try sameAsDirect("ib_atomic_bw", ["-n", "100"]) }
+    func testAtomicLatency() throws { try sameAsDirect("ib_atomic_lat", ["-n", "100"]) }
+
+    func testNCCLStyleLoaderFindsTheVirtualDeviceInDropInMode() throws {
+        let program = try compileProgram("dlvsym", into: routers.directory, libraries: ["-ldl"])
+        let result = try routers.start(program, [], pod: "a", mode: .dropIn).finish()
+        XCTAssertEqual(result.status, 0, "\(result.output) \(result.errors)")
+        XCTAssertFalse(result.output.contains("FAIL"), result.output)
+    }
+
+    func testEveryOperationMovesTheRightBytesFromEveryKindOfMemoryHugePagesIncluded() throws {
+        // The guest is ours: reserve a few huge pages (memcheck uses one 2 MiB page).
+        if HugePages.free < 2 { try "8\n".write(toFile: "/proc/sys/vm/nr_hugepages", atomically: false, encoding: .utf8) }
+        XCTAssertGreaterThanOrEqual(HugePages.free, 2, "the guest could not reserve huge pages")
+        let program = try compileProgram("memcheck", into: routers.directory)
+        for mode in ShimMode.allCases {
+            let result = try routers.start(program, [], pod: "a", mode: mode).finish()
+            verifyMemcheck(result, hugePages: true, "\(mode) on rxe0")
+        }
+    }
+
+    /// `rdma res show` counts of the kernel's verbs objects on rxe0 (pd, cq, qp, mr, srq, ctx).
+    private func kernelResources() throws -> [String: Int] {
+        let text = try RunningProgram.run("/usr/bin/env", ["rdma", "res", "show"], directory: routers.directory).output
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        var counts: [String: Int] = [:]
+        for (i, word) in words.enumerated() where i + 1 < words.count {
+            if let n = Int(words[i + 1]), ["pd", "cq", "qp", "mr", "srq", "ctx"].contains(word) { counts[word] = n }
+        }
+        return counts
+    }
+
+    /// Sessions and objects each router holds for its pods.
+    private func routerHoldings() throws -> [String: String] {
+        var holdings: [String: String] = [:]
+        for node in routers.nodes {
+            let status = try routers.status(node: node)
+            let clients = (status["clients"] as? [Any])?.count ?? -1
+            let objects = (status["objects"] as? [String: Any]).map { $0.filter { ($0.value as? Int) != 0 }.keys.sorted() } ?? ["?"]
+            holdings[node] = "clients=\(clients) objects=\(objects)"
+        }
+        return holdings
+    }
+
+    func testKillingAPodMidTransferLeavesBothRoutersClean() throws {
+        let clean = ["node1": "clients=0 objects=[]", "node2": "clients=0 objects=[]"]
+        try eventually(seconds: 60, "the routers hold nothing from earlier tests") { try routerHoldings() == clean }
+        let baseline = try kernelResources()
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let options = ["-x", "0", "-s", "65536", "-n", "100000000", "-p", "\(port)"]
+        let server = try routers.start("/usr/bin/ib_write_bw", options, pod: "a", mode: .dropIn)
+        try routers.waitForListener(pod: "a", port: port)
+        let client = try routers.start("/usr/bin/ib_write_bw", options + [routers.address(of: "a")], pod: "b", mode: .preload)
+        // Mid-transfer: both sides' QPs are ready to send in the kernel (perftest connects them just before it starts).
+        try eventually(seconds: 60, "both perftest QPs reach RTS") {
+            let qps = try RunningProgram.run("/usr/bin/env", ["rdma", "res", "show", "qp"], directory: routers.directory).output
+            return qps.split(separator: "\n").filter { $0.contains("state RTS") }.count >= 2
+        }
+        usleep(500_000)
+        client.kill9()
+        // timeout(1) passes its child's death on: it kills itself with the same signal.
+        let killed = client.finish()
+        XCTAssertTrue([SIGKILL, 128 + SIGKILL].contains(killed.status), "the client ended with \(killed.status), not by SIGKILL")
+        server.kill9()
+        _ = server.finish()
+        try eventually(seconds: 60, "both routers are back to no sessions and no objects") { try routerHoldings() == clean }
+        try eventually(seconds: 60, "rdma res show counts are back to their baseline") { try kernelResources() == baseline }
+    }
+
+    /// Waits until `condition` holds, within a bound, and fails the test with `what` if it never does.
+    private func eventually(seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try !condition() {
+            guard Date() < deadline else { return XCTFail("not within \(seconds) s: \(what)") }
+            usleep(100_000)
+        }
+    }
 }

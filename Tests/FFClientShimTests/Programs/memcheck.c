@@ -2,7 +2,10 @@
  * ibv_reg_mr on ordinary memory through the shim, checked byte by byte: buffers from malloc, anonymous
  * mmap, aligned_alloc and the stack keep their contents when registered, SEND / WRITE / WRITE_WITH_IMM /
  * READ / both atomics move the right bytes between two connected RC QPs of one context, memory stays
- * valid after dereg, and mappings the shim cannot move are refused with EINVAL.
+ * valid after dereg, MAP_HUGETLB memory stays on huge pages while registered and after, registrations that
+ * partly overlap live ones (half inside one, spanning two with a gap between) share their pages both ways
+ * and survive dereg in either order, and mappings the shim cannot move are refused with EINVAL. Without
+ * huge pages to map, it prints "skip hugepages".
  * Prints "ok <check>" per check; exits 1 with "FAIL <check>: <why>" at the first failure.
  */
 #define _GNU_SOURCE
@@ -299,6 +302,135 @@ static void cq_ex_case(void) {
     CHECK(!ibv_dereg_mr(mr) && !ibv_destroy_qp(a) && !ibv_destroy_qp(b) && !ibv_destroy_cq(ibv_cq_ex_to_cq(cqx)), name, "cleanup");
 }
 
+#define PAGE 4096
+
+/* RDMA WRITE of `n` bytes from `from` (local key `lkey`) to `to` through `rkey`, or READ from `to` into
+ * `from` if `read`; waits for the completion. */
+static void rdma(int read, void *from, uint32_t lkey, void *to, uint32_t rkey, uint32_t n, const char *name) {
+    struct ibv_sge sge = {.addr = (uintptr_t)from, .length = n, .lkey = lkey};
+    struct ibv_send_wr wr = {.wr_id = 7, .sg_list = &sge, .num_sge = 1, .opcode = read ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE,
+                             .send_flags = IBV_SEND_SIGNALED, .wr.rdma = {.remote_addr = (uintptr_t)to, .rkey = rkey}};
+    post(qp1, &wr, name);
+    complete(1, name, NULL);
+}
+
+static struct ibv_mr *reg_all(void *addr, size_t length, const char *name) {
+    struct ibv_mr *mr = ibv_reg_mr(pd, addr, length, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+    CHECK(mr, name, "reg_mr");
+    return mr;
+}
+
+/* `b` registered half inside `a`: bytes written through one MR are read through the other (RDMA both ways,
+ * in the shared page and in each one's own pages); after one dereg (either order) the other still works and
+ * the memory stays the program's. */
+static void overlap_half(int first_goes_first) {
+    const char *name = first_goes_first ? "partial overlap, first dereg first" : "partial overlap, second dereg first";
+    uint8_t *wide = mmap(NULL, 6 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *scratch = aligned_alloc(PAGE, 2 * PAGE);
+    CHECK(wide != MAP_FAILED && scratch, name, "memory");
+    fill(wide, 6 * PAGE, 13);
+    struct ibv_mr *local = reg_all(scratch, 2 * PAGE, name);
+    struct ibv_mr *a = reg_all(wide, 2 * PAGE, name);                /* pages 0-1 */
+    struct ibv_mr *b = reg_all(wide + PAGE + 100, 2 * PAGE, name);   /* half in page 1, then pages 2-3 */
+    CHECK(same(wide, 6 * PAGE, 13), name, "contents changed by the registrations");
+    /* Write through b into the shared page, read it back through a. */
+    fill(scratch, 512, 17);
+    rdma(0, scratch, local->lkey, wide + PAGE + 200, b->rkey, 512, name);
+    CHECK(same(wide + PAGE + 200, 512, 17), name, "write through the second MR not in memory");
+    memset(scratch + PAGE, 0, 512);
+    rdma(1, scratch + PAGE, local->lkey, wide + PAGE + 200, a->rkey, 512, name);
+    CHECK(same(scratch + PAGE, 512, 17), name, "read through the first MR differs");
+    /* From b's own pages (as the local side) into a's own page, and back through b from the shared page. */
+    fill(wide + 2 * PAGE + 500, 300, 19);
+    rdma(0, wide + 2 * PAGE + 500, b->lkey, wide + 50, a->rkey, 300, name);
+    CHECK(same(wide + 50, 300, 19), name, "write from the second MR's own pages");
+    fill(wide + PAGE + 1000, 64, 21);
+    rdma(1, wide + 2 * PAGE, b->lkey, wide + PAGE + 1000, b->rkey, 64, name);
+    CHECK(same(wide + 2 * PAGE, 64, 21), name, "read inside the second MR");
+    printf("ok %s: both MRs see the same bytes\n", name);
+
+    struct ibv_mr *stays = first_goes_first ? b : a;
+    CHECK(!ibv_dereg_mr(first_goes_first ? a : b), name, "first dereg");
+    fill(scratch, 256, 23);
+    uint8_t *inside = first_goes_first ? wide + 2 * PAGE + 10 : wide + 10;
+    rdma(0, scratch, local->lkey, inside, stays->rkey, 256, name);
+    CHECK(same(inside, 256, 23), name, "the other MR stopped working");
+    CHECK(!ibv_dereg_mr(stays), name, "second dereg");
+    fill(wide, 6 * PAGE, 29);
+    CHECK(same(wide, 6 * PAGE, 29), name, "memory unusable after dereg");
+    CHECK(!ibv_dereg_mr(local), name, "dereg scratch");
+    printf("ok %s keeps memory valid\n", name);
+    munmap(wide, 6 * PAGE);
+    free(scratch);
+}
+
+/* One registration over two live ones and the gap between them, and past the second: the pages of each part
+ * are shared both ways, and the memory outlives all three. */
+static void overlap_span(void) {
+    const char *name = "spanning overlap";
+    uint8_t *wide = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *scratch = aligned_alloc(PAGE, PAGE);
+    CHECK(wide != MAP_FAILED && scratch, name, "memory");
+    fill(wide, 8 * PAGE, 31);
+    struct ibv_mr *local = reg_all(scratch, PAGE, name);
+    struct ibv_mr *a = reg_all(wide, 2 * PAGE, name);              /* pages 0-1 */
+    struct ibv_mr *b = reg_all(wide + 4 * PAGE, 2 * PAGE, name);   /* pages 4-5 */
+    struct ibv_mr *c = reg_all(wide + PAGE + 10, 5 * PAGE, name);  /* page 1 of a, gap 2-3, b's 4-5, page 6 */
+    CHECK(same(wide, 8 * PAGE, 31), name, "contents changed by the registrations");
+    struct { uint8_t *at; struct ibv_mr *other; } parts[] = {{wide + PAGE + 64, a}, {wide + 4 * PAGE + 64, b}};
+    for (int i = 0; i < 2; i++) {
+        fill(scratch, 128, (uint8_t)(37 + i));
+        rdma(0, scratch, local->lkey, parts[i].at, c->rkey, 128, name);
+        CHECK(same(parts[i].at, 128, (uint8_t)(37 + i)), name, "write through the spanning MR, part %d", i);
+        memset(scratch, 0, 128);
+        rdma(1, scratch, local->lkey, parts[i].at, parts[i].other->rkey, 128, name);
+        CHECK(same(scratch, 128, (uint8_t)(37 + i)), name, "read through the earlier MR, part %d", i);
+    }
+    /* The gap and the page past b are c's own; write into them from a's pages as the local side. */
+    fill(wide + 100, 200, 41);
+    rdma(0, wide + 100, a->lkey, wide + 2 * PAGE + 5, c->rkey, 200, name);
+    rdma(0, wide + 100, a->lkey, wide + 6 * PAGE + 5, c->rkey, 4, name);
+    CHECK(same(wide + 2 * PAGE + 5, 200, 41) && same(wide + 6 * PAGE + 5, 4, 41), name, "write into the spanning MR's own pages");
+    printf("ok %s: every part shares its pages\n", name);
+    CHECK(!ibv_dereg_mr(a) && !ibv_dereg_mr(c), name, "dereg");
+    fill(scratch, 64, 43);
+    rdma(0, scratch, local->lkey, wide + 5 * PAGE, b->rkey, 64, name);
+    CHECK(same(wide + 5 * PAGE, 64, 43), name, "the last MR stopped working");
+    CHECK(!ibv_dereg_mr(b) && !ibv_dereg_mr(local), name, "dereg");
+    fill(wide, 8 * PAGE, 47);
+    CHECK(same(wide, 8 * PAGE, 47), name, "memory unusable after dereg");
+    printf("ok %s keeps memory valid\n", name);
+    munmap(wide, 8 * PAGE);
+    free(scratch);
+}
+
+/* A registration over eight live ones and the nine gaps around them: seventeen memfds in one request. */
+static void overlap_many(void) {
+    const char *name = "overlap of many";
+    uint8_t *wide = mmap(NULL, 17 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(wide != MAP_FAILED, name, "memory");
+    fill(wide, 17 * PAGE, 51);
+    struct ibv_mr *small[8];
+    for (int i = 0; i < 8; i++) small[i] = reg_all(wide + (2 * i + 1) * PAGE + 8, 64, name);
+    struct ibv_mr *all = reg_all(wide, 17 * PAGE, name);
+    CHECK(same(wide, 17 * PAGE, 51), name, "contents changed by the registrations");
+    for (int i = 0; i < 8; i++) {
+        /* Through the big MR (local side: its gap page 2i) into small MR i's page, read back through small MR i. */
+        uint8_t *gap = wide + 2 * i * PAGE, *inside = wide + (2 * i + 1) * PAGE + 16;
+        fill(gap, 32, (uint8_t)(53 + i));
+        rdma(0, gap, all->lkey, inside, all->rkey, 32, name);
+        memset(gap + 100, 0, 32);
+        rdma(1, gap + 100, all->lkey, inside, small[i]->rkey, 32, name);
+        CHECK(same(inside, 32, (uint8_t)(53 + i)) && same(gap + 100, 32, (uint8_t)(53 + i)), name, "part %d", i);
+    }
+    CHECK(!ibv_dereg_mr(all), name, "dereg");
+    for (int i = 0; i < 8; i++) CHECK(!ibv_dereg_mr(small[i]), name, "dereg %d", i);
+    fill(wide, 17 * PAGE, 57);
+    CHECK(same(wide, 17 * PAGE, 57), name, "memory unusable after dereg");
+    printf("ok %s shares seventeen regions\n", name);
+    munmap(wide, 17 * PAGE);
+}
+
 static void stack_case(void) {
     uint8_t buffer[SIZE] __attribute__((aligned(64)));
     volatile int canary = 0x5eed;
@@ -311,6 +443,59 @@ static void refused(void *addr, size_t length, const char *kind) {
     struct ibv_mr *mr = ibv_reg_mr(pd, addr, length, IBV_ACCESS_LOCAL_WRITE);
     CHECK(!mr && errno == EINVAL, kind, "expected EINVAL");
     printf("ok %s refused\n", kind);
+}
+
+/* The kernel page size of the mapping holding `addr`, from /proc/self/smaps (0 if not found). */
+static size_t page_size_of(const void *addr) {
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    CHECK(smaps, "smaps", "open");
+    char line[4096];
+    int inside = 0;
+    size_t page = 0;
+    while (!page && fgets(line, sizeof line, smaps)) {
+        uintptr_t lo, hi;
+        unsigned long kib;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            inside = lo <= (uintptr_t)addr && (uintptr_t)addr < hi;
+        else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kib) == 1)
+            page = kib * 1024;
+    }
+    fclose(smaps);
+    return page;
+}
+
+static void hugepage_case(void) {
+    size_t len = 2 << 20;
+    uint8_t *huge = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (huge == MAP_FAILED) {
+        printf("skip hugepages: no huge page to map (errno %d)\n", errno);
+        return;
+    }
+    fill(huge, len, 5);
+    size_t page = page_size_of(huge);
+    CHECK(page >= len, "hugepages", "MAP_HUGETLB gave %zu-byte pages", page);
+    struct ibv_mr *mr = ibv_reg_mr(pd, huge + 4096, SIZE, IBV_ACCESS_LOCAL_WRITE);
+    CHECK(mr, "hugepages reg_mr", "reg_mr");
+    CHECK(page_size_of(huge) == page, "hugepages reg_mr", "registered, the memory is on %zu-byte pages", page_size_of(huge));
+    CHECK(same(huge, len, 5), "hugepages reg_mr", "contents changed by registration");
+    CHECK(!ibv_dereg_mr(mr), "hugepages dereg_mr", "dereg_mr");
+    CHECK(page_size_of(huge) == page, "hugepages dereg_mr", "deregistered, the memory is on %zu-byte pages", page_size_of(huge));
+    exercise(huge + 100, "hugepages");
+    printf("ok hugepages stay on %zu-byte pages\n", page);
+    munmap(huge, len);
+
+    /* Huge-page memory registers as one piece: a range reaching from a live huge region into the next huge
+     * page is refused (it would need two). */
+    uint8_t *two = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (two == MAP_FAILED) {
+        printf("skip hugepages composite: no two huge pages to map (errno %d)\n", errno);
+        return;
+    }
+    struct ibv_mr *one = ibv_reg_mr(pd, two + 4096, 4096, IBV_ACCESS_LOCAL_WRITE);
+    CHECK(one, "hugepages composite", "reg_mr in the first huge page");
+    refused(two + len - 4096, 8192, "hugepages composite");
+    CHECK(!ibv_dereg_mr(one), "hugepages composite", "dereg_mr");
+    munmap(two, 2 * len);
 }
 
 int main(void) {
@@ -338,15 +523,14 @@ int main(void) {
     exercise(anon + 100, "mmap");
     exercise(aligned_alloc(4096, SIZE), "aligned_alloc");
     stack_case();
+    hugepage_case();
     wr_api();
     cq_ex_case();
 
-    /* One MR is one memfd in protocol version 1: a range half inside a live registration is refused. */
-    uint8_t *wide = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    struct ibv_mr *first = ibv_reg_mr(pd, wide, 2 * 4096, IBV_ACCESS_LOCAL_WRITE);
-    CHECK(first, "partial overlap", "first reg");
-    refused(wide + 4096, 2 * 4096, "partial overlap");
-    ibv_dereg_mr(first);
+    overlap_half(1);
+    overlap_half(0);
+    overlap_span();
+    overlap_many();
 
     char path[] = "/tmp/ffshim-memcheck-XXXXXX";
     int fd = mkstemp(path);

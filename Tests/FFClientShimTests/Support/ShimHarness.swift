@@ -7,6 +7,12 @@ enum ShimArtifacts {
     static var preload: String { directory.appendingPathComponent("libffclient.so").path }
     static var dropInLibrary: String { directory.appendingPathComponent("libffclient-dropin.so").path }
     static var router: String { directory.appendingPathComponent("ffrouter").path }
+    static var ffctl: String { directory.appendingPathComponent("ffctl").path }
+    /// The repository's scripts (scripts/lab-pod).
+    static var scripts: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts")
+    }
     /// The C programs the tests compile (Tests/FFClientShimTests/Programs).
     static var programs: URL { URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Programs") }
 
@@ -56,6 +62,26 @@ final class RunningProgram {
         try process.run()
     }
 
+    /// What the program has written to standard output so far.
+    var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Waits, within `seconds`, until the program's standard output contains `text`.
+    func waitForOutput(_ text: String, seconds: Double = 60) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !outputSoFar.contains(text) {
+            guard process.isRunning else { throw HarnessError("the program ended before printing '\(text)': \(outputSoFar)") }
+            guard Date() < deadline else { throw HarnessError("the program did not print '\(text)' within \(seconds) s") }
+            usleep(20_000)
+        }
+    }
+
+    /// Kills the program itself with SIGKILL (`timeout` started it as its only child; the pod helper execs into it).
+    func kill9() {
+        let pid = process.processIdentifier
+        let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        for child in children.split(separator: " ").compactMap({ pid_t($0) }) { Glibc.kill(child, SIGKILL) }
+    }
+
     /// Waits for the program to end and returns what it did.
     /// What the program has written to stdout so far.
     var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
@@ -67,6 +93,12 @@ final class RunningProgram {
         return ProgramResult(status: process.terminationStatus, output: output, errors: errors)
     }
 
+    /// What the program has written on stdout so far.
+    func output() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Ends the program abruptly, as a pod killed: `timeout` passes SIGTERM on, and nothing in the program handles it.
+    func kill() { process.terminate() }
+
     /// Runs a program to its end.
     static func run(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:],
                     directory: String) throws -> ProgramResult {
@@ -75,17 +107,23 @@ final class RunningProgram {
 }
 
 /// Routers serving pods a (10.9.0.1) and b (10.9.0.2) from a temporary directory, plus the two ways a program loads
-/// the shim. By default one `ffrouter --fake-device` serves both pods on the host; `onRealDevice` (the Soft-RoCE lab
-/// only) starts two routers on rxe0, one per lab address ("node 1" serves pod a, "node 2" pod b), so that traffic
-/// crosses between the node GIDs as between two machines.
+/// the shim. By default one `ffrouter --fake-device` serves both pods on the host, and programs are host processes
+/// given their pod's socket in FFCLIENT_SOCKET. `onRealDevice` (the Soft-RoCE lab only) starts two routers on rxe0, one
+/// per lab address ("node 1" serves pod a, "node 2" pod b), so that traffic crosses between the node GIDs as between
+/// two machines, and runs programs in real pods (scripts/lab-pod): no device visible, the router socket mounted at the
+/// shim's default path, and the pods' own network, where they reach each other by vip.
 final class FakeRouterFixture {
     let directory: String
     private var routers: [Process] = []
     /// The routers' process ids (for CPU time and liveness checks).
     var routerPIDs: [Int32] { routers.map(\.processIdentifier) }
     private let nodeOf: [String: String]
+    /// Programs run in lab pods (namespaces) rather than as host processes.
+    let inPods: Bool
+    static let vips = ["a": "10.9.0.1", "b": "10.9.0.2"]
 
-    init(onRealDevice: Bool = false) throws {
+    /// `podsOnOneNode` (lab only): one router on node 1 serves both pods (its connection manager connects only its own pods).
+    init(onRealDevice: Bool = false, podsOnOneNode: Bool = false) throws {
         try ShimArtifacts.require(ShimArtifacts.router)
         try ShimArtifacts.require(ShimArtifacts.preload)
         try ShimArtifacts.require(ShimArtifacts.dropInLibrary)
@@ -95,14 +133,18 @@ final class FakeRouterFixture {
             guard env["FFLAB"] == "1", let ip1 = env["FFLAB_IP1"], let ip2 = env["FFLAB_IP2"] else {
                 throw XCTSkip("SKIPPED: needs the Soft-RoCE lab (no RDMA device here); run scripts/test")
             }
-            nodes = [(name: "node1", ip: ip1, pods: ["a=10.9.0.1"]), (name: "node2", ip: ip2, pods: ["b=10.9.0.2"])]
+            nodes = podsOnOneNode ? [(name: "node1", ip: ip1, pods: ["a=10.9.0.1", "b=10.9.0.2"])]
+                : [(name: "node1", ip: ip1, pods: ["a=10.9.0.1"]), (name: "node2", ip: ip2, pods: ["b=10.9.0.2"])]
         }
-        nodeOf = onRealDevice ? ["a": "node1", "b": "node2"] : ["a": "fake", "b": "fake"]
+        nodeOf = !onRealDevice ? ["a": "fake", "b": "fake"] : podsOnOneNode ? ["a": "node1", "b": "node1"] : ["a": "node1", "b": "node2"]
+        inPods = onRealDevice
         directory = NSTemporaryDirectory() + "ffshim-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory + "/dropin", withIntermediateDirectories: true)
         // The drop-in layout: the library under the name the dynamic linker looks for.
         try FileManager.default.createSymbolicLink(atPath: directory + "/dropin/libibverbs.so.1", withDestinationPath: ShimArtifacts.dropInLibrary)
-        let map = onRealDevice ? "10.9.0.1 \(nodes[0].ip)\n10.9.0.2 \(nodes[1].ip)\n" : "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n"
+        // librdmacm's API is in the same library (scripts/shim-install makes the same link).
+        try FileManager.default.createSymbolicLink(atPath: directory + "/dropin/librdmacm.so.1", withDestinationPath: "libibverbs.so.1")
+        let map = onRealDevice ? "10.9.0.1 \(nodes[0].ip)\n10.9.0.2 \(nodes[nodes.count - 1].ip)\n" : "10.9.0.1 10.0.2.15\n10.9.0.2 10.0.2.15\n"
         try map.write(toFile: directory + "/map.txt", atomically: true, encoding: .utf8)
         for node in nodes {
             let sockets = "\(directory)/sockets/\(node.name)"
@@ -115,9 +157,21 @@ final class FakeRouterFixture {
             routers.append(router)
         }
         for pod in ["a", "b"] { try waitForSocket(socket(pod)) }
+        if inPods {
+            for (pod, vip) in Self.vips.sorted(by: { $0.key < $1.key }) {
+                _ = try RunningProgram.run(Self.labPod, ["down", pod], directory: directory)
+                let up = try RunningProgram.run(Self.labPod, ["up", pod, "--vip", vip], directory: directory)
+                guard up.status == 0 else { throw HarnessError("lab-pod up \(pod) failed: \(up.errors)") }
+            }
+        }
     }
 
+    private static var labPod: String { ShimArtifacts.scripts.appendingPathComponent("lab-pod").path }
+
     deinit {
+        if inPods {
+            for pod in Self.vips.keys { _ = try? RunningProgram.run(Self.labPod, ["down", pod], directory: directory) }
+        }
         for router in routers where router.isRunning {
             router.terminate()
             router.waitUntilExit()
@@ -128,9 +182,48 @@ final class FakeRouterFixture {
     /// Pod `pod`'s router socket.
     func socket(_ pod: String) -> String { "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/\(pod).sock" }
 
-    /// The environment that runs a program as pod `pod` with the shim loaded in `mode`.
+    /// A router's admin socket (node "fake", or "node1"/"node2" on the real device).
+    func adminSocket(node: String) -> String { "\(directory)/sockets/\(node)/admin.sock" }
+
+    /// The routers' nodes.
+    var nodes: [String] { Array(Set(nodeOf.values)).sorted() }
+
+    /// The address a program uses to reach a server in pod `pod`: its vip in lab pods, loopback on the host.
+    func address(of pod: String) -> String { inPods ? Self.vips[pod] ?? "" : "127.0.0.1" }
+
+    /// Starts `executable` as pod `pod` with the shim loaded in `mode` (in the pod's namespaces in the lab).
+    /// `extra` adds to (or overrides) the pod's environment.
+    func start(_ executable: String, _ arguments: [String], pod: String, mode: ShimMode, extra: [String: String] = [:],
+               seconds: Int = 120) throws -> RunningProgram {
+        let env = environment(pod: pod, mode: mode).merging(extra) { $1 }
+        if inPods {
+            return try RunningProgram(Self.labPod, ["exec", pod, "--socket", socket(pod), "--", executable] + arguments,
+                                      environment: env, directory: directory, seconds: seconds)
+        }
+        return try RunningProgram(executable, arguments, environment: env, directory: directory, seconds: seconds)
+    }
+
+    /// Waits until something listens on TCP `port` in pod `pod`'s network (the host's, outside the lab).
+    func waitForListener(pod: String, port: Int) throws {
+        guard inPods else { return try FFClientShimTests.waitForListener(port: port) }
+        let pid = try RunningProgram.run(Self.labPod, ["pid", pod], directory: directory).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        try FFClientShimTests.waitForListener(port: port, tables: ["/proc/\(pid)/net/tcp", "/proc/\(pid)/net/tcp6"])
+    }
+
+    /// A router's status as `ffctl router status --json` prints it.
+    func status(node: String) throws -> [String: Any] {
+        let result = try RunningProgram.run(ShimArtifacts.ffctl, ["router", "status", "--admin-socket", adminSocket(node: node), "--json"],
+                                            directory: directory)
+        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
+            throw HarnessError("ffctl router status on \(node) failed: \(result.errors)")
+        }
+        return object
+    }
+
+    /// The environment that runs a program as pod `pod` with the shim loaded in `mode`. In a lab pod the router
+    /// socket is at the shim's default path, so FFCLIENT_SOCKET stays unset.
     func environment(pod: String, mode: ShimMode) -> [String: String] {
-        var env = ["FFCLIENT_SOCKET": socket(pod)]
+        var env = inPods ? [:] : ["FFCLIENT_SOCKET": socket(pod)]
         switch mode {
         case .preload: env["LD_PRELOAD"] = ShimArtifacts.preload
         case .dropIn: env["LD_LIBRARY_PATH"] = directory + "/dropin"
@@ -144,12 +237,41 @@ final class FakeRouterFixture {
                  arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         // A port per run, so parallel test runs on a shared machine do not meet.
         let port = 20_000 + Int.random(in: 0..<20_000)
-        let server = try RunningProgram("/usr/bin/\(program)", arguments(port), environment: environment(pod: "a", mode: mode).merging(extra) { $1 },
-                                        directory: directory)
-        try waitForListener(port: port)
-        let client = try RunningProgram("/usr/bin/\(program)", arguments(port) + ["127.0.0.1"],
-                                        environment: environment(pod: "b", mode: mode).merging(extra) { $1 }, directory: directory).finish()
+        let server = try start("/usr/bin/\(program)", arguments(port), pod: "a", mode: mode, extra: extra)
+        try waitForListener(pod: "a", port: port)
+        let client = try start("/usr/bin/\(program)", arguments(port) + [address(of: "a")], pod: "b", mode: mode, extra: extra).finish()
         return (client, server.finish())
+    }
+
+    /// Waits until pod `pod` holds at least `count` listening rdma_cm ids, as its router's status reports them
+    /// (`ffctl router status --json`), within a generous bound: a librdmacm server is ready for its client.
+    func waitForCMListeners(pod: String, count: Int = 1, seconds: Double = 60) throws {
+        try waitForStatus(of: pod, "\(count) rdma_cm listeners of pod \(pod)", seconds: seconds) { clients in
+            clients.filter { ($0["identity"] as? [String: Any])?["pod"] as? String == pod }
+                .reduce(0) { $0 + ((($1["objects"] as? [String: Any])?["cmListener"] as? Int) ?? 0) } >= count
+        }
+    }
+
+    /// Waits until the router serving `pod` has no client left (every session closed, its objects and cm ids gone).
+    func waitForNoClients(of pod: String, seconds: Double = 60) throws {
+        try waitForStatus(of: pod, "no clients on pod \(pod)'s router", seconds: seconds) { $0.isEmpty }
+    }
+
+    /// Polls `ffctl router status --json` of the router serving `pod` until `condition` holds for its clients.
+    private func waitForStatus(of pod: String, _ what: String, seconds: Double, _ condition: ([[String: Any]]) -> Bool) throws {
+        let admin = "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/admin.sock"
+        let ffctl = ShimArtifacts.directory.appendingPathComponent("ffctl").path
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let result = try RunningProgram.run(ffctl, ["router", "status", "--json", "--admin-socket", admin], directory: directory)
+            if result.status == 0, let data = result.output.data(using: .utf8),
+               let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let clients = status["clients"] as? [[String: Any]], condition(clients) {
+                return
+            }
+            guard Date() < deadline else { throw HarnessError("no \(what) within \(seconds) s: \(result.output) \(result.errors)") }
+            usleep(100_000)
+        }
     }
 
     /// The router starts in well under a second; wait for its socket with a generous bound.
@@ -183,12 +305,13 @@ func compileProgram(_ name: String, into directory: String, libraries: [String] 
     return output
 }
 
-/// Waits until something listens on TCP `port` of loopback (a pingpong server is ready), within a bound.
-func waitForListener(port: Int, seconds: Double = 60) throws {
+/// Waits until something listens on TCP `port` (a pingpong server is ready), within a bound; `tables` are the
+/// network's /proc tables (this process's own network by default).
+func waitForListener(port: Int, tables: [String] = ["/proc/net/tcp", "/proc/net/tcp6"], seconds: Double = 60) throws {
     let hex = String(format: ":%04X", port)
     let deadline = Date().addingTimeInterval(seconds)
     while true {
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for table in tables {
             let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
             // local_address is the second column, state 0A is LISTEN.
             for line in text.split(separator: "\n").dropFirst() {
@@ -198,5 +321,42 @@ func waitForListener(port: Int, seconds: Double = 60) throws {
         }
         guard Date() < deadline else { throw HarnessError("nothing listened on port \(port) within \(seconds) s") }
         usleep(20_000)
+    }
+}
+
+/// The node's huge pages (/proc/meminfo).
+enum HugePages {
+    /// Free huge pages of the default size.
+    static var free: Int {
+        let text = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+        return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+    }
+}
+
+/// Checks the report of Programs/memcheck.c: every check passed for every kind of memory, huge pages included when
+/// `hugePages` (else memcheck must have said it skipped them).
+func verifyMemcheck(_ result: ProgramResult, hugePages: Bool, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(result.status, 0, "\(label): \(result.output)\n\(result.errors)", file: file, line: line)
+    XCTAssertTrue(result.output.hasSuffix("ok all\n"), "\(label): \(result.output)", file: file, line: line)
+    for check in ["wr api write inline and send with imm", "wr api read and fetch and add",
+                  "wr api refuses a setter without a request, abort drops the batch",
+                  "cq_ex start_poll, next_poll and read_* report both completions",
+                  "partial overlap, first dereg first keeps memory valid", "partial overlap, second dereg first keeps memory valid",
+                  "spanning overlap keeps memory valid"] {
+        XCTAssertTrue(result.output.contains("ok \(check)\n"), "\(label): \(check) missing", file: file, line: line)
+    }
+    for kind in ["malloc", "mmap", "aligned_alloc", "stack"] + (hugePages ? ["hugepages"] : []) {
+        for check in ["reg_mr keeps contents", "send", "write", "write with imm", "read", "compare and swap",
+                      "fetch and add", "nested reg_mr", "dereg_mr keeps memory valid"] {
+            XCTAssertTrue(result.output.contains("ok \(kind) \(check)\n"), "\(label): \(kind) \(check) missing", file: file, line: line)
+        }
+    }
+    let hugeReport = hugePages ? "ok hugepages stay on " : "skip hugepages"
+    XCTAssertTrue(result.output.contains(hugeReport), "\(label): no '\(hugeReport)' in \(result.output)", file: file, line: line)
+    if hugePages {
+        // Two huge pages may not be free; with them, a range reaching out of a huge-page region is refused.
+        XCTAssertTrue(result.output.contains("ok hugepages composite refused\n") || result.output.contains("skip hugepages composite"),
+                      "\(label): no huge-page composite case in \(result.output)", file: file, line: line)
     }
 }

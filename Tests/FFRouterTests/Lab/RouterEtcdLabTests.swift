@@ -12,13 +12,11 @@ final class RouterEtcdLabTests: XCTestCase {
             throw XCTSkip("SKIPPED: needs the Soft-RoCE lab (no RDMA device here); run scripts/test")
         }
         let env = ProcessInfo.processInfo.environment
-        let etcd = try await LocalEtcd.start()
-        let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL], requestTimeout: .seconds(10), connectTimeout: .seconds(3)))
-        for (vip, pip) in [(TwoNodeLab.vipA, env["FFLAB_IP1"]!), (TwoNodeLab.vipB, env["FFLAB_IP2"]!)] {
-            let entry = VipEntry(vip: vip.description, pip: pip, node: "node-\(pip)", namespace: "default", pod: "pod", uid: "u-\(vip)")
-            _ = try await client.put(MapSchema.v1.vipKey(vip.description), MapCodec.encode(entry))
-        }
-        do {
+        try await withLocalEtcd { etcd, client in
+            for (vip, pip) in [(TwoNodeLab.vipA, env["FFLAB_IP1"]!), (TwoNodeLab.vipB, env["FFLAB_IP2"]!)] {
+                let entry = VipEntry(vip: vip.description, pip: pip, node: "node-\(pip)", namespace: "default", pod: "pod", uid: "u-\(vip)")
+                _ = try await client.put(MapSchema.v1.vipKey(vip.description), MapCodec.encode(entry))
+            }
             let lab = try TwoNodeLab(etcdEndpoint: etcd.clientURL)
             // The routers list the map at start; wait (bounded) until both have both entries.
             for node in [1, 2] {
@@ -39,12 +37,6 @@ final class RouterEtcdLabTests: XCTestCase {
             XCTAssertEqual(try a.completions().first?.status, .success)
             XCTAssertEqual(String(decoding: b.memory.bytes[0..<8], as: UTF8.self), "via etcd")
             XCTAssertEqual(lab.stopRouters(), [0, 0], "SIGTERM stops both routers cleanly, etcd client included")
-        } catch {
-            try? await client.shutdown()
-            await etcd.stop()
-            throw error
         }
-        try await client.shutdown()
-        await etcd.stop()
     }
 }

@@ -1,0 +1,99 @@
+import FFProtocol
+import FFSystem
+import Glibc
+import Logging
+import Synchronization
+import Verbs
+
+/// The device's own rdma_cm on the node IP, which carries connects between pods of different nodes: one event
+/// channel and one thread (`ffr-cm`) reading it, and one listening cm_id per port shared by every pod of the node
+/// listening on that port (the router's header in the connect's private data names the pod, docs/rdma-cm.md).
+/// The cm_ids have no QP: the pods' QPs are moved by their client libraries with what `rdma_init_qp_attr`
+/// reports, and announced by number.
+final class NodeConnectionManager: @unchecked Sendable {
+    // @unchecked: `listeners` is guarded by its mutex; the channel is used by the event thread and by callers of
+    // `newID` (librdmacm serializes on its own).
+    let nodeIP: IPv4Address
+    private let channel: EventChannel
+    private let wake: WakeEvent
+    private let logger: Logger
+    private let listeners = Mutex<[UInt16: (id: ConnectionID, users: Int)]>([:])
+
+    /// The connection manager of the device on `nodeIP`.
+    init(nodeIP: IPv4Address, logger: Logger) throws {
+        self.nodeIP = nodeIP
+        self.logger = logger
+        channel = try EventChannel()
+        wake = try WakeEvent()
+    }
+
+    /// Starts the thread that hands every event to `deliver` (on that thread).
+    func start(_ deliver: @escaping @Sendable (ConnectionEvent) -> Void) throws {
+        let channel = channel, wake = wake, logger = logger
+        try NamedThread.start(name: "ffr-cm", stackBytes: 256 * 1024) {
+            var descriptors = [pollfd(fd: channel.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0)]
+            while true {
+                do {
+                    _ = try Poll.wait(&descriptors, timeoutMilliseconds: -1)
+                } catch {
+                    logger.error("rdma_cm event thread stopped", metadata: ["error": "\(error)"])
+                    return
+                }
+                if descriptors[1].revents != 0 { return }
+                guard descriptors[0].revents != 0 else { continue }
+                do {
+                    deliver(try channel.getEvent())
+                } catch {
+                    logger.warning("rdma_cm event not read", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Ends the event thread.
+    func stop() { wake.signal() }
+
+    /// A new cm_id on the node's channel (TCP port space).
+    func newID() throws -> ConnectionID { try channel.createID() }
+
+    /// Makes sure the node listens on `port`; one more pod listens there.
+    func retainListener(port: UInt16) throws {
+        try listeners.withLock { l throws in
+            if let entry = l[port] {
+                l[port] = (entry.id, entry.users + 1)
+                return
+            }
+            let id = try channel.createID()
+            try id.bind(ipv4: nodeIP.description, port: port)
+            try id.listen(backlog: 64)
+            l[port] = (id, 1)
+        }
+    }
+
+    /// One pod fewer listens on `port`; the last one closes the node's listener.
+    func releaseListener(port: UInt16) {
+        listeners.withLock { l in
+            guard let entry = l[port] else { return }
+            l[port] = entry.users > 1 ? (entry.id, entry.users - 1) : nil
+        }
+    }
+
+    /// The port of the node listener `id`, if it is one.
+    func listenerPort(_ id: ConnectionID.Identifier) -> UInt16? {
+        listeners.withLock { l in l.first(where: { $0.value.id.identifier == id })?.key }
+    }
+
+    /// The router's header in front of a connect's private data: magic "FF", version 1, flags 0, destination vip,
+    /// source vip.
+    static func header(destination: IPv4Address, source: IPv4Address) -> [UInt8] {
+        [0x46, 0x46, 1, 0] + destination.bytes + source.bytes
+    }
+
+    /// The destination and source vips of a header, and the application's bytes after it; nil if it is not one.
+    static func parseHeader(_ data: [UInt8]) -> (destination: IPv4Address, source: IPv4Address, rest: [UInt8])? {
+        guard data.count >= CMPrivateData.headerLength, data[0] == 0x46, data[1] == 0x46, data[2] == 1 else { return nil }
+        return (IPv4Address(data[4], data[5], data[6], data[7]), IPv4Address(data[8], data[9], data[10], data[11]),
+                Array(data[CMPrivateData.headerLength...]))
+    }
+}
