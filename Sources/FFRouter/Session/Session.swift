@@ -361,11 +361,16 @@ final class Session: SessionHandler {
             }
             return try fast.map(r)
 
+        case .cmCreateChannel:
+            return try createCMChannel()
+        case .cmCall(let r):
+            return try callCM(r)
+
         case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
+             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
              .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
              .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
-             .mapRingReply:
+             .mapRingReply, .cmCreateChannelReply, .cmCallReply:
             throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
         }
     }
@@ -389,18 +394,8 @@ final class Session: SessionHandler {
             stats.completions &+= UInt64(completions.count)
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
-
-        case .cmCreateChannel:
-            return try createCMChannel()
-        case .cmCall(let r):
-            return try callCM(r)
-
-        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
-             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
-             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
-             .cmCreateChannelReply, .cmCallReply:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+        default:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is not a data-path request")
         }
     }
 

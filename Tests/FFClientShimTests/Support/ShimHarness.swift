@@ -65,16 +65,6 @@ final class RunningProgram {
     /// What the program has written to standard output so far.
     var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
-    /// Waits, within `seconds`, until the program's standard output contains `text`.
-    func waitForOutput(_ text: String, seconds: Double = 60) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !outputSoFar.contains(text) {
-            guard process.isRunning else { throw HarnessError("the program ended before printing '\(text)': \(outputSoFar)") }
-            guard Date() < deadline else { throw HarnessError("the program did not print '\(text)' within \(seconds) s") }
-            usleep(20_000)
-        }
-    }
-
     /// Kills the program itself with SIGKILL (`timeout` started it as its only child; the pod helper execs into it).
     func kill9() {
         let pid = process.processIdentifier
@@ -83,9 +73,6 @@ final class RunningProgram {
     }
 
     /// Waits for the program to end and returns what it did.
-    /// What the program has written to stdout so far.
-    var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-
     func finish() -> ProgramResult {
         process.waitUntilExit()
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
