@@ -195,6 +195,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Benchmarks of the shared-memory fast path (not part of `swift test`; run scripts/bench-datapath).
+        .executableTarget(
+            name: "ffbench-datapath",
+            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", .product(name: "Logging", package: "swift-log")]
+        ),
         // The fake API server and fake kubelet as processes, for scripts/demo (not shipped).
         .executableTarget(
             name: "ffdemo",

@@ -16,6 +16,11 @@
 #define FFS_SCM_CREDENTIALS 0x02
 /* fcntl(2) F_GET_SEALS (F_LINUX_SPECIFIC_BASE + 10): succeeds only on memfd/shmem files. */
 #define FFS_F_GET_SEALS 1034
+/* memfd_create(2) MFD_ALLOW_SEALING and fcntl(2) F_ADD_SEALS with F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW: a ring
+ * memfd the router hands a client cannot be shrunk under the router's mapping (which would SIGBUS the router). */
+#define FFS_MFD_ALLOW_SEALING 0x0002U
+#define FFS_F_ADD_SEALS 1033
+#define FFS_F_SEAL_SIZE_AND_SEALS 0x0007
 /* statfs(2) f_type of hugetlbfs, which memfd_create(MFD_HUGETLB) files live on. */
 #define FFS_HUGETLBFS_MAGIC 0x958458f6L
 

@@ -117,6 +117,12 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-cq-entries"), help: "Per session: completion queue entries over all its CQs (more: ENOMEM).")
     var maxCQEntries = SessionLimits().cqEntries
 
+    @Option(name: .customLong("datapath-threads"), help: "Threads that serve the shared-memory fast path (rings polled adaptively: spin while busy, sleep when idle); 0 turns the fast path off and every post and poll goes over the control socket.")
+    var datapathThreads = 1
+
+    @Option(name: .customLong("datapath-batch"), help: "Most work requests or completions a data-path thread moves for one ring per round (the fairness bound between sessions).")
+    var datapathBatch = 32
+
     @Option(name: .customLong("metrics-host"), help: "Address of the /metrics, /healthz and /readyz HTTP endpoint.")
     var metricsHost = "0.0.0.0"
 
@@ -133,6 +139,8 @@ struct FFRouterCommand: AsyncParsableCommand {
         }
         guard replyTimeout > 0, replyTimeout <= 3600 else { throw ValidationError("--reply-timeout \(replyTimeout): give 0 < seconds <= 3600") }
         guard (1...65536).contains(replyQueue) else { throw ValidationError("--reply-queue \(replyQueue): give 1...65536 replies") }
+        guard (0...64).contains(datapathThreads) else { throw ValidationError("--datapath-threads \(datapathThreads): give 0...64") }
+        guard (1...1024).contains(datapathBatch) else { throw ValidationError("--datapath-batch \(datapathBatch): give 1...1024") }
         guard maxConnectionsPerPod >= 0 else { throw ValidationError("--max-connections-per-pod \(maxConnectionsPerPod) is negative") }
         for (flag, value) in [("--max-pds", maxPDs), ("--max-mrs", maxMRs), ("--max-comp-channels", maxCompChannels), ("--max-cqs", maxCQs),
                               ("--max-qps", maxQPs), ("--max-srqs", maxSRQs), ("--max-ahs", maxAHs), ("--max-descriptors", maxDescriptors)]
@@ -191,7 +199,8 @@ struct FFRouterCommand: AsyncParsableCommand {
         sessionLimits.cqEntries = maxCQEntries
         logger.info("session limits", metadata: ["limits": "\(sessionLimits)"])
         let router = Router(backend: node, map: vipMap, socketDirectory: socketDirectory,
-                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger, options: options, limits: sessionLimits)
+                            pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger, options: options, limits: sessionLimits,
+                            dataPath: datapathThreads == 0 ? nil : DataPath(backend: node, tuning: DataPathTuning(threads: datapathThreads, batch: datapathBatch), logger: logger))
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
         var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {

@@ -172,6 +172,8 @@ enum Fixtures {
         .postSRQRecvReply(PostReply(errno: Errno.invalidArgument, failedIndex: 0)),
         .pollCQ(PollCQRequest(cq: CQHandle(rawValue: 5), maxEntries: 256)),
         .pollCQReply(PollCQReply(completions: completions)),
+        .mapRing(MapRingRequest(target: .qp, handle: 0xFFFF_FFFF)),
+        .mapRingReply(MapRingReply(size: 3 * 4096)),
         .cmCreateChannel,
         .cmCreateChannelReply(CMChannelHandle(rawValue: 3)),
         .cmCall(.connect(CMConnectionParameters(id: CMIDHandle(rawValue: 9), qpNum: 0x11, responderResources: 1, initiatorDepth: 1,

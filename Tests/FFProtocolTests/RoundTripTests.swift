@@ -53,10 +53,10 @@ import Testing
         }
     }
 
-    @Test func onlyMemoryRegistrationsAndTheChannelRepliesCarryDescriptors() throws {
+    @Test func onlyMemoryRegistrationsTheChannelRepliesAndMapRingReplyCarryDescriptors() throws {
         for kind in MessageKind.allCases {
             let expected: ClosedRange<UInt8> = switch kind {
-            case .regMR, .createCompChannelReply, .cmCreateChannelReply: 1...1
+            case .regMR, .createCompChannelReply, .cmCreateChannelReply, .mapRingReply: 1...1
             case .regMRSegments: 1...64
             default: 0...0
             }

@@ -41,7 +41,8 @@ public final class RouterConnection: Sendable {
     /// What the router said in its hello reply: version, session id, this pod's vip and virtual GID.
     public let session: HelloReply
 
-    /// Connects to the router socket at `path` and says hello as `name`, offering `capabilities`.
+    /// Connects to the router socket at `path` and says hello as `name`, offering `capabilities` (the router grants
+    /// what it serves: `session.capabilities`).
     public init(path: String, name: String, capabilities: Capabilities = [], timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
         do {
             socket = try SeqPacketSocket.connect(path: path)

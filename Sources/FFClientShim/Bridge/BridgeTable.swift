@@ -115,12 +115,21 @@ private func makeBridge() -> ffshim_bridge {
         withSession(session) { s throws(ClientError) in
             let request = CreateCQRequest(cqe: cqe, channel: channel == 0 ? nil : CompChannelHandle(rawValue: channel), compVector: vector)
             let reply = try s.expect(.createCQ(request)) { if case .createCQReply(let r) = $0 { r } else { nil } }
+            do throws(ClientError) {
+                try s.rings?.addCQ(reply.cq.rawValue)
+            } catch {
+                try? s.connection.destroyCQ(reply.cq)
+                throw error
+            }
             cq?.pointee = reply.cq.rawValue
             actual?.pointee = reply.cqe
         }
     }
     b.destroy_cq = { session, cq in
-        withSession(session) { s throws(ClientError) in try s.connection.destroyCQ(CQHandle(rawValue: cq)) }
+        withSession(session) { s throws(ClientError) in
+            try s.connection.destroyCQ(CQHandle(rawValue: cq))
+            s.rings?.removeCQ(cq)
+        }
     }
     b.req_notify_cq = { session, cq, solicited in
         withSession(session) { s throws(ClientError) in try s.connection.requestNotification(CQHandle(rawValue: cq), solicitedOnly: solicited != 0) }
@@ -135,6 +144,12 @@ private func makeBridge() -> ffshim_bridge {
                 pd: PDHandle(rawValue: r.pd), sendCQ: CQHandle(rawValue: r.send_cq), recvCQ: CQHandle(rawValue: r.recv_cq),
                 srq: r.srq == 0 ? nil : SRQHandle(rawValue: r.srq), type: type, signalAll: r.sq_sig_all != 0,
                 capabilities: QPCapabilities(r.cap)))
+            do throws(ClientError) {
+                try s.rings?.addQP(reply.qp.rawValue, hasSRQ: r.srq != 0)
+            } catch {
+                try? s.connection.destroyQP(reply.qp)
+                throw error
+            }
             qp?.pointee = reply.qp.rawValue
             qpNum?.pointee = reply.qpNum
             cap?.pointee = reply.capabilities.verbs
@@ -157,12 +172,21 @@ private func makeBridge() -> ffshim_bridge {
         }
     }
     b.destroy_qp = { session, qp in
-        withSession(session) { s throws(ClientError) in try s.connection.destroyQP(QPHandle(rawValue: qp)) }
+        withSession(session) { s throws(ClientError) in
+            try s.connection.destroyQP(QPHandle(rawValue: qp))
+            s.rings?.removeQP(qp)
+        }
     }
     b.create_srq = { session, pd, attr, srq in
         withSession(session) { s throws(ClientError) in
             let a = attr!.pointee
             let reply = try s.connection.createSRQ(CreateSRQRequest(pd: PDHandle(rawValue: pd), maxWR: a.max_wr, maxSGE: a.max_sge, limit: a.srq_limit))
+            do throws(ClientError) {
+                try s.rings?.addSRQ(reply.srq.rawValue)
+            } catch {
+                try? s.connection.destroySRQ(reply.srq)
+                throw error
+            }
             srq?.pointee = reply.srq.rawValue
             attr!.pointee.max_wr = reply.maxWR
             attr!.pointee.max_sge = reply.maxSGE
@@ -177,7 +201,10 @@ private func makeBridge() -> ffshim_bridge {
         }
     }
     b.destroy_srq = { session, srq in
-        withSession(session) { s throws(ClientError) in try s.connection.destroySRQ(SRQHandle(rawValue: srq)) }
+        withSession(session) { s throws(ClientError) in
+            try s.connection.destroySRQ(SRQHandle(rawValue: srq))
+            s.rings?.removeSRQ(srq)
+        }
     }
     b.create_ah = { session, pd, attr, ah in
         withSession(session) { s throws(ClientError) in

@@ -8,10 +8,25 @@ import Glibc
 final class ShimSession {
     let connection: RouterConnection
     let dataPath: any ShimDataPath
+    /// The shared-memory rings, when the router granted them and `FFCLIENT_FASTPATH` is not 0.
+    let rings: RingDataPath?
 
     init(path: String, name: String) throws(ClientError) {
-        connection = try RouterConnection(path: path, name: name, capabilities: [.memorySegments])
-        dataPath = SocketDataPath(connection: connection)
+        connection = try RouterConnection(path: path, name: name, capabilities: RingDataPath.wanted ? [.memorySegments, .sharedMemoryRings] : [.memorySegments])
+        if connection.session.capabilities.contains(.sharedMemoryRings) {
+            let rings: RingDataPath
+            do throws(ClientError) {
+                rings = try RingDataPath(connection: connection)
+            } catch {
+                connection.close()
+                throw error
+            }
+            self.rings = rings
+            dataPath = rings
+        } else {
+            rings = nil
+            dataPath = SocketDataPath(connection: connection)
+        }
     }
 
     /// The session behind the C layer's opaque pointer: one `open` made and `close` has not released, or

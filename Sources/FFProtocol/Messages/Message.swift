@@ -110,6 +110,10 @@ public enum Message: Sendable, Equatable {
     case pollCQ(PollCQRequest)
     /// Completions.
     case pollCQReply(PollCQReply)
+    /// map_ring (fast path).
+    case mapRing(MapRingRequest)
+    /// map_ring's reply.
+    case mapRingReply(MapRingReply)
     /// Create an rdma_cm event channel.
     case cmCreateChannel
     /// The new event channel (1 descriptor: its event datagrams).
@@ -177,6 +181,8 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply
         case .pollCQ: .pollCQ
         case .pollCQReply: .pollCQReply
+        case .mapRing: .mapRing
+        case .mapRingReply: .mapRingReply
         case .cmCreateChannel: .cmCreateChannel
         case .cmCreateChannelReply: .cmCreateChannelReply
         case .cmCall: .cmCall
@@ -229,6 +235,8 @@ public enum Message: Sendable, Equatable {
         case .postSendReply(let m), .postRecvReply(let m), .postSRQRecvReply(let m): try m.encode(to: &w)
         case .pollCQ(let m): try m.encode(to: &w)
         case .pollCQReply(let m): try m.encode(to: &w)
+        case .mapRing(let m): try m.encode(to: &w)
+        case .mapRingReply(let m): try m.encode(to: &w)
         case .cmCreateChannelReply(let h): try w.handle(h, "cm.channel")
         case .cmCall(let m): try m.encode(to: &w)
         case .cmCallReply(let m): try m.encode(to: &w)
@@ -298,6 +306,8 @@ public enum Message: Sendable, Equatable {
         case .postSRQRecvReply: .postSRQRecvReply(try PostReply(from: &r))
         case .pollCQ: .pollCQ(try PollCQRequest(from: &r))
         case .pollCQReply: .pollCQReply(try PollCQReply(from: &r))
+        case .mapRing: .mapRing(try MapRingRequest(from: &r))
+        case .mapRingReply: .mapRingReply(try MapRingReply(from: &r))
         case .cmCreateChannel: .cmCreateChannel
         case .cmCreateChannelReply: .cmCreateChannelReply(try r.handle(CMChannelHandle.self, "cm.channel"))
         case .cmCall: .cmCall(try CMRequest(from: &r))

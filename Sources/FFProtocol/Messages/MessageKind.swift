@@ -1,7 +1,7 @@
 /// The `kind` field of the header: which message the body holds.
 ///
 /// A reply's kind is its request's kind with bit 15 set; `error` (0xFFFF) answers any request.
-/// 0x0070...0x007F are reserved for the shared-memory fast path and are unknown to version 1.
+/// 0x0070...0x007F belong to the shared-memory fast path: 0x0070 is map_ring, the rest are unassigned.
 public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// `Hello`.
     case hello = 0x0001
@@ -57,6 +57,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case postSRQRecv = 0x0062
     /// `PollCQRequest`.
     case pollCQ = 0x0063
+    /// `MapRingRequest` (shared-memory fast path; only in sessions granted `sharedMemoryRings`).
+    case mapRing = 0x0070
     /// rdma_create_event_channel (empty body).
     case cmCreateChannel = 0x0090
     /// A `CMRequest` (every other rdma_cm call).
@@ -116,6 +118,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case postSRQRecvReply = 0x8062
     /// `PollCQReply`.
     case pollCQReply = 0x8063
+    /// `MapRingReply` + 1 descriptor (the ring memfd or the doorbell eventfd).
+    case mapRingReply = 0x8070
     /// A `CMChannelHandle` + 1 descriptor (the event datagrams).
     case cmCreateChannelReply = 0x8090
     /// `CMReply`.
@@ -123,7 +127,7 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// `ErrorReply`, answering any request.
     case error = 0xFFFF
 
-    /// Kinds reserved for the shared-memory fast path (not decodable in version 1).
+    /// Kinds of the shared-memory fast path (0x0070 map_ring is assigned; the others are unknown).
     public static let reservedForSharedMemory: ClosedRange<UInt16> = 0x0070...0x007F
 
     /// Whether this kind is sent by the client.
@@ -138,7 +142,7 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// and equal `Message.descriptorCount` once the body is read.
     public var descriptorCounts: ClosedRange<UInt8> {
         switch self {
-        case .regMR, .createCompChannelReply, .cmCreateChannelReply: 1...1
+        case .regMR, .createCompChannelReply, .cmCreateChannelReply, .mapRingReply: 1...1
         case .regMRSegments: 1...UInt8(WireLimits.maxMRSegments)
         default: 0...0
         }

@@ -88,10 +88,10 @@ public final class Router: Sendable {
     }
 
     /// A router for `pods` on `backend` (the real device, or the fake in tests), translating through `map`; each session
-    /// may hold what `limits` allows.
+    /// may hold what `limits` allows; with `dataPath`, sessions that ask get the shared-memory fast path.
     public convenience init(backend: any VerbsBackend, map: any VipResolver, socketDirectory: String, pods: [PodDeclaration], logger: Logger,
                             metrics: RouterMetrics = RouterMetrics(), options: RouterOptions = RouterOptions(),
-                            limits: SessionLimits = SessionLimits()) {
+                            limits: SessionLimits = SessionLimits(), dataPath: DataPath? = nil) {
         let description = DeviceDescription(name: backend.deviceName, nodeIP: backend.nodeIP, gidIndex: backend.gidIndex) {
             let (active, detail) = backend.portHealth()
             return (active, detail)
@@ -99,7 +99,7 @@ public final class Router: Sendable {
         self.init(device: description, map: map, socketDirectory: socketDirectory, pods: pods, options: options, logger: logger,
                   metrics: metrics) { [connectionManager = Self.connectionManager(backend: backend, map: map, logger: logger)] context in
             Session(id: context.id, identity: context.identity, vip: context.vip, backend: backend, map: map, limits: limits,
-                    metrics: metrics, logger: logger, connectionManager: connectionManager)
+                    metrics: metrics, logger: logger, dataPath: dataPath, connectionManager: connectionManager)
         }
     }
 

@@ -37,6 +37,13 @@ final class CompletionForwarder: Sendable {
     /// Reports `cq`'s events as `handle`.
     func attach(_ cq: any BackendCQ, as handle: CQHandle) { handles.withLock { $0[cq.eventID] = handle } }
 
+    /// Delivers one event for `handle` now: the data path's CQs, whose events the poller raises itself once the
+    /// completions are in the client's ring. Never blocks (a client that stopped reading loses the event).
+    func forward(_ handle: CQHandle) {
+        guard let record = try? CompletionEvent(cq: handle).encode() else { return }
+        try? routerEnd.send(record, waitMilliseconds: 0)
+    }
+
     /// Stops reporting `cq`.
     func detach(_ cq: any BackendCQ) { handles.withLock { $0[cq.eventID] = nil } }
 

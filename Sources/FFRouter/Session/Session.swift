@@ -35,11 +35,15 @@ final class Session: SessionHandler {
     /// What the hello granted: capabilities the client offered that this router serves.
     private var granted: Capabilities = []
     private(set) var stats = SessionStats()
+    private let dataPath: DataPath?
+    /// The fast path's state, once hello granted it (docs/router.md "Data path").
+    private(set) var fast: SessionDataPath?
 
     init(id: UInt64, identity: ClientIdentity, vip: IPv4Address, backend: any VerbsBackend, map: any VipResolver,
-         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger,
+         limits: SessionLimits = SessionLimits(), metrics: RouterMetrics, logger: Logger, dataPath: DataPath? = nil,
          connectionManager: ConnectionManagerService? = nil) {
         self.metrics = metrics
+        self.dataPath = dataPath
         self.connectionManagerService = connectionManager
         self.id = id
         self.identity = identity
@@ -65,6 +69,9 @@ final class Session: SessionHandler {
         // Peers of its connections hear of it before its QPs go.
         connectionManagerService?.close(session: id)
         let counts = objects.counts
+        // The poller lets go of every ring first, so nothing it polls is destroyed under it.
+        fast?.close()
+        fast = nil
         objects.removeAll()
         logger.info("session closed", metadata: ["destroyed": "\(counts.total)", "qp": "\(counts.qp)", "mr": "\(counts.mr)"])
     }
@@ -88,7 +95,17 @@ final class Session: SessionHandler {
         }
         if case .hello(let hello) = frame.message {
             guard version == nil else { return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: "hello sent twice"), kind: "protocol") }
-            let answer = ProtocolVersion.answer(hello, routerCapabilities: Self.capabilities, sessionID: id, vip: vip)
+            var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? Self.capabilities : Self.capabilities.union([.sharedMemoryRings]), sessionID: id, vip: vip)
+            if case .helloReply(var reply) = answer, reply.capabilities.contains(.sharedMemoryRings), let dataPath {
+                do {
+                    fast = try SessionDataPath(pool: dataPath, session: id, maxUnmapped: limits.descriptors)
+                } catch {
+                    // No rings for this session: it uses the socket path.
+                    logger.warning("fast path unavailable", metadata: ["error": "\(error)"])
+                    reply.capabilities.remove(.sharedMemoryRings)
+                    answer = .helloReply(reply)
+                }
+            }
             if case .helloReply(let reply) = answer {
                 version = reply.version
                 granted = reply.capabilities
@@ -266,6 +283,7 @@ final class Session: SessionHandler {
             let entry = try cq(h)
             try busy(objects.usersOfCQ(h.rawValue))
             if let channel = entry.channel { objects.channels[channel]?.detach(entry.cq) }
+            fast?.removeCQ(h.rawValue)
             objects.cqs[h.rawValue] = nil
             return Reply(message: .destroyCQReply)
         case .reqNotifyCQ(let r):
@@ -273,13 +291,19 @@ final class Session: SessionHandler {
             guard entry.channel != nil else {
                 throw Check.invalid("CQ \(r.cq.rawValue) has no completion channel to notify")
             }
-            try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
+            if let fast {
+                fast.requestNotification(r.cq.rawValue, solicitedOnly: r.solicitedOnly)
+            } else {
+                try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
+            }
             return Reply(message: .reqNotifyCQReply)
 
         case .createQP(let r):
             return try createQP(r)
         case .modifyQP(let r):
             let entry = try qp(r.qp)
+            // What the client posted to the rings before this call reaches the QP before the transition, as with verbs.
+            fast?.flushQP(r.qp.rawValue)
             try entry.qp.modify(try verbsAttributes(r.mask, r.attributes))
             stats.modifies &+= 1
             return Reply(message: .modifyQPReply)
@@ -291,6 +315,8 @@ final class Session: SessionHandler {
             return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: type,
                                                              capabilities: Translate.capabilities(entry.qp.capabilities))))
         case .destroyQP(let h):
+            _ = try qp(h)
+            fast?.removeQP(h.rawValue)
             guard objects.qps.removeValue(forKey: h.rawValue) != nil else { throw badHandle("QP", h.rawValue) }
             return Reply(message: .destroyQPReply)
 
@@ -307,6 +333,7 @@ final class Session: SessionHandler {
         case .destroySRQ(let h):
             _ = try srq(h)
             try busy(objects.usersOfSRQ(h.rawValue))
+            fast?.removeSRQ(h.rawValue)
             objects.srqs[h.rawValue] = nil
             return Reply(message: .destroySRQReply)
 
@@ -316,11 +343,41 @@ final class Session: SessionHandler {
             let ah = try protectionDomain.createAH(try physicalAddress(r.attributes))
             let handle = objects.allocate()
             objects.ahs[handle] = ObjectTable.AHEntry(ah: ah, pd: r.pd.rawValue)
+            fast?.setAH(handle, ah)
             return Reply(message: .createAHReply(AHHandle(rawValue: handle)))
         case .destroyAH(let h):
             guard objects.ahs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("AH", h.rawValue) }
+            fast?.setAH(h.rawValue, nil)
             return Reply(message: .destroyAHReply)
 
+        case .postSend, .postRecv, .postSRQRecv, .pollCQ:
+            if fast != nil {
+                throw Check.invalid("\(message.kind) on the socket: this session's queues are served by its shared-memory rings")
+            }
+            return try dataPathOnSocket(message)
+        case .mapRing(let r):
+            guard let fast else {
+                throw ErrorReply(errno: Errno.protocolError, reason: "map_ring needs the sharedMemoryRings capability, not granted to this session")
+            }
+            return try fast.map(r)
+
+        case .cmCreateChannel:
+            return try createCMChannel()
+        case .cmCall(let r):
+            return try callCM(r)
+
+        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
+             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
+             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
+             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
+             .mapRingReply, .cmCreateChannelReply, .cmCallReply:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+        }
+    }
+
+    /// post_send, post_recv, post_srq_recv and poll_cq as control-socket requests (sessions without the fast path).
+    private func dataPathOnSocket(_ message: Message) throws -> Reply {
+        switch message {
         case .postSend(let r):
             return Reply(message: .postSendReply(try postSend(r)))
         case .postRecv(let r):
@@ -337,18 +394,8 @@ final class Session: SessionHandler {
             stats.completions &+= UInt64(completions.count)
             if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
             return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
-
-        case .cmCreateChannel:
-            return try createCMChannel()
-        case .cmCall(let r):
-            return try callCM(r)
-
-        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
-             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
-             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
-             .cmCreateChannelReply, .cmCallReply:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+        default:
+            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is not a data-path request")
         }
     }
 
@@ -402,9 +449,14 @@ final class Session: SessionHandler {
         }
         try SessionLimits.checkCount(objects.cqs.count, limits.cqs, "CQs", flag: "max-cqs")
         try SessionLimits.checkBudget(objects.usage.cqEntries, adding: UInt64(entries), limits.cqEntries, "CQ entries", flag: "max-cq-entries")
-        let cq = try backend.createCQ(entries: entries, channel: forwarder?.channel, vector: vector)
+        // With the fast path every CQ reports to its poller's channel; the poller raises the client's events itself.
+        let cq = try backend.createCQ(entries: entries, channel: fast?.channel ?? forwarder?.channel, vector: vector)
         let handle = objects.allocate()
-        forwarder?.attach(cq, as: CQHandle(rawValue: handle))
+        if let fast {
+            try fast.addCQ(CQHandle(rawValue: handle), cq: cq, forwarder: forwarder)
+        } else {
+            forwarder?.attach(cq, as: CQHandle(rawValue: handle))
+        }
         objects.cqs[handle] = ObjectTable.CQEntry(cq: cq, channel: r.channel?.rawValue, entries: UInt64(max(0, cq.capacity)))
         return Reply(message: .createCQReply(CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(max(0, cq.capacity)))))
     }
@@ -425,6 +477,7 @@ final class Session: SessionHandler {
                                                                       signalAll: r.signalAll))
         let granted = qp.capabilities
         let handle = objects.allocate()
+        try fast?.addQP(QPHandle(rawValue: handle), qp: qp, sendCQ: r.sendCQ.rawValue, receiveCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue)
         objects.qps[handle] = ObjectTable.QPEntry(qp: qp, pd: r.pd.rawValue, sendCQ: r.sendCQ.rawValue, recvCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue,
                                                   workRequests: UInt64(granted.maxSendWorkRequests) + (shared == nil ? UInt64(granted.maxReceiveWorkRequests) : 0))
         logger.debug("QP created", metadata: ["handle": "\(handle)", "qpn": "\(qp.number)", "type": "\(qp.type)"])
@@ -444,6 +497,7 @@ final class Session: SessionHandler {
         let srq = try protectionDomain.createSRQ(maxWorkRequests: r.maxWR, maxSGE: r.maxSGE)
         if r.limit > 0 { try srq.setLimit(r.limit) }
         let handle = objects.allocate()
+        try fast?.addSRQ(SRQHandle(rawValue: handle), srq: srq)
         objects.srqs[handle] = ObjectTable.SRQEntry(srq: srq, pd: r.pd.rawValue, workRequests: UInt64(srq.maxWorkRequests))
         return Reply(message: .createSRQReply(CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)))
     }
@@ -493,17 +547,10 @@ final class Session: SessionHandler {
                 guard let entry = objects.ahs[ah.rawValue] else { throw badHandle("AH", ah.rawValue) }
                 addressHandle = entry.ah
             }
-            var sges = w.sgList.map(Translate.sge)
-            if !w.inlineData.isEmpty {
-                let target = inlineBuffer.baseAddress! + inlineOffset
-                w.inlineData.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                sges = [ScatterGatherElement(address: UInt64(UInt(bitPattern: target)), length: UInt32(w.inlineData.count), lkey: 0)]
-                inlineOffset += w.inlineData.count
-            }
-            bytes = sges.reduce(bytes) { $0 &+ UInt64($1.length) }
-            requests.append(BackendSendRequest(id: w.wrID, operation: Translate.operation(w), scatterGather: sges,
-                                               flags: Verbs.SendFlags(rawValue: w.flags.rawValue), addressHandle: addressHandle,
-                                               remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey))
+            let request = Translate.send(w, addressHandle: addressHandle, inline: inlineBuffer.baseAddress! + inlineOffset)
+            inlineOffset += w.inlineData.count
+            bytes = request.scatterGather.reduce(bytes) { $0 &+ UInt64($1.length) }
+            requests.append(request)
         }
         let reply = post(requests.count) { try entry.qp.postSend(requests) }
         if reply.errno == 0 {

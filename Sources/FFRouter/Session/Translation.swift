@@ -25,6 +25,19 @@ enum Translate {
         Verbs.ReceiveWorkRequest(id: r.wrID, scatterGather: r.sgList.map(sge))
     }
 
+    /// A send work request as the backend takes it, with its AH resolved. An inline payload is copied to `inline` (router
+    /// memory with room for it, which the device reads at post time) and becomes the one SGE: the device never reads
+    /// an inline SGE from the client's addresses.
+    static func send(_ w: FFProtocol.SendWorkRequest, addressHandle: (any BackendAH)?, inline: UnsafeMutableRawPointer) -> BackendSendRequest {
+        var sges = w.sgList.map(sge)
+        if !w.inlineData.isEmpty {
+            w.inlineData.withUnsafeBytes { inline.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            sges = [ScatterGatherElement(address: UInt64(UInt(bitPattern: inline)), length: UInt32(w.inlineData.count), lkey: 0)]
+        }
+        return BackendSendRequest(id: w.wrID, operation: operation(w), scatterGather: sges, flags: Verbs.SendFlags(rawValue: w.flags.rawValue),
+                                  addressHandle: addressHandle, remoteQPN: w.remoteQPN, remoteQKey: w.remoteQKey)
+    }
+
     /// The wire's immediate is the raw `__be32` bits; Verbs takes the value in host order.
     static func operation(_ r: FFProtocol.SendWorkRequest) -> SendOperation {
         let immediate = UInt32(bigEndian: r.immData)

@@ -12,14 +12,19 @@ public final class SharedMemory: @unchecked Sendable {
     /// The memfd holding the pages.
     public let descriptor: OwnedDescriptor
 
-    /// Creates a memfd of `size` bytes (rounded up to whole pages) and maps it read-write.
-    public init(name: String, size: Int) throws(SystemError) {
+    /// Creates a memfd of `size` bytes (rounded up to whole pages) and maps it read-write. `sealed`: its size is
+    /// sealed (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL), so a process it is passed to cannot truncate it under this
+    /// process's mapping.
+    public init(name: String, size: Int, sealed: Bool = false) throws(SystemError) {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let length = max(pageSize, (size + pageSize - 1) / pageSize * pageSize)
-        let fd = memfd_create(name, FFS_MFD_CLOEXEC)
+        let fd = memfd_create(name, FFS_MFD_CLOEXEC | (sealed ? FFS_MFD_ALLOW_SEALING : 0))
         guard fd >= 0 else { throw SystemError.last("memfd_create", name) }
         let owned = OwnedDescriptor(taking: fd)
         guard ftruncate(fd, off_t(length)) == 0 else { throw SystemError.last("ftruncate", "\(name), \(length) bytes") }
+        if sealed {
+            guard fcntl(fd, FFS_F_ADD_SEALS, FFS_F_SEAL_SIZE_AND_SEALS) == 0 else { throw SystemError.last("fcntl(F_ADD_SEALS)", name) }
+        }
         bytes = try Self.map(fd: fd, offset: 0, length: length, what: name)
         descriptor = owned
     }

@@ -65,16 +65,6 @@ final class RunningProgram {
     /// What the program has written to standard output so far.
     var outputSoFar: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
-    /// Waits, within `seconds`, until the program's standard output contains `text`.
-    func waitForOutput(_ text: String, seconds: Double = 60) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !outputSoFar.contains(text) {
-            guard process.isRunning else { throw HarnessError("the program ended before printing '\(text)': \(outputSoFar)") }
-            guard Date() < deadline else { throw HarnessError("the program did not print '\(text)' within \(seconds) s") }
-            usleep(20_000)
-        }
-    }
-
     /// Kills the program itself with SIGKILL (`timeout` started it as its only child; the pod helper execs into it).
     func kill9() {
         let pid = process.processIdentifier
@@ -112,6 +102,8 @@ final class RunningProgram {
 final class FakeRouterFixture {
     let directory: String
     private var routers: [Process] = []
+    /// The routers' process ids (for CPU time and liveness checks).
+    var routerPIDs: [Int32] { routers.map(\.processIdentifier) }
     private let nodeOf: [String: String]
     /// Programs run in lab pods (namespaces) rather than as host processes.
     let inPods: Bool
@@ -187,12 +179,15 @@ final class FakeRouterFixture {
     func address(of pod: String) -> String { inPods ? Self.vips[pod] ?? "" : "127.0.0.1" }
 
     /// Starts `executable` as pod `pod` with the shim loaded in `mode` (in the pod's namespaces in the lab).
-    func start(_ executable: String, _ arguments: [String], pod: String, mode: ShimMode, seconds: Int = 120) throws -> RunningProgram {
+    /// `extra` adds to (or overrides) the pod's environment.
+    func start(_ executable: String, _ arguments: [String], pod: String, mode: ShimMode, extra: [String: String] = [:],
+               seconds: Int = 120) throws -> RunningProgram {
+        let env = environment(pod: pod, mode: mode).merging(extra) { $1 }
         if inPods {
             return try RunningProgram(Self.labPod, ["exec", pod, "--socket", socket(pod), "--", executable] + arguments,
-                                      environment: environment(pod: pod, mode: mode), directory: directory, seconds: seconds)
+                                      environment: env, directory: directory, seconds: seconds)
         }
-        return try RunningProgram(executable, arguments, environment: environment(pod: pod, mode: mode), directory: directory, seconds: seconds)
+        return try RunningProgram(executable, arguments, environment: env, directory: directory, seconds: seconds)
     }
 
     /// Waits until something listens on TCP `port` in pod `pod`'s network (the host's, outside the lab).
@@ -225,12 +220,13 @@ final class FakeRouterFixture {
 
     /// Runs a stock client/server program: the server as pod a, then, once it listens on a fresh loopback
     /// port, the client as pod b connecting to it. `arguments(port)` are both sides' options.
-    func runPair(_ program: String, mode: ShimMode, arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
+    func runPair(_ program: String, mode: ShimMode, environment extra: [String: String] = [:],
+                 arguments: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
         // A port per run, so parallel test runs on a shared machine do not meet.
         let port = 20_000 + Int.random(in: 0..<20_000)
-        let server = try start("/usr/bin/\(program)", arguments(port), pod: "a", mode: mode)
+        let server = try start("/usr/bin/\(program)", arguments(port), pod: "a", mode: mode, extra: extra)
         try waitForListener(pod: "a", port: port)
-        let client = try start("/usr/bin/\(program)", arguments(port) + [address(of: "a")], pod: "b", mode: mode).finish()
+        let client = try start("/usr/bin/\(program)", arguments(port) + [address(of: "a")], pod: "b", mode: mode, extra: extra).finish()
         return (client, server.finish())
     }
 

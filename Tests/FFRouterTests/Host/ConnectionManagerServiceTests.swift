@@ -257,8 +257,3 @@ final class ConnectionManagerServiceTests: XCTestCase {
         XCTAssertEqual(cm.counts.channels, 0)
     }
 }
-
-private struct HarnessFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}

@@ -34,16 +34,17 @@ final class SessionDriver {
     static let map = MemoryVipMap([vipA: IPv4Address("10.0.2.15")!, vipB: IPv4Address("10.0.2.16")!])
 
     init(backend: any VerbsBackend, vip: IPv4Address = SessionDriver.vipA, id: UInt64 = 1, limits: SessionLimits = SessionLimits(),
-         map: any VipResolver = SessionDriver.map, hello: Bool = true, connectionManager: ConnectionManagerService? = nil,
-         capabilities: Capabilities = []) {
+         map: any VipResolver = SessionDriver.map, hello: Bool = true, dataPath: DataPath? = nil,
+         connectionManager: ConnectionManagerService? = nil, capabilities: Capabilities = []) {
         self.vip = vip
         var logger = Logger(label: "test.session")
         logger.logLevel = .error
         session = Session(id: id, identity: ClientIdentity(pod: "pod-\(id)", vip: vip.description, pid: 1, uid: 0), vip: vip,
-                          backend: backend, map: map, limits: limits, metrics: RouterMetrics(), logger: logger,
+                          backend: backend, map: map, limits: limits, metrics: RouterMetrics(), logger: logger, dataPath: dataPath,
                           connectionManager: connectionManager)
         if hello {
-            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: capabilities, clientName: "test")))
+            let offered: Capabilities = dataPath == nil ? capabilities : capabilities.union([.sharedMemoryRings])
+            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: offered, clientName: "test")))
             guard case .helloReply = reply.message else { fatalError("hello refused: \(reply.message)") }
         }
     }
@@ -164,9 +165,9 @@ struct PodPair {
     let channel: CompChannelHandle?
     let channelDescriptor: Int32?
 
-    init(backend: FakeBackend, channelOnB: Bool = false) throws {
-        a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1)
-        b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2)
+    init(backend: FakeBackend, channelOnB: Bool = false, dataPath: DataPath? = nil) throws {
+        a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1, dataPath: dataPath)
+        b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2, dataPath: dataPath)
         if channelOnB, case let reply = b.raw(.createCompChannel), case .createCompChannelReply(let handle) = reply.message {
             channel = handle
             channelDescriptor = reply.descriptors.first

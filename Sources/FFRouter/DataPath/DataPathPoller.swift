@@ -1,0 +1,475 @@
+import FFProtocol
+import FFSystem
+import Glibc
+import Logging
+import Synchronization
+import Verbs
+
+/// One data-path thread (`ffr-dp<N>`): drains its sessions' send and receive rings into the backend's QPs and SRQs and
+/// mirrors the backend's completions into the sessions' completion rings, round-robin with at most `batch` slots per
+/// ring per round, so no session starves another. Adaptive: it spins while there is work, yields for a while after,
+/// then sleeps in poll(2) on its wake eventfd and the sessions' doorbells, with every real CQ armed so a completion
+/// wakes it too (docs/router.md "Data path").
+///
+/// Objects come and go only by commands (docs/router.md "How the data-path poller plugs in"): a session thread hands an
+/// object over with `add`, and takes it back with `remove`, which returns once the poller has dropped it between two
+/// rounds; only then does the session destroy it. The poller holds no lock while it polls.
+final class DataPathPoller: @unchecked Sendable {
+    // @unchecked: `sessions` and the scratch buffers belong to the poller thread; commands go through `commands`.
+    enum Command: Sendable {
+        case addSession(DataPathSession)
+        case removeSession(DataPathSession, Latch)
+        case addCQ(DataPathSession, RingCQ)
+        case addQP(DataPathSession, RingQP)
+        case addSRQ(DataPathSession, RingSRQ)
+        case removeCQ(DataPathSession, RingCQ, Latch)
+        case removeQP(DataPathSession, RingQP, Latch)
+        case removeSRQ(DataPathSession, RingSRQ, Latch)
+        /// Hands everything already in the object's rings to the backend, then opens the latch: how a control call
+        /// (modify_qp) stays ordered after the posts the client made before it.
+        case flushQP(DataPathSession, RingQP, Latch)
+        case flushSRQ(DataPathSession, RingSRQ, Latch)
+        case stop
+    }
+
+    let index: Int
+    let channel: any BackendCompletionChannel
+    private let backend: any VerbsBackend
+    private let wake: WakeEvent
+    private let tuning: DataPathTuning
+    private let metrics: DataPathMetrics
+    private let logger: Logger
+    private let commands = Mutex<[Command]>([])
+    private let commandCount = Atomic<Int>(0)
+    private let eventTask = Mutex<Task<Void, Never>?>(nil)
+    /// Opens when the thread has ended.
+    let finished = Latch()
+
+    // The poller thread's own state.
+    private var sessions: [DataPathSession] = []
+    private var nextSession = 0
+    private var scratch: [UInt8] = []
+    private var sendBatch: [BackendSendRequest] = []
+    private var sendIDs: [UInt64] = []
+    private var receiveBatch: [Verbs.ReceiveWorkRequest] = []
+    private var receiveIDs: [UInt64] = []
+    private let inline: UnsafeMutableRawBufferPointer
+    private var inlineOffset = 0
+
+    init(index: Int, backend: any VerbsBackend, tuning: DataPathTuning, metrics: DataPathMetrics, logger: Logger) throws {
+        self.index = index
+        self.backend = backend
+        self.tuning = tuning
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "datapath"] = "\(index)"
+        self.logger = logger
+        channel = try backend.createCompletionChannel()
+        wake = try WakeEvent()
+        inline = .allocate(byteCount: tuning.batch * WireLimits.maxInlineData, alignment: 64)
+        sendBatch.reserveCapacity(tuning.batch)
+        sendIDs.reserveCapacity(tuning.batch)
+        receiveBatch.reserveCapacity(tuning.batch)
+        receiveIDs.reserveCapacity(tuning.batch)
+    }
+
+    deinit {
+        inline.deallocate()
+        wake.close()
+    }
+
+    /// Starts the thread and the task that turns the poller channel's CQ events into wake-ups.
+    func start() throws {
+        let wake = self.wake
+        let channel = self.channel
+        eventTask.withLock {
+            $0 = Task.detached {
+                while !Task.isCancelled {
+                    guard (try? await channel.nextEvent()) != nil else { return }
+                    wake.signal()
+                }
+            }
+        }
+        do {
+            try NamedThread.start(name: "ffr-dp\(index)", stackBytes: 512 * 1024) { [self] in
+                run()
+                eventTask.withLock { $0?.cancel(); $0 = nil }
+                finished.open()
+            }
+        } catch {
+            eventTask.withLock { $0?.cancel(); $0 = nil }
+            throw error
+        }
+    }
+
+    /// Queues a command and wakes the thread.
+    func send(_ command: Command) {
+        commands.withLock { $0.append(command) }
+        commandCount.add(1, ordering: .releasing)
+        wake.signal()
+    }
+
+    /// Sends a command carrying `latch` and waits for the poller to open it. The poller opens every latch it is given,
+    /// between two rounds, and a stopped poller's thread opens the rest, so this always returns.
+    func perform(_ make: (Latch) -> Command) {
+        let latch = Latch()
+        send(make(latch))
+        var warned = false
+        while !latch.wait(until: Poll.nowMilliseconds() + 5000) {
+            if !warned {
+                logger.warning("data-path thread slow to hand an object back")
+                warned = true
+            }
+        }
+    }
+
+    // MARK: - The thread
+
+    private func run() {
+        var lastWork = DataPathClock.now()
+        while true {
+            if commandCount.load(ordering: .acquiring) > 0, !applyCommands() { return }
+            let start = DataPathClock.now()
+            let work = round()
+            let end = DataPathClock.now()
+            if work > 0 {
+                metrics.busy(end &- start)
+                lastWork = end
+                continue
+            }
+            metrics.idle(end &- start)
+            let quiet = end &- lastWork
+            if quiet < tuning.spinNanoseconds { continue }
+            if quiet < tuning.yieldNanoseconds {
+                sched_yield()
+                continue
+            }
+            if !sleep() { return }
+            lastWork = DataPathClock.now()
+        }
+    }
+
+    /// One pass over every session, starting one further each time: receive rings first, then send rings, then CQs.
+    /// Receives go first, and are looked at only after the send rings' tails were read, because a peer may post its
+    /// receive, tell the sender out of band, and the sender post at once: the receive is then published before the
+    /// send this round takes, and must reach its QP first (a receive still in a ring would make the send fail with
+    /// RNR where verbs had queued it). That holds for sessions on the same data-path thread.
+    private func round() -> Int {
+        let n = sessions.count
+        guard n > 0 else { return 0 }
+        var sends = false
+        for s in sessions where !sends { for qp in s.qps where qp.send.available() > 0 { sends = true; break } }
+        var work = 0
+        for k in 0..<n { work &+= serveReceives(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
+        if sends { for k in 0..<n { work &+= serveSends(sessions[(nextSession &+ k) % n], bound: tuning.batch) } }
+        for k in 0..<n { work &+= serveCompletions(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
+        nextSession = (nextSession &+ 1) % n
+        return work
+    }
+
+    /// Sleeps until a doorbell, a CQ event or a command; false when told to stop. Before sleeping it says so in every
+    /// mapping (a client rings the doorbell only then), arms every CQ, and looks at the rings once more, so nothing
+    /// posted or completed before the flags were up is missed.
+    private func sleep() -> Bool {
+        setSleeping(true)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        for s in sessions { for cq in s.cqs { try? cq.cq.requestNotification(solicitedOnly: false) } }
+        if round() > 0 || commandCount.load(ordering: .acquiring) > 0 {
+            setSleeping(false)
+            return true
+        }
+        var descriptors = [pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0)]
+        for s in sessions { descriptors.append(pollfd(fd: s.doorbell.descriptor, events: Int16(POLLIN), revents: 0)) }
+        let before = DataPathClock.now()
+        _ = try? Poll.wait(&descriptors, timeoutMilliseconds: -1)
+        metrics.slept(DataPathClock.now() &- before)
+        metrics.wakeups.increment()
+        if descriptors[0].revents != 0 { wake.drain() }
+        for (i, s) in sessions.enumerated() where descriptors[i + 1].revents != 0 {
+            s.doorbell.drain()
+            s.doorbells.add(1, ordering: .relaxed)
+            metrics.doorbells.increment()
+        }
+        setSleeping(false)
+        return true
+    }
+
+    private func setSleeping(_ asleep: Bool) {
+        for s in sessions {
+            for qp in s.qps { qp.mapping.sleep.set(asleep) }
+            for srq in s.srqs { srq.mapping.sleep.set(asleep) }
+            for cq in s.cqs { cq.mapping.sleep.set(asleep) }
+        }
+    }
+
+    /// Applies queued commands; false on `stop`.
+    private func applyCommands() -> Bool {
+        var queued = commands.withLock { list -> [Command] in
+            defer { list.removeAll(keepingCapacity: true) }
+            return list
+        }
+        commandCount.subtract(queued.count, ordering: .relaxed)
+        var keepRunning = true
+        // Latches open only after the commands are dropped, so when a session thread goes on to destroy an object, this
+        // thread holds no reference to it (the backend object is freed by the session, never here).
+        var latches: [Latch] = []
+        for command in queued {
+            switch command {
+            case .addSession(let s):
+                sessions.append(s)
+            case .removeSession(let s, let latch):
+                sessions.removeAll { $0 === s }
+                // The session destroys these next: no reference may stay here.
+                s.cqs.removeAll()
+                s.qps.removeAll()
+                s.srqs.removeAll()
+                latches.append(latch)
+            case .addCQ(let s, let cq):
+                s.cqs.append(cq)
+            case .addQP(let s, let qp):
+                s.qps.append(qp)
+            case .addSRQ(let s, let srq):
+                s.srqs.append(srq)
+            case .removeCQ(let s, let cq, let latch):
+                s.cqs.removeAll { $0 === cq }
+                latches.append(latch)
+            case .removeQP(let s, let qp, let latch):
+                s.qps.removeAll { $0 === qp }
+                latches.append(latch)
+            case .removeSRQ(let s, let srq, let latch):
+                s.srqs.removeAll { $0 === srq }
+                latches.append(latch)
+            case .flushQP(let s, let qp, let latch):
+                for _ in 0...(qp.send.memory.capacity / tuning.batch + 1) {
+                    var moved = qp.receive != nil ? drainQPReceive(qp, s, bound: tuning.batch) : 0
+                    moved &+= drainSend(qp, s, bound: tuning.batch)
+                    if moved == 0 { break }
+                }
+                latches.append(latch)
+            case .flushSRQ(let s, let srq, let latch):
+                for _ in 0...(srq.receive.memory.capacity / tuning.batch + 1) where drainSRQ(srq, s, bound: tuning.batch) > 0 {}
+                latches.append(latch)
+            case .stop:
+                keepRunning = false
+            }
+        }
+        queued.removeAll()
+        for latch in latches { latch.open() }
+        if !keepRunning {
+            // Nothing is sent after stop (the pool stops a poller only when its last session left); drop what is left.
+            for s in sessions {
+                s.cqs.removeAll()
+                s.qps.removeAll()
+                s.srqs.removeAll()
+            }
+            sessions.removeAll()
+        }
+        return keepRunning
+    }
+
+    // MARK: - Serving one session
+
+    private func serveReceives(_ s: DataPathSession, bound: Int) -> Int {
+        var work = 0
+        for qp in s.qps where qp.receive != nil { work &+= drainQPReceive(qp, s, bound: bound) }
+        for srq in s.srqs { work &+= drainSRQ(srq, s, bound: bound) }
+        return work
+    }
+
+    private func serveSends(_ s: DataPathSession, bound: Int) -> Int {
+        var work = 0
+        for qp in s.qps { work &+= drainSend(qp, s, bound: bound) }
+        return work
+    }
+
+    private func serveCompletions(_ s: DataPathSession, bound: Int) -> Int {
+        var work = 0
+        for cq in s.cqs { work &+= fill(cq, s, bound: bound) }
+        return work
+    }
+
+    /// Takes up to `bound` send slots and posts them as one batch. A slot that does not decode (or names an AH the
+    /// session does not have) completes in error in the send CQ; so do requests the device refused, except ENOMEM
+    /// (send queue full), which leaves them in the ring for the next round.
+    private func drainSend(_ qp: RingQP, _ s: DataPathSession, bound: Int) -> Int {
+        let cq = qp.sendCQ
+        let ready = min(qp.send.available(), bound, max(0, cq.capacity - cq.pending.count))
+        guard ready > 0 else { return 0 }
+        let slotSize = qp.send.memory.slotSize
+        sendBatch.removeAll(keepingCapacity: true)
+        sendIDs.removeAll(keepingCapacity: true)
+        inlineOffset = 0
+        var consumed = 0
+        var blocked = false
+        for i in 0..<ready {
+            let slot = qp.send.slot(i)
+            do {
+                let w = try RingSlots.readSend(slot, slotSize: slotSize, scratch: &scratch)
+                sendBatch.append(try translate(w, s))
+                sendIDs.append(w.wrID)
+            } catch {
+                if !postSends(qp, s) { blocked = true; break }
+                refuse(RingSlots.workRequestID(slot), qp: qp.qp.number, opcode: .send, into: cq, s, vendorError: 0)
+            }
+            consumed = i + 1
+        }
+        if !blocked {
+            if !postSends(qp, s) { consumed -= sendBatch.count }
+        } else {
+            consumed -= sendBatch.count
+        }
+        qp.send.release(consumed)
+        s.posts.add(UInt64(consumed), ordering: .relaxed)
+        metrics.posts.increment(by: Int64(consumed))
+        return consumed
+    }
+
+    /// Posts the collected sends; false if the device's send queue is full (ENOMEM), with the unposted requests left
+    /// in `sendBatch` for the caller to leave in the ring. Other refusals complete in error.
+    private func postSends(_ qp: RingQP, _ s: DataPathSession) -> Bool {
+        guard !sendBatch.isEmpty else { return true }
+        defer { inlineOffset = 0 }
+        do {
+            try qp.qp.postSend(sendBatch)
+            sendBatch.removeAll(keepingCapacity: true)
+            sendIDs.removeAll(keepingCapacity: true)
+            return true
+        } catch {
+            let verbs = error as? VerbsError
+            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), sendBatch.count)
+            if verbs?.errno == Errno.outOfMemory {
+                sendBatch.removeFirst(failed)
+                sendIDs.removeFirst(failed)
+                return false
+            }
+            for id in sendIDs[failed...] {
+                refuse(id, qp: qp.qp.number, opcode: .send, into: qp.sendCQ, s, vendorError: UInt32(clamping: verbs?.errno ?? Errno.invalidArgument))
+            }
+            sendBatch.removeAll(keepingCapacity: true)
+            sendIDs.removeAll(keepingCapacity: true)
+            return true
+        }
+    }
+
+    /// A send slot as the backend takes it: inline bytes copied into the poller's buffer (the device copies inline
+    /// data at post time), the AH looked up in the session's table.
+    private func translate(_ w: FFProtocol.SendWorkRequest, _ s: DataPathSession) throws -> BackendSendRequest {
+        var ah: (any BackendAH)?
+        if let handle = w.addressHandle {
+            guard let found = s.ahs.withLock({ $0[handle.rawValue] }) else { throw ErrorReply(errno: Errno.badHandle, reason: "no AH") }
+            ah = found.ah
+        }
+        let request = Translate.send(w, addressHandle: ah, inline: inline.baseAddress! + inlineOffset)
+        inlineOffset += w.inlineData.count
+        return request
+    }
+
+    private func drainQPReceive(_ qp: RingQP, _ s: DataPathSession, bound: Int) -> Int {
+        drainReceive(&qp.receive!, s, bound: bound, errorCQ: qp.receiveCQ, qpNum: qp.qp.number) { try qp.qp.postReceive($0) }
+    }
+
+    private func drainSRQ(_ srq: RingSRQ, _ s: DataPathSession, bound: Int) -> Int {
+        drainReceive(&srq.receive, s, bound: bound, errorCQ: srq.errorCQ, qpNum: 0) { try srq.srq.postReceive($0) }
+    }
+
+    /// Takes up to `bound` receive slots and posts them as one batch; refused ones complete in error in `errorCQ`
+    /// (ENOMEM leaves them in the ring, as for sends).
+    private func drainReceive(_ ring: inout RingConsumer, _ s: DataPathSession, bound: Int, errorCQ: RingCQ?, qpNum: UInt32,
+                              post: ([Verbs.ReceiveWorkRequest]) throws -> Void) -> Int {
+        let room = errorCQ.map { max(0, $0.capacity - $0.pending.count) } ?? bound
+        let ready = min(ring.available(), bound, room)
+        guard ready > 0 else { return 0 }
+        let slotSize = ring.memory.slotSize
+        receiveBatch.removeAll(keepingCapacity: true)
+        receiveIDs.removeAll(keepingCapacity: true)
+        var consumed = 0
+        func flush() -> Bool {
+            guard !receiveBatch.isEmpty else { return true }
+            defer {
+                receiveBatch.removeAll(keepingCapacity: true)
+                receiveIDs.removeAll(keepingCapacity: true)
+            }
+            do {
+                try post(receiveBatch)
+            } catch {
+                let verbs = error as? VerbsError
+                let failed = min(max(0, verbs?.failedWorkRequest ?? 0), receiveBatch.count)
+                if verbs?.errno == Errno.outOfMemory {
+                    consumed -= receiveBatch.count - failed
+                    return false
+                }
+                for id in receiveIDs[failed...] {
+                    if let cq = errorCQ { refuse(id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: UInt32(clamping: verbs?.errno ?? 22)) }
+                }
+            }
+            return true
+        }
+        for i in 0..<ready {
+            let slot = ring.slot(i)
+            do {
+                let w = try RingSlots.readReceive(slot, slotSize: slotSize, scratch: &scratch)
+                receiveBatch.append(Translate.receive(w))
+                receiveIDs.append(w.wrID)
+                consumed = i + 1
+            } catch {
+                consumed = i
+                if !flush() { break }
+                consumed = i + 1
+                if let cq = errorCQ { refuse(RingSlots.workRequestID(slot), qp: qpNum, opcode: .receive, into: cq, s, vendorError: 0) }
+            }
+        }
+        _ = flush()
+        ring.release(consumed)
+        s.posts.add(UInt64(consumed), ordering: .relaxed)
+        metrics.posts.increment(by: Int64(consumed))
+        return consumed
+    }
+
+    /// Queues the error completion of a refused slot (IBV_WC_LOC_QP_OP_ERR, as verbs reports a request it could not
+    /// execute), for this session's CQ only.
+    private func refuse(_ id: UInt64, qp: UInt32, opcode: FFProtocol.WCOpcode, into cq: RingCQ, _ s: DataPathSession, vendorError: UInt32) {
+        cq.pending.append(FFProtocol.WorkCompletion(wrID: id, status: .localQPOperationError, opcode: opcode, vendorError: vendorError, qpNum: qp))
+        s.refused.add(1, ordering: .relaxed)
+        metrics.refused.increment()
+    }
+
+    /// Moves refused slots' completions, then up to `bound` real completions, into the CQ's ring; publishes them, then
+    /// raises the client's event if it armed the CQ.
+    private func fill(_ cq: RingCQ, _ s: DataPathSession, bound: Int) -> Int {
+        var produced = 0
+        if !cq.pending.isEmpty {
+            var moved = 0
+            while moved < cq.pending.count, let slot = cq.producer.reserve() {
+                RingSlots.writeCompletion(slot, cq.pending[moved])
+                cq.producer.advance()
+                moved += 1
+            }
+            cq.pending.removeFirst(moved)
+            produced += moved
+        }
+        let room = min(cq.producer.freeSlots(), bound)
+        if room > 0, let completions = try? cq.cq.poll(max: Int32(room)) {
+            for c in completions {
+                guard let slot = cq.producer.reserve() else { break }
+                RingSlots.writeCompletion(slot, c)
+                cq.producer.advance()
+            }
+            produced += completions.count
+        }
+        guard produced > 0 else { return 0 }
+        cq.producer.publish()
+        s.completions.add(UInt64(produced), ordering: .relaxed)
+        metrics.completions.increment(by: Int64(produced))
+        if cq.notify.exchange(0, ordering: .acquiringAndReleasing) != 0 { cq.forwarder?.forward(cq.handle) }
+        return produced
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
+enum DataPathClock {
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}
