@@ -140,6 +140,17 @@ final class ShimLabTests: XCTestCase {
         XCTAssertFalse(result.output.contains("FAIL"), result.output)
     }
 
+    func testEveryOperationMovesTheRightBytesFromEveryKindOfMemoryHugePagesIncluded() throws {
+        // The guest is ours: reserve a few huge pages (memcheck uses one 2 MiB page).
+        if HugePages.free < 2 { try "8\n".write(toFile: "/proc/sys/vm/nr_hugepages", atomically: false, encoding: .utf8) }
+        XCTAssertGreaterThanOrEqual(HugePages.free, 2, "the guest could not reserve huge pages")
+        let program = try compileProgram("memcheck", into: routers.directory)
+        for mode in ShimMode.allCases {
+            let result = try routers.start(program, [], pod: "a", mode: mode, seconds: 300).finish()
+            verifyMemcheck(result, hugePages: true, "\(mode) on rxe0")
+        }
+    }
+
     /// `rdma res show` counts of the kernel's verbs objects on rxe0 (pd, cq, qp, mr, srq, ctx).
     private func kernelResources() throws -> [String: Int] {
         let text = try RunningProgram.run("/usr/bin/env", ["rdma", "res", "show"], directory: routers.directory).output

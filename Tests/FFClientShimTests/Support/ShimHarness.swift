@@ -1,9 +1,15 @@
 import Foundation
 import XCTest
 
-/// Where the built artifacts are: next to the test bundle (.build/<configuration>).
+/// Where the built artifacts are: next to the test bundle (.build/<configuration>), or in `FFSHIM_ARTIFACTS` (the
+/// lab benchmark measures a release router and shim from a debug test bundle that way).
 enum ShimArtifacts {
-    static var directory: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
+    static var directory: URL {
+        if let folder = ProcessInfo.processInfo.environment["FFSHIM_ARTIFACTS"], !folder.isEmpty {
+            return URL(fileURLWithPath: folder)
+        }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
     static var preload: String { directory.appendingPathComponent("libffclient.so").path }
     static var dropInLibrary: String { directory.appendingPathComponent("libffclient-dropin.so").path }
     static var router: String { directory.appendingPathComponent("ffrouter").path }
