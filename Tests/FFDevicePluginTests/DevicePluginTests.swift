@@ -158,4 +158,19 @@ final class DevicePluginTests: XCTestCase {
         }
         XCTAssertEqual(response.containerResponses.first?.envs["FREEFLOW_VRDMA_DEVICES"], "vrdma-0")
     }
+
+    func testAMissingKubeletFolderStopsThePluginWithAnErrorNamingIt() async throws {
+        var configuration = self.configuration
+        configuration.pluginDirectory = "\(directory)/no-such-kubelet/device-plugins"
+        configuration.cdiDirectory = nil
+        let plugin = DevicePlugin(configuration: configuration, logger: Logger(label: "device-plugin-test")) {
+            DeviceHealth.State(healthy: true, detail: "port active")
+        }
+        do {
+            try await plugin.run()
+            XCTFail("the plugin ran without the kubelet's folder")
+        } catch {
+            XCTAssertTrue("\(error)".contains("\(directory)/no-such-kubelet/device-plugins does not exist"), "\(error)")
+        }
+    }
 }

@@ -31,8 +31,15 @@ public struct DevicePlugin: Service {
         self.logger = logger
     }
 
-    /// Serves until cancelled.
+    /// Serves until cancelled. Throws at once if the kubelet's folder is missing: the kubelet creates it when it
+    /// starts, so a missing one means a wrong `--plugin-dir` or a host path not mounted into the container, and the
+    /// server transport would only say that it stopped.
     public func run() async throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: configuration.pluginDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DevicePluginError(description: "the kubelet's device-plugin folder \(configuration.pluginDirectory) does not exist "
+                                    + "(is --plugin-dir the kubelet's device-plugins folder, mounted into this container?)")
+        }
         if let directory = configuration.cdiDirectory {
             let spec = CDISpec(configuration: configuration)
             try spec.write(to: directory)
@@ -47,9 +54,9 @@ public struct DevicePlugin: Service {
                     group.addTask { await health.monitor(every: healthInterval, healthSource) }
                     group.addTask {
                         while !Task.isCancelled {
-                    try await serveOnce()
-                    logger.debug("plugin socket closed")
-                }
+                            try await serveOnce()
+                            logger.debug("plugin socket closed")
+                        }
                     }
                 }
             }
@@ -137,4 +144,10 @@ struct FileIdentity: Equatable {
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
     }
+}
+
+/// Why the device plugin cannot start, in words an operator can act on.
+public struct DevicePluginError: Error, CustomStringConvertible {
+    /// What is wrong and what to check.
+    public let description: String
 }
