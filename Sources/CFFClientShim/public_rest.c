@@ -3,6 +3,7 @@
  * support, which fail with EOPNOTSUPP and errno set. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "ffshim_cm_bridge.h"
 
 #include <errno.h>
 #include <infiniband/sa.h>
@@ -158,13 +159,23 @@ FFSHIM_EXPORT int ibv_init_ah_from_wc(struct ibv_context *context, uint8_t port_
     ah_attr->port_num = port_num;
     if (!(wc->wc_flags & IBV_WC_GRH)) return 0;
     if (!grh) return ffs_fail(EINVAL);
-    /* The GRH's destination is one of our GIDs (the virtual device has one, index 0). */
-    union ibv_gid own;
+    union ibv_gid own, peer = grh->sgid;
     if (ibv_query_gid(context, port_num, 0, &own)) return errno;
-    if (memcmp(&own, &grh->dgid, sizeof(own)) != 0) return ffs_fail(ENOENT);
+    if (memcmp(&own, &grh->dgid, sizeof(own)) != 0) {
+        /* The device wrote the GRH: the sender's node GID (or zeros on the fake device), not a vip. The router knows
+         * which pod's QP sent it (its own pods' ids, and the peers of its UD connects) and answers with its vip, so
+         * the reply's address is virtual like every other (docs/rdma-cm.md). */
+        uint32_t vip = 0;
+        int error = ffshim_swift_cm_bridge()->resolve_sender(ffs_session(context), grh->sgid.raw, wc->src_qp, wc->qp_num, &vip);
+        if (error) return ffs_fail(error);
+        memset(&peer, 0, sizeof(peer));
+        peer.raw[10] = 0xff;
+        peer.raw[11] = 0xff;
+        memcpy(&peer.raw[12], &vip, sizeof(vip));
+    }
     uint32_t flow = be32toh(grh->version_tclass_flow);
     ah_attr->is_global = 1;
-    ah_attr->grh.dgid = grh->sgid;
+    ah_attr->grh.dgid = peer;
     ah_attr->grh.sgid_index = 0;
     ah_attr->grh.flow_label = flow & 0xFFFFF;
     ah_attr->grh.hop_limit = 0xFF;

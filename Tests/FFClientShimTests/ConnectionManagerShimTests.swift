@@ -74,6 +74,24 @@ final class ConnectionManagerShimTests: XCTestCase {
     func testRdmaServerAndClientPreloaded() throws { try rdmaServerAndClient(.preload) }
     func testRdmaServerAndClientDropIn() throws { try rdmaServerAndClient(.dropIn) }
 
+    // MARK: - UD (SIDR) and replies from a received completion
+
+    /// udaddy: the client's UD connect (SIDR) gets the server's QP number, Q_Key and an address vector to its vip; the
+    /// server answers each message through an address handle made from the received completion
+    /// (ibv_create_ah_from_wc), whose sender the router names by vip.
+    private func udaddy(_ mode: ShimMode) throws {
+        let pair = try runPair(["/usr/bin/udaddy", "-C", "10"], ["/usr/bin/udaddy", "-s", Self.vipA, "-C", "10"], mode: mode)
+        assertSucceeded(pair, "udaddy (\(mode))")
+        XCTAssertTrue(pair.server.output.contains("sending replies"), pair.server.output)
+        for side in [pair.client, pair.server] {
+            XCTAssertTrue(side.output.contains("data transfers complete"), side.output)
+            XCTAssertTrue(side.output.contains("test complete"), side.output)
+        }
+    }
+
+    func testUdaddyPreloaded() throws { try udaddy(.preload) }
+    func testUdaddyDropIn() throws { try udaddy(.dropIn) }
+
     // MARK: - addressing
 
     /// Pods a and b both listen on one port; a client addressing a's vip reaches a, one addressing b's reaches b.
