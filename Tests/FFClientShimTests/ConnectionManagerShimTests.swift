@@ -74,6 +74,39 @@ final class ConnectionManagerShimTests: XCTestCase {
     func testRdmaServerAndClientPreloaded() throws { try rdmaServerAndClient(.preload) }
     func testRdmaServerAndClientDropIn() throws { try rdmaServerAndClient(.dropIn) }
 
+    /// rdma_xclient posts 16 bytes inline on a QP created with max_inline_data 0: the device grants what rxe grants
+    /// (room for one SGE, 16 bytes, may be sent inline). RC only; XRC (`-c x`) is not served (docs/rdma-cm.md).
+    private func rdmaXServerAndClient(_ mode: ShimMode) throws {
+        let port = "\(freshPort())"
+        let pair = try runPair(["/usr/bin/rdma_xserver", "-p", port], ["/usr/bin/rdma_xclient", "-s", Self.vipA, "-p", port], mode: mode)
+        assertSucceeded(pair, "rdma_xserver/rdma_xclient (\(mode))")
+        XCTAssertTrue(pair.client.output.contains("rdma_xclient: end 0"), pair.client.output)
+        XCTAssertTrue(pair.server.output.contains("rdma_xserver: end 0"), pair.server.output)
+    }
+
+    func testRdmaXServerAndClientPreloaded() throws { try rdmaXServerAndClient(.preload) }
+    func testRdmaXServerAndClientDropIn() throws { try rdmaXServerAndClient(.dropIn) }
+
+    /// cmtime's client times every step of 10 connections (its server runs until stopped: it is stopped once the
+    /// client ended).
+    func testCmtimeClientCompletesEveryStep() throws {
+        let port = "\(freshPort())"
+        let server = try RunningProgram("/usr/bin/cmtime", ["-p", port], environment: router.environment(pod: "a", mode: .preload),
+                                        directory: router.directory, seconds: 120)
+        try router.waitForCMListeners(pod: "a")
+        let client = try run(["/usr/bin/cmtime", "-s", Self.vipA, "-p", port, "-c", "10"], pod: "b", mode: .dropIn)
+        server.kill()
+        _ = server.finish()
+        XCTAssertEqual(client.status, 0, "cmtime client: \(client.output) \(client.errors)")
+        XCTAssertTrue(client.output.contains("step              total ms"), client.output)
+        for step in Self.cmtimeSteps {
+            XCTAssertTrue(client.output.contains("\(step.padding(toLength: 13, withPad: " ", startingAt: 0)):"), "step \(step): \(client.output)")
+        }
+    }
+
+    /// The steps cmtime's client reports, each on its own line.
+    static let cmtimeSteps = ["create id", "resolve addr", "resolve route", "create qp", "connect", "disconnect", "destroy"]
+
     // MARK: - UD (SIDR) and replies from a received completion
 
     /// udaddy: the client's UD connect (SIDR) gets the server's QP number, Q_Key and an address vector to its vip; the
