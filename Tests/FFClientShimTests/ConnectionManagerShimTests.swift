@@ -62,30 +62,23 @@ final class ConnectionManagerShimTests: XCTestCase {
     func testUcmatoseWithFourConnectionsDropIn() throws { try ucmatose(.dropIn, ["-c", "4", "-C", "10"]) }
     func testUcmatosePreloaded() throws { try ucmatose(.preload, []) }
 
-    /// Synchronous ids, rdma_getaddrinfo, rdma_create_ep, rdma_get_request and the rdma_verbs.h helpers, on static buffers.
-    private func rdmaServerAndClient(_ mode: ShimMode) throws {
+    /// `server -p PORT` as pod a and `client -s VIP -p PORT` as pod b, each ending with "NAME: end 0".
+    private func exampleServerAndClient(_ server: String, _ client: String, _ mode: ShimMode) throws {
         let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], mode: mode)
-        assertSucceeded(pair, "rdma_server/rdma_client (\(mode))")
-        XCTAssertTrue(pair.client.output.contains("rdma_client: end 0"), pair.client.output)
-        XCTAssertTrue(pair.server.output.contains("rdma_server: end 0"), pair.server.output)
+        let pair = try runPair(["/usr/bin/\(server)", "-p", port], ["/usr/bin/\(client)", "-s", Self.vipA, "-p", port], mode: mode)
+        assertSucceeded(pair, "\(server)/\(client) (\(mode))")
+        XCTAssertTrue(pair.client.output.contains("\(client): end 0"), pair.client.output)
+        XCTAssertTrue(pair.server.output.contains("\(server): end 0"), pair.server.output)
     }
 
-    func testRdmaServerAndClientPreloaded() throws { try rdmaServerAndClient(.preload) }
-    func testRdmaServerAndClientDropIn() throws { try rdmaServerAndClient(.dropIn) }
+    /// Synchronous ids, rdma_getaddrinfo, rdma_create_ep, rdma_get_request and the rdma_verbs.h helpers, on static buffers.
+    func testRdmaServerAndClientPreloaded() throws { try exampleServerAndClient("rdma_server", "rdma_client", .preload) }
+    func testRdmaServerAndClientDropIn() throws { try exampleServerAndClient("rdma_server", "rdma_client", .dropIn) }
 
     /// rdma_xclient posts 16 bytes inline on a QP created with max_inline_data 0: the device grants what rxe grants
     /// (room for one SGE, 16 bytes, may be sent inline). RC only; XRC (`-c x`) is not served (docs/rdma-cm.md).
-    private func rdmaXServerAndClient(_ mode: ShimMode) throws {
-        let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/rdma_xserver", "-p", port], ["/usr/bin/rdma_xclient", "-s", Self.vipA, "-p", port], mode: mode)
-        assertSucceeded(pair, "rdma_xserver/rdma_xclient (\(mode))")
-        XCTAssertTrue(pair.client.output.contains("rdma_xclient: end 0"), pair.client.output)
-        XCTAssertTrue(pair.server.output.contains("rdma_xserver: end 0"), pair.server.output)
-    }
-
-    func testRdmaXServerAndClientPreloaded() throws { try rdmaXServerAndClient(.preload) }
-    func testRdmaXServerAndClientDropIn() throws { try rdmaXServerAndClient(.dropIn) }
+    func testRdmaXServerAndClientPreloaded() throws { try exampleServerAndClient("rdma_xserver", "rdma_xclient", .preload) }
+    func testRdmaXServerAndClientDropIn() throws { try exampleServerAndClient("rdma_xserver", "rdma_xclient", .dropIn) }
 
     /// cmtime's client times every step of 10 connections (its server runs until stopped: it is stopped once the
     /// client ended).
