@@ -115,6 +115,20 @@ final class ConnectionManagerShimTests: XCTestCase {
         }
     }
 
+    /// ibv_init_ah_from_wc reads rxe's RoCE v2 IPv4 GRH (the IPv4 header's source, asked of the router as
+    /// ::ffff:10.0.2.99, a node whose senders it does not know: ENOENT), the same bytes as an IPv6 GRH when the IPv4
+    /// checksum fails (a GID that is no node's: EINVAL), zeros as a sender of this node (no such UD QP on a cm id:
+    /// ENOENT), and refuses a receiving QP that is not the caller's (EINVAL).
+    func testAReplyAddressFromACompletionReadsTheGRHAsLibibverbsAndRefusesWhatTheRouterCannotName() throws {
+        let program = try compileProgram("ahfromwc", into: router.directory)
+        let result = try run([program], pod: "a", mode: .preload)
+        XCTAssertEqual(result.status, 0, "\(result.output) \(result.errors)")
+        let lines = Set(result.output.split(separator: "\n").map(String.init))
+        for expected in ["ipv4 rc=2 errno=2", "ipv6 rc=22 errno=22", "zeros rc=2 errno=2", "foreign-receiver rc=22 errno=22"] {
+            XCTAssertTrue(lines.contains(expected), "\(expected): \(result.output)")
+        }
+    }
+
     func testUdaddyPreloaded() throws { try udaddy(.preload) }
     func testUdaddyDropIn() throws { try udaddy(.dropIn) }
 
