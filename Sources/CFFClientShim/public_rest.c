@@ -3,9 +3,11 @@
  * support, which fail with EOPNOTSUPP and errno set. */
 #define _GNU_SOURCE
 #include "shim.h"
+#include "ffshim_cm_bridge.h"
 
 #include <errno.h>
 #include <infiniband/sa.h>
+#include <netinet/ip.h>
 #include <rdma/ib_user_sa.h>
 #include <rdma/ib_user_verbs.h>
 #include <string.h>
@@ -148,6 +150,30 @@ FFSHIM_EXPORT void ibv_copy_path_rec_to_kern(struct ib_user_path_rec *dst, struc
     dst->preference = src->preference;
 }
 
+/* The IPv4-mapped GID ::ffff:a.b.c.d of an address in network order. */
+static void mapped_gid(uint32_t address, union ibv_gid *gid) {
+    memset(gid, 0, sizeof(*gid));
+    gid->raw[10] = 0xff;
+    gid->raw[11] = 0xff;
+    memcpy(&gid->raw[12], &address, sizeof(address));
+}
+
+/* Whether the 40 bytes of a received GRH are RoCE v2 over IPv4: 20 unused bytes, then the packet's IPv4 header,
+ * recognized as libibverbs' ibv_init_ah_from_wc does (not an IPv6 header, or a 20-byte IPv4 header whose checksum
+ * holds). */
+static int grh_is_ipv4(const struct ibv_grh *grh, struct ip *header) {
+    memcpy(header, (const uint8_t *)grh + 20, sizeof(*header));
+    if (((be32toh(grh->version_tclass_flow) >> 28) & 0xF) != 6) return header->ip_v == 4;
+    if (header->ip_hl != 5) return 0;
+    uint16_t words[10];
+    memcpy(words, header, sizeof(words));
+    words[5] = 0;
+    uint32_t sum = 0;
+    for (int i = 0; i < 10; i++) sum += words[i];
+    while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+    return (uint16_t)~sum == header->ip_sum;
+}
+
 /* The address vector that answers a UD (or RC/UC with GRH) completion: back to its sender. */
 FFSHIM_EXPORT int ibv_init_ah_from_wc(struct ibv_context *context, uint8_t port_num, struct ibv_wc *wc,
                                       struct ibv_grh *grh, struct ibv_ah_attr *ah_attr) {
@@ -158,17 +184,33 @@ FFSHIM_EXPORT int ibv_init_ah_from_wc(struct ibv_context *context, uint8_t port_
     ah_attr->port_num = port_num;
     if (!(wc->wc_flags & IBV_WC_GRH)) return 0;
     if (!grh) return ffs_fail(EINVAL);
-    /* The GRH's destination is one of our GIDs (the virtual device has one, index 0). */
-    union ibv_gid own;
-    if (ibv_query_gid(context, port_num, 0, &own)) return errno;
-    if (memcmp(&own, &grh->dgid, sizeof(own)) != 0) return ffs_fail(ENOENT);
+    union ibv_gid own, source = grh->sgid, destination = grh->dgid;
     uint32_t flow = be32toh(grh->version_tclass_flow);
+    uint8_t traffic_class = (flow >> 20) & 0xFF;
+    struct ip ipv4;
+    if (grh_is_ipv4(grh, &ipv4)) {
+        /* RoCE v2 over IPv4 (rxe): the addresses are the IPv4 header's. */
+        mapped_gid(ipv4.ip_src.s_addr, &source);
+        mapped_gid(ipv4.ip_dst.s_addr, &destination);
+        traffic_class = ipv4.ip_tos;
+        flow = 0;
+    }
+    if (ibv_query_gid(context, port_num, 0, &own)) return errno;
+    if (memcmp(&own, &destination, sizeof(own)) != 0) {
+        /* The device wrote the GRH: the sender's node address (or zeros on the fake device), not a vip. The router
+         * knows which pod's QP sent it (its own pods' ids, and the peers of its UD connects) and answers with its
+         * vip, so the reply's address is virtual like every other (docs/rdma-cm.md). */
+        uint32_t vip = 0;
+        int error = ffshim_swift_cm_bridge()->resolve_sender(ffs_session(context), source.raw, wc->src_qp, wc->qp_num, &vip);
+        if (error) return ffs_fail(error);
+        mapped_gid(vip, &source);
+    }
     ah_attr->is_global = 1;
-    ah_attr->grh.dgid = grh->sgid;
+    ah_attr->grh.dgid = source;
     ah_attr->grh.sgid_index = 0;
     ah_attr->grh.flow_label = flow & 0xFFFFF;
     ah_attr->grh.hop_limit = 0xFF;
-    ah_attr->grh.traffic_class = (flow >> 20) & 0xFF;
+    ah_attr->grh.traffic_class = traffic_class;
     return 0;
 }
 

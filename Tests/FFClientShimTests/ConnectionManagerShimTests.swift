@@ -62,17 +62,75 @@ final class ConnectionManagerShimTests: XCTestCase {
     func testUcmatoseWithFourConnectionsDropIn() throws { try ucmatose(.dropIn, ["-c", "4", "-C", "10"]) }
     func testUcmatosePreloaded() throws { try ucmatose(.preload, []) }
 
-    /// Synchronous ids, rdma_getaddrinfo, rdma_create_ep, rdma_get_request and the rdma_verbs.h helpers, on static buffers.
-    private func rdmaServerAndClient(_ mode: ShimMode) throws {
+    /// `server -p PORT` as pod a and `client -s VIP -p PORT` as pod b, each ending with "NAME: end 0".
+    private func exampleServerAndClient(_ server: String, _ client: String, _ mode: ShimMode) throws {
         let port = "\(freshPort())"
-        let pair = try runPair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], mode: mode)
-        assertSucceeded(pair, "rdma_server/rdma_client (\(mode))")
-        XCTAssertTrue(pair.client.output.contains("rdma_client: end 0"), pair.client.output)
-        XCTAssertTrue(pair.server.output.contains("rdma_server: end 0"), pair.server.output)
+        let pair = try runPair(["/usr/bin/\(server)", "-p", port], ["/usr/bin/\(client)", "-s", Self.vipA, "-p", port], mode: mode)
+        assertSucceeded(pair, "\(server)/\(client) (\(mode))")
+        XCTAssertTrue(pair.client.output.contains("\(client): end 0"), pair.client.output)
+        XCTAssertTrue(pair.server.output.contains("\(server): end 0"), pair.server.output)
     }
 
-    func testRdmaServerAndClientPreloaded() throws { try rdmaServerAndClient(.preload) }
-    func testRdmaServerAndClientDropIn() throws { try rdmaServerAndClient(.dropIn) }
+    /// Synchronous ids, rdma_getaddrinfo, rdma_create_ep, rdma_get_request and the rdma_verbs.h helpers, on static buffers.
+    func testRdmaServerAndClientPreloaded() throws { try exampleServerAndClient("rdma_server", "rdma_client", .preload) }
+    func testRdmaServerAndClientDropIn() throws { try exampleServerAndClient("rdma_server", "rdma_client", .dropIn) }
+
+    /// rdma_xclient posts 16 bytes inline on a QP created with max_inline_data 0: the device grants what rxe grants
+    /// (room for one SGE, 16 bytes, may be sent inline). RC only; XRC (`-c x`) is not served (docs/rdma-cm.md).
+    func testRdmaXServerAndClientPreloaded() throws { try exampleServerAndClient("rdma_xserver", "rdma_xclient", .preload) }
+    func testRdmaXServerAndClientDropIn() throws { try exampleServerAndClient("rdma_xserver", "rdma_xclient", .dropIn) }
+
+    /// cmtime's client times every step of 10 connections (its server runs until stopped: it is stopped once the
+    /// client ended).
+    func testCmtimeClientCompletesEveryStep() throws {
+        let port = "\(freshPort())"
+        let server = try RunningProgram("/usr/bin/cmtime", ["-p", port], environment: router.environment(pod: "a", mode: .preload),
+                                        directory: router.directory, seconds: 120)
+        try router.waitForCMListeners(pod: "a")
+        let client = try run(["/usr/bin/cmtime", "-s", Self.vipA, "-p", port, "-c", "10"], pod: "b", mode: .dropIn)
+        server.kill()
+        _ = server.finish()
+        XCTAssertEqual(client.status, 0, "cmtime client: \(client.output) \(client.errors)")
+        XCTAssertTrue(client.output.contains("step              total ms"), client.output)
+        for step in Self.cmtimeSteps {
+            XCTAssertTrue(client.output.contains("\(step.padding(toLength: 13, withPad: " ", startingAt: 0)):"), "step \(step): \(client.output)")
+        }
+    }
+
+    /// The steps cmtime's client reports, each on its own line.
+    static let cmtimeSteps = ["create id", "resolve addr", "resolve route", "create qp", "connect", "disconnect", "destroy"]
+
+    // MARK: - UD (SIDR) and replies from a received completion
+
+    /// udaddy: the client's UD connect (SIDR) gets the server's QP number, Q_Key and an address vector to its vip; the
+    /// server answers each message through an address handle made from the received completion
+    /// (ibv_create_ah_from_wc), whose sender the router names by vip.
+    private func udaddy(_ mode: ShimMode) throws {
+        let pair = try runPair(["/usr/bin/udaddy", "-C", "10"], ["/usr/bin/udaddy", "-s", Self.vipA, "-C", "10"], mode: mode)
+        assertSucceeded(pair, "udaddy (\(mode))")
+        XCTAssertTrue(pair.server.output.contains("sending replies"), pair.server.output)
+        for side in [pair.client, pair.server] {
+            XCTAssertTrue(side.output.contains("data transfers complete"), side.output)
+            XCTAssertTrue(side.output.contains("test complete"), side.output)
+        }
+    }
+
+    /// ibv_init_ah_from_wc reads rxe's RoCE v2 IPv4 GRH (the IPv4 header's source, asked of the router as
+    /// ::ffff:10.0.2.99, a node whose senders it does not know: ENOENT), the same bytes as an IPv6 GRH when the IPv4
+    /// checksum fails (a GID that is no node's: EINVAL), zeros as a sender of this node (no such UD QP on a cm id:
+    /// ENOENT), and refuses a receiving QP that is not the caller's (EINVAL).
+    func testAReplyAddressFromACompletionReadsTheGRHAsLibibverbsAndRefusesWhatTheRouterCannotName() throws {
+        let program = try compileProgram("ahfromwc", into: router.directory)
+        let result = try run([program], pod: "a", mode: .preload)
+        XCTAssertEqual(result.status, 0, "\(result.output) \(result.errors)")
+        let lines = Set(result.output.split(separator: "\n").map(String.init))
+        for expected in ["ipv4 rc=2 errno=2", "ipv6 rc=22 errno=22", "zeros rc=2 errno=2", "foreign-receiver rc=22 errno=22"] {
+            XCTAssertTrue(lines.contains(expected), "\(expected): \(result.output)")
+        }
+    }
+
+    func testUdaddyPreloaded() throws { try udaddy(.preload) }
+    func testUdaddyDropIn() throws { try udaddy(.dropIn) }
 
     // MARK: - addressing
 

@@ -21,6 +21,7 @@ import Testing
         .establish(id),
         .migrate(id, channel: CMChannelHandle(rawValue: 2)),
         .destroyChannel(CMChannelHandle(rawValue: 2)),
+        .resolveSender(gid: GID(ipv4Mapped: IPv4Address(10, 0, 2, 16)), sourceQPN: 0xFF_FFFF, receiverQPN: 17),
     ]
 
     @Test func everyOperationSurvivesEncodeThenDecode() throws {
@@ -28,7 +29,7 @@ import Testing
             let bytes = try Frame(requestID: 1, message: .cmCall(request)).encode()
             #expect(try Frame.decode(bytes).message == .cmCall(request), "\(request)")
         }
-        #expect(Set(Self.requests.map(\.operation)) == Set(1...14))
+        #expect(Set(Self.requests.map(\.operation)) == Set(1...15))
     }
 
     @Test func unknownOperationAndOversizedPrivateDataAreRefused() throws {
@@ -57,6 +58,6 @@ import Testing
 
     @Test func privateDataBudgetLeavesApplicationsWhatTheDocumentSays() {
         #expect(CMPrivateData.connectRC == 44)
-        #expect(CMPrivateData.connectUD == 168)
+        #expect(CMPrivateData.connectUD == 164)
     }
 }

@@ -58,6 +58,9 @@ typedef struct ffshim_cm_bridge {
     int (*establish)(void *session, uint32_t id);
     int (*migrate)(void *session, uint32_t id, uint32_t channel);
     int (*destroy_channel)(void *session, uint32_t channel);
+    /* ibv_init_ah_from_wc: the vip (network order) of the pod whose QP `source_qpn` sent what the session's QP
+     * `receiver_qpn` received with `gid` (16 bytes) as the GRH's source; ENOENT if the router does not know it. */
+    int (*resolve_sender)(void *session, const uint8_t *gid, uint32_t source_qpn, uint32_t receiver_qpn, uint32_t *vip);
     /* Decodes one datagram read from a channel; EPROTO if it is not a valid event. */
     int (*decode_event)(const uint8_t *bytes, size_t length, ffshim_cm_event *event);
 } ffshim_cm_bridge;

@@ -131,6 +131,14 @@ private func makeCMBridge() -> ffshim_cm_bridge {
             _ = try s.cm(.destroyChannel(CMChannelHandle(rawValue: channel)))
         }
     }
+    b.resolve_sender = { session, gid, source, receiver, vip in
+        withSession(session) { s throws(ClientError) in
+            guard let gid, let peer = GID(bytes: Array(UnsafeBufferPointer(start: gid, count: 16))) else { throw invalid("no GID") }
+            guard source <= 0xFF_FFFF, receiver <= 0xFF_FFFF else { throw invalid("QP number above 24 bits") }
+            let reply = try s.cm(.resolveSender(gid: peer, sourceQPN: source, receiverQPN: receiver))
+            vip?.pointee = networkOrder(reply.address)
+        }
+    }
     b.decode_event = { bytes, length, out in
         guard let bytes, let out else { return Errno.invalidArgument }
         guard let event = try? CMEvent.decode(Array(UnsafeBufferPointer(start: bytes, count: length))) else { return Errno.protocolError }

@@ -74,10 +74,13 @@ public enum CMPrivateData {
     public static let maxLength = 196
     /// The router's header in a connect request's private data: magic, version, flags, destination vip, source vip.
     public static let headerLength = 12
+    /// The header of a UD (SIDR) connect: the 12 bytes and the connecting pod's QP number, which a SIDR REQ does not
+    /// carry.
+    public static let datagramHeaderLength = headerLength + 4
     /// What an RC connect leaves the application: 56 (IB CM REQ after the kernel's rdma_cm header) − 12.
     public static let connectRC = 56 - headerLength
-    /// What a UD (SIDR) connect leaves the application: 180 − 12.
-    public static let connectUD = 180 - headerLength
+    /// What a UD (SIDR) connect leaves the application: 180 (SIDR REQ after the kernel's rdma_cm header) − 16.
+    public static let connectUD = 180 - datagramHeaderLength
     /// An RC accept (REP): all of it.
     public static let acceptRC = 196
     /// A UD accept (SIDR REP).
@@ -181,6 +184,9 @@ public enum CMRequest: WireCodable {
     case migrate(CMIDHandle, channel: CMChannelHandle)
     /// rdma_destroy_event_channel: the router closes its end; events of ids still on it are dropped.
     case destroyChannel(CMChannelHandle)
+    /// ibv_init_ah_from_wc: the vip of the pod whose QP `sourceQPN` sent a UD message (the GRH's source GID `gid`, a
+    /// node's GID or zeros) that the session's QP `receiverQPN` received; the reply's address is that vip.
+    case resolveSender(gid: GID, sourceQPN: UInt32, receiverQPN: UInt32)
 
     /// The operation number on the wire.
     public var operation: UInt16 {
@@ -199,6 +205,7 @@ public enum CMRequest: WireCodable {
         case .establish: 12
         case .migrate: 13
         case .destroyChannel: 14
+        case .resolveSender: 15
         }
     }
 
@@ -241,6 +248,10 @@ public enum CMRequest: WireCodable {
             try w.handle(channel, "cm.channel")
         case .destroyChannel(let channel):
             try w.handle(channel, "cm.channel")
+        case .resolveSender(let gid, let source, let receiver):
+            try gid.encode(to: &w)
+            try w.bounded(source, 0...0xFF_FFFF, "cm.sourceQPN")
+            try w.bounded(receiver, 0...0xFF_FFFF, "cm.receiverQPN")
         }
     }
 
@@ -287,6 +298,10 @@ public enum CMRequest: WireCodable {
             let id = try r.handle(CMIDHandle.self, "cm.id")
             self = .migrate(id, channel: try r.handle(CMChannelHandle.self, "cm.channel"))
         case 14: self = .destroyChannel(try r.handle(CMChannelHandle.self, "cm.channel"))
+        case 15:
+            let gid = try GID(from: &r)
+            let source = try r.bounded(UInt32.self, 0...0xFF_FFFF, "cm.sourceQPN")
+            self = .resolveSender(gid: gid, sourceQPN: source, receiverQPN: try r.bounded(UInt32.self, 0...0xFF_FFFF, "cm.receiverQPN"))
         default:
             throw WireError(.valueOutOfRange(UInt64(operation)), field: "cm.operation", offset: at)
         }

@@ -17,6 +17,8 @@ final class ConnectionManagerService: Sendable {
     static let maxChannelsPerSession = 128
     /// At most this many cm ids per session.
     static let maxIDsPerSession = 4096
+    /// At most this many UD senders of other nodes learned per session (the oldest goes first).
+    static let maxSendersPerSession = 1024
     /// RDMA_UDP_QKEY: the Q_Key librdmacm gives UD QPs of the UDP and IPoIB port spaces.
     static let datagramQKey: UInt32 = 0x0123_4567
     /// IB CM reject reason IB_CM_REJ_INVALID_SERVICE_ID (`rdma_cm_event.status` of REJECTED): nothing listens there.
@@ -84,6 +86,8 @@ final class ConnectionManagerService: Sendable {
         /// The device's cm_id of a connection to another node, and the connect waiting for its route.
         var device: ConnectionID?
         var pendingConnect: CMConnectionParameters?
+        /// The peer's node IP of a connection over the device (the sender of its UD messages).
+        var peerNode: IPv4Address?
         var datagram: Bool { portSpace == .udp || portSpace == .ipoib }
     }
 
@@ -92,6 +96,14 @@ final class ConnectionManagerService: Sendable {
         var channels: [UInt32: SeqPacketSocket] = [:]
         var ids: [UInt32: Identifier] = [:]
         var nextHandle: UInt32 = 1
+        /// The senders this session's UD connects to other nodes taught the router, oldest first.
+        var learned: [Sender] = []
+    }
+
+    /// A UD QP of another node: what a received message's GRH (the node's GID) and source QP name.
+    struct Sender: Hashable {
+        var node: IPv4Address
+        var qpNum: UInt32
     }
 
     struct State {
@@ -99,6 +111,8 @@ final class ConnectionManagerService: Sendable {
         var listeners: [Endpoint: Key] = [:]
         var boundPorts: Set<Endpoint> = []
         var byDevice: [ConnectionID.Identifier: Key] = [:]
+        /// The vip of each sender learned from a SIDR exchange, and the session whose exchange taught it.
+        var senders: [Sender: (vip: IPv4Address, session: UInt64)] = [:]
         var nextPort: UInt16 = 0
         var random = SplitMix(seed: 0x5EED_C0DE)
     }
@@ -154,6 +168,7 @@ final class ConnectionManagerService: Sendable {
         let closed: Int = state.withLock { s in
             guard let entry = s.sessions[session] else { return 0 }
             for handle in entry.ids.keys.sorted() { drop(Key(session: session, id: handle), &s) }
+            for sender in entry.learned where s.senders[sender]?.session == session { s.senders[sender] = nil }
             for channel in entry.channels.values { channel.close() }
             s.sessions[session] = nil
             return entry.ids.count
@@ -258,7 +273,7 @@ final class ConnectionManagerService: Sendable {
             guard s.listeners[endpoint] == nil else {
                 throw ErrorReply(errno: Self.addressInUse, reason: "rdma_listen: \(c.vip) port \(endpoint.port) already has a listener")
             }
-            if let node, !identifier.datagram { try node.retainListener(port: endpoint.port) }
+            if let node { try node.retainListener(NodeConnectionManager.Listener(port: endpoint.port, datagram: endpoint.datagram)) }
             s.listeners[endpoint] = key
             identifier.listener = endpoint
             identifier.backlog = Int(backlog)
@@ -275,15 +290,22 @@ final class ConnectionManagerService: Sendable {
             var identifier = try lookup(key, s)
             if let device = identifier.device {
                 guard identifier.phase == .requestReceived else { throw invalid("rdma_accept: no connect request is waiting on this id (it is \(identifier.phase))") }
-                try checkPrivateData(p.privateData, budget: CMPrivateData.acceptRC, "rdma_accept")
+                try checkPrivateData(p.privateData, budget: identifier.datagram ? CMPrivateData.acceptUD : CMPrivateData.acceptRC, "rdma_accept")
                 guard p.qpNum != 0, ownsQP(p.qpNum) else { throw invalid("rdma_accept: QP number \(p.qpNum) is not one of this session's QPs") }
                 var parameters = ConnectionParameters(privateData: p.privateData, responderResources: p.responderResources,
                                                       initiatorDepth: p.initiatorDepth, retryCount: p.retryCount, rnrRetryCount: p.rnrRetryCount)
                 parameters.qpNumber = p.qpNum
+                // UD: the device answers the SIDR REQ with the pod's QP number and the port space's Q_Key.
                 try device.accept(parameters)
                 releaseRequest(identifier, &s)
                 identifier.qpNum = p.qpNum
-                identifier.phase = .accepted
+                if identifier.datagram {
+                    // SIDR: resolved once answered; the device's cm_id has nothing more to do.
+                    identifier.phase = .connected
+                    unlinkDevice(&identifier, &s)
+                } else {
+                    identifier.phase = .accepted
+                }
                 s.sessions[c.session]!.ids[p.id.rawValue] = identifier
                 return CMReply()
             }
@@ -358,8 +380,8 @@ final class ConnectionManagerService: Sendable {
             }
             return CMReply()
 
-        case .attachQP:
-            throw invalid("attach_qp is the session's to handle")
+        case .attachQP, .resolveSender:
+            throw invalid("attach_qp and resolve_sender are the session's to handle")
 
         case .establish(let id):
             let key = Key(session: c.session, id: id.rawValue)
@@ -406,7 +428,9 @@ final class ConnectionManagerService: Sendable {
         guard identifier.phase == .routeResolved else { throw invalid("rdma_connect: the route is not resolved (the id is \(identifier.phase))") }
         let datagram = identifier.datagram
         try checkPrivateData(p.privateData, budget: datagram ? CMPrivateData.connectUD : CMPrivateData.connectRC, "rdma_connect")
-        guard datagram || (p.qpNum != 0 && ownsQP(p.qpNum)) else {
+        // A UD connect may come without a QP; a QP number it names must be the session's (the peer's router learns
+        // it as this pod's).
+        guard datagram ? (p.qpNum == 0 || ownsQP(p.qpNum)) : (p.qpNum != 0 && ownsQP(p.qpNum)) else {
             throw invalid("rdma_connect: QP number \(p.qpNum) is not one of this session's QPs")
         }
         identifier.qpNum = p.qpNum
@@ -414,12 +438,14 @@ final class ConnectionManagerService: Sendable {
         identifier.phase = .connecting
         s.sessions[c.session]!.ids[p.id.rawValue] = identifier
         let destination = identifier.remote
-        if destination != c.vip, let peerNode = map.physicalIP(for: destination), peerNode != nodeIP, let node, !datagram {
-            // To another node: the device's rdma_cm resolves the node IPs first, then connects (deviceEvent).
-            let device = try node.newID()
+        if destination != c.vip, let peerNode = map.physicalIP(for: destination), peerNode != nodeIP, let node {
+            // To another node: the device's rdma_cm resolves the node IPs first, then connects (deviceEvent); UD
+            // ids connect in the UDP port space (SIDR).
+            let device = try node.newID(datagram: datagram)
             try device.resolveAddress(source: nodeIP.description, destination: peerNode.description, port: identifier.remotePort)
             identifier.device = device
             identifier.pendingConnect = p
+            identifier.peerNode = peerNode
             s.byDevice[device.identifier] = key
             s.sessions[c.session]!.ids[p.id.rawValue] = identifier
             return
@@ -427,8 +453,7 @@ final class ConnectionManagerService: Sendable {
         if destination != c.vip, let node = map.physicalIP(for: destination), node != nodeIP {
             var event = self.event(for: identifier, id: p.id, type: .unreachable, vip: c.vip)
             event.status = -Self.timedOut
-            event.reason = "vip \(destination) is on node \(node); this router's connection manager reaches only its own pods"
-                + (self.node == nil ? " (no device rdma_cm)" : " (UD connects between nodes are not carried)")
+            event.reason = "vip \(destination) is on node \(node); this router's connection manager reaches only its own pods (no device rdma_cm)"
             identifier.phase = .routeResolved
             s.sessions[c.session]!.ids[p.id.rawValue] = identifier
             deliver(event, to: key, &s)
@@ -615,7 +640,9 @@ final class ConnectionManagerService: Sendable {
         guard let identifier = s.sessions[key.session]?.ids[key.id] else { return }
         if identifier.peer != nil || (identifier.device != nil && identifier.phase != .disconnected) { disconnect(key, notifySelf: false, &s) }
         if var linked = s.sessions[key.session]?.ids[key.id] { unlinkDevice(&linked, &s) }
-        if let endpoint = identifier.listener, s.listeners[endpoint] == key, !endpoint.datagram { node?.releaseListener(port: endpoint.port) }
+        if let endpoint = identifier.listener, s.listeners[endpoint] == key {
+            node?.releaseListener(NodeConnectionManager.Listener(port: endpoint.port, datagram: endpoint.datagram))
+        }
         releaseRequest(s.sessions[key.session]?.ids[key.id] ?? identifier, &s)
         if let endpoint = identifier.listener, s.listeners[endpoint] == key { s.listeners[endpoint] = nil }
         // A request id shares its listener's port: only ids that reserved one free it.
@@ -646,12 +673,12 @@ extension ConnectionManagerService {
             guard let key = s.byDevice[event.id], var identifier = s.sessions[key.session]?.ids[key.id], let device = identifier.device,
                   let vip = s.sessions[key.session]?.vip else { return }
             let handle = CMIDHandle(rawValue: key.id)
-            func fail(_ type: CMEventType, _ why: String) {
+            func fail(_ type: CMEventType, _ why: String, status: Int32 = -Self.timedOut) {
                 unlinkDevice(&identifier, &s)
                 identifier.phase = .routeResolved
                 s.sessions[key.session]!.ids[key.id] = identifier
                 var failure = self.event(for: identifier, id: handle, type: type, vip: vip)
-                failure.status = type == .rejected ? event.status : -Self.timedOut
+                failure.status = type == .rejected ? event.status : status
                 failure.privateData = type == .rejected ? Array(event.privateData.prefix(CMPrivateData.reject)) : []
                 failure.reason = why
                 deliver(failure, to: key, &s)
@@ -661,7 +688,8 @@ extension ConnectionManagerService {
                 do { try device.resolveRoute() } catch { fail(.unreachable, "the node's rdma_cm found no route: \(error)") }
             case .routeResolved:
                 guard let p = identifier.pendingConnect else { return }
-                var parameters = ConnectionParameters(privateData: NodeConnectionManager.header(destination: identifier.remote, source: vip) + p.privateData,
+                let header = NodeConnectionManager.header(destination: identifier.remote, source: vip, qpNum: identifier.datagram ? p.qpNum : nil)
+                var parameters = ConnectionParameters(privateData: header + p.privateData,
                                                       responderResources: p.responderResources, initiatorDepth: p.initiatorDepth,
                                                       retryCount: p.retryCount, rnrRetryCount: p.rnrRetryCount)
                 parameters.qpNumber = p.qpNum
@@ -678,6 +706,19 @@ extension ConnectionManagerService {
                 } catch {
                     fail(.connectError, "rdma_init_qp_attr: \(error)")
                 }
+            case .established where identifier.datagram:
+                // The SIDR REP: the peer pod's QP number and Q_Key; the router now knows that QP as the peer's vip.
+                guard identifier.phase == .connecting else { return }
+                let peerQPN = event.datagramQPN & 0xFF_FFFF
+                if let peerNode = identifier.peerNode { learn(Sender(node: peerNode, qpNum: peerQPN), vip: identifier.remote, session: key.session, &s) }
+                unlinkDevice(&identifier, &s)
+                identifier.phase = .connected
+                s.sessions[key.session]!.ids[key.id] = identifier
+                var established = self.event(for: identifier, id: handle, type: .established, vip: vip)
+                established.remoteQPN = peerQPN
+                established.qkey = event.datagramQKey
+                established.privateData = Array(event.privateData.prefix(CMPrivateData.acceptUD))
+                deliver(established, to: key, &s)
             case .established:
                 guard identifier.phase == .accepted else { return }
                 identifier.phase = .connected
@@ -687,6 +728,9 @@ extension ConnectionManagerService {
                 deliver(established, to: key, &s)
             case .rejected:
                 fail(.rejected, "rejected by the peer's node")
+            case .unreachable:
+                // A SIDR REP refusing the connect (nothing listens, or the pod rejected it), or no answer at all.
+                fail(.unreachable, "the peer's node did not take the UD connect (status \(event.status))", status: event.status)
             case .disconnected:
                 guard identifier.phase != .disconnected else { return }
                 // Answers the DREQ (librdmacm expects the application to; the pod hears DISCONNECTED and may call it too).
@@ -715,16 +759,22 @@ extension ConnectionManagerService {
     /// A connect from another node's router: its header names the pod; the request becomes an id of that pod's session.
     private func incoming(_ event: ConnectionEvent, _ s: inout State) {
         guard let device = event.newConnection else { return }
-        guard let port = event.listenID.flatMap({ node?.listenerPort($0) }),
-              let (destination, source, data) = NodeConnectionManager.parseHeader(event.privateData) else {
+        guard let nodeListener = event.listenID.flatMap({ node?.listener($0) }),
+              let (destination, source, sourceQPN, data) = NodeConnectionManager.parseHeader(event.privateData) else {
             try? device.reject()
             return
         }
-        let endpoint = Endpoint(vip: destination, port: port, datagram: false)
+        let port = nodeListener.port
+        let endpoint = Endpoint(vip: destination, port: port, datagram: nodeListener.datagram)
         guard let listenKey = s.listeners[endpoint], var listener = s.sessions[listenKey.session]?.ids[listenKey.id],
               listener.backlog <= 0 || listener.pendingRequests < listener.backlog,
               let count = s.sessions[listenKey.session]?.ids.count, count < Self.maxIDsPerSession else {
             try? device.reject()
+            return
+        }
+        if nodeListener.datagram {
+            incomingDatagram(device, at: listenKey, &listener, port: port, destination: destination, source: source, sourceQPN: sourceQPN,
+                             data: data, &s)
             return
         }
         let ready: ConnectionTransition, sending: ConnectionTransition
@@ -748,6 +798,71 @@ extension ConnectionManagerService {
         announced.initiatorDepth = event.initiatorDepth
         announced.privateData = Array(data.prefix(CMPrivateData.maxLength))
         deliver(announced, to: key, &s)
+    }
+
+    /// A UD connect (SIDR REQ) from another node's router for a pod listening here. The header must carry the
+    /// connecting QP's number (0: none) and its source vip must be on the node the request came from: the router
+    /// learns that QP as that vip (for `sender`), so a request naming a vip of another node is refused.
+    private func incomingDatagram(_ device: ConnectionID, at listenKey: Key, _ listener: inout Identifier, port: UInt16, destination: IPv4Address,
+                                  source: IPv4Address, sourceQPN: UInt32?, data: [UInt8], _ s: inout State) {
+        guard let sourceQPN, sourceQPN <= 0xFF_FFFF,
+              let from = device.remoteIPv4.flatMap({ IPv4Address($0) }), map.physicalIP(for: source) == from else {
+            logger.warning("rdma_cm UD connect refused: its header names no QP, or a vip not on the node it came from",
+                           metadata: ["source": "\(source)", "node": "\(device.remoteIPv4 ?? "?")"])
+            try? device.reject()
+            return
+        }
+        let (handle, request) = makeRequest(at: listenKey, &listener, port: port, destination: destination, source: source,
+                                            sourcePort: device.remotePort, &s) { request, _ in
+            request.device = device
+            request.peerNode = from
+        }
+        let key = Key(session: listenKey.session, id: handle)
+        s.byDevice[device.identifier] = key
+        if sourceQPN != 0 { learn(Sender(node: from, qpNum: sourceQPN), vip: source, session: listenKey.session, &s) }
+        var announced = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest, vip: destination)
+        announced.listenID = CMIDHandle(rawValue: listenKey.id)
+        announced.remoteQPN = sourceQPN
+        announced.privateData = Array(data.prefix(CMPrivateData.maxLength))
+        deliver(announced, to: key, &s)
+    }
+
+    /// Records that `sender` is `vip`, taught by `session`'s exchange; a session keeps its newest
+    /// `maxSendersPerSession`.
+    fileprivate func learn(_ sender: Sender, vip: IPv4Address, session: UInt64, _ s: inout State) {
+        guard s.sessions[session] != nil else { return }
+        s.senders[sender] = (vip, session)
+        if s.sessions[session]!.learned.contains(sender) { return }
+        s.sessions[session]!.learned.append(sender)
+        if s.sessions[session]!.learned.count > Self.maxSendersPerSession {
+            let oldest = s.sessions[session]!.learned.removeFirst()
+            if s.senders[oldest]?.session == session { s.senders[oldest] = nil }
+        }
+    }
+
+    /// The vip of the pod whose UD QP `qpNum` sent a message whose GRH holds `gid` (`ibv_init_ah_from_wc`): a pod of
+    /// this node (the fake device's GRH is zeros; the real device's holds this node's GID) with a cm id on that QP,
+    /// or a sender of another node that a UD connect of this router taught it (and that the vip map still places
+    /// on that node).
+    func sender(gid: FFProtocol.GID, qpNum: UInt32) throws(ErrorReply) -> IPv4Address {
+        try state.withLock { s throws(ErrorReply) in
+            if gid == .zero || gid == FFProtocol.GID(ipv4Mapped: nodeIP) {
+                for session in s.sessions.values where session.ids.values.contains(where: { $0.datagram && $0.qpNum == qpNum }) {
+                    return session.vip
+                }
+                throw ErrorReply(errno: Errno.noEntry, reason: "no UD QP \(qpNum) of a pod of this node is on an rdma_cm id")
+            }
+            guard let node = gid.ipv4Mapped else {
+                throw invalid("sender GID \(gid) is not an IPv4-mapped (RoCE v2) node GID")
+            }
+            guard let learned = s.senders[Sender(node: node, qpNum: qpNum)] else {
+                throw ErrorReply(errno: Errno.noEntry, reason: "no UD connect with QP \(qpNum) of node \(node) is known to this router")
+            }
+            guard map.physicalIP(for: learned.vip) == node else {
+                throw ErrorReply(errno: Errno.noEntry, reason: "vip \(learned.vip) of QP \(qpNum) is no longer on node \(node)")
+            }
+            return learned.vip
+        }
     }
 }
 

@@ -17,7 +17,13 @@ final class NodeConnectionManager: @unchecked Sendable {
     private let channel: EventChannel
     private let wake: WakeEvent
     private let logger: Logger
-    private let listeners = Mutex<[UInt16: (id: ConnectionID, users: Int)]>([:])
+    private let listeners = Mutex<[Listener: (id: ConnectionID, users: Int)]>([:])
+
+    /// A node listener: a port of the TCP (RC) or the UDP (UD, SIDR) port space.
+    struct Listener: Hashable {
+        var port: UInt16
+        var datagram: Bool
+    }
 
     /// The connection manager of the device on `nodeIP`.
     init(nodeIP: IPv4Address, logger: Logger) throws {
@@ -54,46 +60,56 @@ final class NodeConnectionManager: @unchecked Sendable {
     /// Ends the event thread.
     func stop() { wake.signal() }
 
-    /// A new cm_id on the node's channel (TCP port space).
-    func newID() throws -> ConnectionID { try channel.createID() }
+    /// A new cm_id on the node's channel: TCP port space, or UDP with `datagram`.
+    func newID(datagram: Bool = false) throws -> ConnectionID { try channel.createID(datagram: datagram) }
 
-    /// Makes sure the node listens on `port`; one more pod listens there.
-    func retainListener(port: UInt16) throws {
+    /// Makes sure the node listens on `listener`'s port; one more pod listens there.
+    func retainListener(_ listener: Listener) throws {
         try listeners.withLock { l throws in
-            if let entry = l[port] {
-                l[port] = (entry.id, entry.users + 1)
+            if let entry = l[listener] {
+                l[listener] = (entry.id, entry.users + 1)
                 return
             }
-            let id = try channel.createID()
-            try id.bind(ipv4: nodeIP.description, port: port)
+            let id = try channel.createID(datagram: listener.datagram)
+            try id.bind(ipv4: nodeIP.description, port: listener.port)
             try id.listen(backlog: 64)
-            l[port] = (id, 1)
+            l[listener] = (id, 1)
         }
     }
 
-    /// One pod fewer listens on `port`; the last one closes the node's listener.
-    func releaseListener(port: UInt16) {
+    /// One pod fewer listens on `listener`'s port; the last one closes the node's listener.
+    func releaseListener(_ listener: Listener) {
         listeners.withLock { l in
-            guard let entry = l[port] else { return }
-            l[port] = entry.users > 1 ? (entry.id, entry.users - 1) : nil
+            guard let entry = l[listener] else { return }
+            l[listener] = entry.users > 1 ? (entry.id, entry.users - 1) : nil
         }
     }
 
-    /// The port of the node listener `id`, if it is one.
-    func listenerPort(_ id: ConnectionID.Identifier) -> UInt16? {
+    /// The node listener `id` is, if it is one.
+    func listener(_ id: ConnectionID.Identifier) -> Listener? {
         listeners.withLock { l in l.first(where: { $0.value.id.identifier == id })?.key }
     }
 
-    /// The router's header in front of a connect's private data: magic "FF", version 1, flags 0, destination vip,
-    /// source vip.
-    static func header(destination: IPv4Address, source: IPv4Address) -> [UInt8] {
-        [0x46, 0x46, 1, 0] + destination.bytes + source.bytes
+    /// Flag of the header: the connecting pod's QP number follows the vips (UD connects, whose SIDR REQ carries no
+    /// QP number, so that the answering router knows the sender of that QP, docs/rdma-cm.md).
+    static let carriesQPNumber: UInt8 = 1
+
+    /// The router's header in front of a connect's private data: magic "FF", version 1, flags, destination vip,
+    /// source vip, and with `qpNum` (flag `carriesQPNumber`) the source QP number, big-endian.
+    static func header(destination: IPv4Address, source: IPv4Address, qpNum: UInt32? = nil) -> [UInt8] {
+        let vips = destination.bytes + source.bytes
+        guard let qpNum else { return [0x46, 0x46, 1, 0] + vips }
+        return [0x46, 0x46, 1, carriesQPNumber] + vips + withUnsafeBytes(of: qpNum.bigEndian, Array.init)
     }
 
-    /// The destination and source vips of a header, and the application's bytes after it; nil if it is not one.
-    static func parseHeader(_ data: [UInt8]) -> (destination: IPv4Address, source: IPv4Address, rest: [UInt8])? {
+    /// The destination and source vips of a header, the source QP number if it carries one, and the application's
+    /// bytes after it; nil if it is not one.
+    static func parseHeader(_ data: [UInt8]) -> (destination: IPv4Address, source: IPv4Address, qpNum: UInt32?, rest: [UInt8])? {
         guard data.count >= CMPrivateData.headerLength, data[0] == 0x46, data[1] == 0x46, data[2] == 1 else { return nil }
-        return (IPv4Address(data[4], data[5], data[6], data[7]), IPv4Address(data[8], data[9], data[10], data[11]),
-                Array(data[CMPrivateData.headerLength...]))
+        let destination = IPv4Address(data[4], data[5], data[6], data[7]), source = IPv4Address(data[8], data[9], data[10], data[11])
+        guard data[3] & carriesQPNumber != 0 else { return (destination, source, nil, Array(data[CMPrivateData.headerLength...])) }
+        guard data.count >= CMPrivateData.datagramHeaderLength else { return nil }
+        let qpNum = data[12..<16].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return (destination, source, qpNum, Array(data[CMPrivateData.datagramHeaderLength...]))
     }
 }

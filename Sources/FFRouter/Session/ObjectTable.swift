@@ -8,7 +8,11 @@ import FFSystem
 final class ObjectTable {
     struct MREntry { let mr: any BackendMR; let pd: UInt32; let pinnedBytes: UInt64 }
     struct CQEntry { let cq: any BackendCQ; let channel: UInt32?; let entries: UInt64 }
-    struct QPEntry { let qp: any BackendQP; let pd: UInt32; let sendCQ: UInt32; let recvCQ: UInt32; let srq: UInt32?; let workRequests: UInt64 }
+    struct QPEntry {
+        let qp: any BackendQP; let pd: UInt32; let sendCQ: UInt32; let recvCQ: UInt32; let srq: UInt32?; let workRequests: UInt64
+        /// The Q_Key last set (UD), which query_qp reports (udaddy answers with its own QP's).
+        var qkey: UInt32 = 0
+    }
     struct SRQEntry { let srq: any BackendSRQ; let pd: UInt32; let workRequests: UInt64 }
     struct AHEntry { let ah: any BackendAH; let pd: UInt32 }
 

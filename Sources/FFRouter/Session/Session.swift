@@ -169,6 +169,9 @@ final class Session: SessionHandler {
         return qp
     }
 
+    /// Remembers the Q_Key the router or the client set on QP `handle`, for query_qp.
+    func recordQKey(_ qkey: UInt32, of handle: UInt32) { objects.qps[handle]?.qkey = qkey }
+
     private func srq(_ h: SRQHandle) throws -> ObjectTable.SRQEntry {
         guard let srq = objects.srqs[h.rawValue] else { throw badHandle("SRQ", h.rawValue) }
         return srq
@@ -305,12 +308,14 @@ final class Session: SessionHandler {
             // What the client posted to the rings before this call reaches the QP before the transition, as with verbs.
             fast?.flushQP(r.qp.rawValue)
             try entry.qp.modify(try verbsAttributes(r.mask, r.attributes))
+            if r.mask.contains(.qkey) { recordQKey(r.attributes.qkey, of: r.qp.rawValue) }
             stats.modifies &+= 1
             return Reply(message: .modifyQPReply)
         case .queryQP(let r):
             let entry = try qp(r.qp)
             var attributes = FFProtocol.QPAttributes()
             attributes.state = FFProtocol.QPState(rawValue: try entry.qp.state().rawValue) ?? .unknown
+            attributes.qkey = entry.qkey
             guard let type = FFProtocol.QPType(rawValue: entry.qp.type.rawValue) else { throw Check.invalid("QP type \(entry.qp.type)") }
             return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: type,
                                                              capabilities: Translate.capabilities(entry.qp.capabilities))))

@@ -17,6 +17,13 @@ extension Session {
             try attachQP(handle, to: cmID, cm)
             return Reply(message: .cmCallReply(CMReply()))
         }
+        if case .resolveSender(let gid, let source, let receiver) = request {
+            // Only a QP of this session can have received the message it asks about.
+            guard objects.qps.values.contains(where: { $0.qp.number == receiver }) else {
+                throw ErrorReply(errno: Errno.invalidArgument, reason: "ibv_init_ah_from_wc: QP \(receiver) is not one of this session's QPs")
+            }
+            return Reply(message: .cmCallReply(CMReply(address: try cm.sender(gid: gid, qpNum: source))))
+        }
         let numbers = Set(objects.qps.values.map(\.qp.number))
         return Reply(message: .cmCallReply(try cm.call(request, session: id, vip: vip, ownsQP: { numbers.contains($0) })))
     }
@@ -58,6 +65,7 @@ extension Session {
             ready.sendPSN = 0
             try entry.qp.modify(ready)
         }
+        if datagram { recordQKey(ConnectionManagerService.datagramQKey, of: handle.rawValue) }
         try cm.attach(qpNum: entry.qp.number, to: cmID, session: id)
     }
 }

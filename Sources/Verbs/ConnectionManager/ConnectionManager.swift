@@ -18,10 +18,13 @@ public final class EventChannel: @unchecked Sendable {
     /// The channel's file descriptor.
     public var fileDescriptor: Int32 { raw.pointee.fd }
 
-    /// `rdma_create_id(3)` in the TCP port space (reliable connected QPs).
-    public func createID() throws(VerbsError) -> ConnectionID {
+    /// `rdma_create_id(3)` in the TCP port space (reliable connected QPs), or with `datagram` in the UDP port space
+    /// (UD QPs; a connect is a SIDR REQ, an accept its SIDR REP).
+    public func createID(datagram: Bool = false) throws(VerbsError) -> ConnectionID {
         var id: UnsafeMutablePointer<rdma_cm_id>?
-        try Call.returnsMinusOne("rdma_create_id") { rdma_create_id(raw, &id, nil, RDMA_PS_TCP) }
+        try Call.returnsMinusOne("rdma_create_id", detail: datagram ? "UDP port space" : "TCP port space") {
+            rdma_create_id(raw, &id, nil, datagram ? RDMA_PS_UDP : RDMA_PS_TCP)
+        }
         return ConnectionID(raw: id!, channel: self)
     }
 
@@ -42,8 +45,14 @@ public final class EventChannel: @unchecked Sendable {
         var result = ConnectionEvent(kind: type, status: e.status, id: ConnectionID.Identifier(e.id),
                                      newConnection: newConnection, privateData: privateData)
         result.listenID = e.listen_id.map(ConnectionID.Identifier.init)
-        result.responderResources = e.param.conn.responder_resources
-        result.initiatorDepth = e.param.conn.initiator_depth
+        if e.id.pointee.ps == RDMA_PS_UDP {
+            // A UD id's events carry `param.ud` (same private-data fields; then the peer's QP number and Q_Key).
+            result.datagramQPN = e.param.ud.qp_num
+            result.datagramQKey = e.param.ud.qkey
+        } else {
+            result.responderResources = e.param.conn.responder_resources
+            result.initiatorDepth = e.param.conn.initiator_depth
+        }
         rdma_ack_cm_event(event)
         return result
     }
@@ -74,6 +83,8 @@ public struct ConnectionEvent: Sendable {
         public static let disconnected = Kind(rawValue: RDMA_CM_EVENT_DISCONNECTED.rawValue)
         /// RDMA_CM_EVENT_REJECTED.
         public static let rejected = Kind(rawValue: RDMA_CM_EVENT_REJECTED.rawValue)
+        /// RDMA_CM_EVENT_UNREACHABLE: the peer did not answer, or a SIDR REP refused a UD connect.
+        public static let unreachable = Kind(rawValue: RDMA_CM_EVENT_UNREACHABLE.rawValue)
         /// RDMA_CM_EVENT_TIMEWAIT_EXIT.
         public static let timewaitExit = Kind(rawValue: RDMA_CM_EVENT_TIMEWAIT_EXIT.rawValue)
         /// RDMA_CM_EVENT_CONNECT_RESPONSE: the peer accepted a connect made without a QP on the cm_id.
@@ -98,6 +109,10 @@ public struct ConnectionEvent: Sendable {
     public var responderResources: UInt8 = 0
     /// See `responderResources`.
     public var initiatorDepth: UInt8 = 0
+    /// A UD id's ESTABLISHED (the SIDR REP): the peer's QP number; 0 otherwise.
+    public var datagramQPN: UInt32 = 0
+    /// A UD id's ESTABLISHED: the peer's Q_Key; 0 otherwise.
+    public var datagramQKey: UInt32 = 0
 
     /// An event as librdmacm reported it.
     public init(kind: Kind, status: Int32, id: ConnectionID.Identifier, newConnection: ConnectionID?, privateData: [UInt8]) {
@@ -268,6 +283,18 @@ public final class ConnectionID: @unchecked Sendable {
         return ConnectionTransition(destinationQPN: attr.dest_qp_num, receivePSN: attr.rq_psn, sendPSN: attr.sq_psn,
                                     pathMTU: UInt8(truncatingIfNeeded: attr.path_mtu.rawValue), maxDestinationReadAtomic: attr.max_dest_rd_atomic,
                                     maxReadAtomic: attr.max_rd_atomic, retryCount: attr.retry_cnt, rnrRetry: attr.rnr_retry)
+    }
+
+    /// The peer's IPv4 address (`rdma_get_peer_addr(3)`): for a connect request, the address it came from; nil if
+    /// the peer's address is not IPv4.
+    public var remoteIPv4: String? {
+        guard let sa = rdma_get_peer_addr(raw), sa.pointee.sa_family == sa_family_t(AF_INET) else { return nil }
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        let ok = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+            var address = sin.pointee.sin_addr
+            return inet_ntop(AF_INET, &address, &text, socklen_t(text.count)) != nil
+        }
+        return ok ? String(cString: text) : nil
     }
 
     /// The peer's port (`rdma_get_dst_port(3)`).

@@ -45,10 +45,11 @@ final class CMShimLabTests: XCTestCase {
     }
 
     /// Whether a client failed because nothing listened yet: rping and ucmatose name the REJECTED event, rdma_client
-    /// says "Connection refused", perftest "Unexpected CM event ... 8" (REJECTED).
+    /// says "Connection refused", perftest "Unexpected CM event ... 8" (REJECTED), udaddy names UNREACHABLE (a SIDR
+    /// REP refusing the UD connect).
     private static func refusedForNoListener(_ result: ProgramResult) -> Bool {
         let said = (result.output + result.errors).lowercased()
-        return said.contains("rejected") || said.contains("refused") || said.contains("unexpected cm event")
+        return said.contains("rejected") || said.contains("refused") || said.contains("unexpected cm event") || said.contains("unreachable")
     }
 
     private func address(_ way: Way) -> String {
@@ -109,5 +110,64 @@ final class CMShimLabTests: XCTestCase {
         let port = "\(20_000 + Int.random(in: 0..<20_000))"
         check(try pair(["/usr/bin/rdma_server", "-p", port], ["/usr/bin/rdma_client", "-s", Self.vipA, "-p", port], way: .shim(.preload)),
               "rdma_server/rdma_client between nodes")
+    }
+
+    func testRdmaXServerAndClientEndAsDirectlyOnRxe() throws {
+        for way in [Way.direct, .shim(.preload), .shim(.dropIn)] {
+            let port = "\(20_000 + Int.random(in: 0..<20_000))"
+            let result = try pair(["/usr/bin/rdma_xserver", "-p", port], ["/usr/bin/rdma_xclient", "-s", address(way), "-p", port], way: way)
+            check(result, "rdma_xserver/rdma_xclient \(way)")
+            XCTAssertTrue(result.client.output.contains("rdma_xclient: end 0"), "\(way): \(result.client.output)")
+        }
+    }
+
+    /// cmtime's server runs until stopped: it is stopped once its client ended, and the client must have timed every
+    /// step, directly on rxe0 and through the shim.
+    func testCmtimeClientCompletesEveryStepAsDirectlyOnRxe() throws {
+        for way in [Way.direct, .shim(.preload)] {
+            let port = "\(20_000 + Int.random(in: 0..<20_000))"
+            let server: RunningProgram
+            if case .shim(let mode) = way {
+                server = try router.start("/usr/bin/cmtime", ["-p", port], pod: "a", mode: mode, seconds: 300)
+                try router.waitForCMListeners(pod: "a", seconds: 120)
+            } else {
+                server = try RunningProgram("/usr/bin/cmtime", ["-p", port], environment: [:], directory: router.directory, seconds: 300)
+            }
+            let arguments = ["-s", address(way), "-p", port, "-c", "20"]
+            let deadline = Date().addingTimeInterval(120)
+            var client: ProgramResult
+            repeat {
+                if case .shim(let mode) = way {
+                    client = try router.start("/usr/bin/cmtime", arguments, pod: "b", mode: mode, seconds: 300).finish()
+                } else {
+                    client = try RunningProgram("/usr/bin/cmtime", arguments, environment: [:], directory: router.directory, seconds: 300).finish()
+                }
+                if client.status == 0 || !Self.refusedForNoListener(client) { break }
+                usleep(200_000)
+            } while Date() < deadline
+            server.kill()
+            _ = server.finish()
+            XCTAssertEqual(client.status, 0, "cmtime \(way): \(client.output) \(client.errors)")
+            for step in ConnectionManagerShimTests.cmtimeSteps {
+                XCTAssertTrue(client.output.contains("\(step.padding(toLength: 13, withPad: " ", startingAt: 0)):"), "cmtime \(way), step \(step): \(client.output)")
+            }
+        }
+    }
+
+    /// udaddy between pod a behind node 1's router and pod b behind node 2's: the UD connect is a SIDR exchange over
+    /// rxe0's rdma_cm between the node IPs (the header carries the client's QP number), the client gets the server's
+    /// QP number and an address vector to its vip, and the server answers from each received completion, whose GRH
+    /// holds node 2's GID, through an address handle to pod b's vip (the router learned the sender in the SIDR
+    /// exchange). The same udaddy runs directly on rxe0 first.
+    func testUdaddyBetweenPodsOnTwoNodesEndsAsDirectlyOnRxe() throws {
+        router = nil
+        router = try FakeRouterFixture(onRealDevice: true)
+        for way in [Way.direct, .shim(.preload), .shim(.dropIn)] {
+            let result = try pair(["/usr/bin/udaddy", "-C", "20"], ["/usr/bin/udaddy", "-s", address(way), "-C", "20"], way: way)
+            check(result, "udaddy between nodes \(way)")
+            for side in [result.client, result.server] {
+                XCTAssertTrue(side.output.contains("data transfers complete"), "\(way): \(side.output)")
+            }
+        }
     }
 }

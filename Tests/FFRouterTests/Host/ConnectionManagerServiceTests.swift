@@ -116,6 +116,49 @@ final class ConnectionManagerServiceTests: XCTestCase {
         XCTAssertEqual(try serverB.event().type, .established)
     }
 
+    /// A UD connect (SIDR) in process; then `ibv_init_ah_from_wc`'s question "who sent this?" is answered with the
+    /// sender's vip for the GRH the device writes (zeros on the fake device, the node's GID on a real one), and
+    /// refused with a reason for a receiver that is not the session's QP, an unknown sender or a GID that is no node's.
+    func testAUDSenderIsResolvedToItsVipAndEveryOtherQuestionIsRefusedWithAReason() throws {
+        let server = try Pod(self, vip: Self.vips[0], id: 1), client = try Pod(self, vip: Self.vips[2], id: 3)
+        let listen = server.newID(.udp)
+        _ = server.call(.bind(listen, address: IPv4Address(0, 0, 0, 0), port: 7174))
+        _ = server.call(.listen(listen, backlog: 4))
+        let id = client.newID(.udp)
+        _ = client.call(.resolveAddress(id, source: IPv4Address(0, 0, 0, 0), destination: Self.vips[0], port: 7174, timeoutMilliseconds: 2000))
+        XCTAssertEqual(try client.event().type, .addressResolved)
+        _ = client.call(.resolveRoute(id, timeoutMilliseconds: 2000))
+        XCTAssertEqual(try client.event().type, .routeResolved)
+        let clientQPN = client.attachedQP(to: id, type: .ud)
+        _ = client.call(.connect(CMConnectionParameters(id: id, qpNum: clientQPN, privateData: Array(repeating: 3, count: CMPrivateData.connectUD))))
+        let request = try server.event()
+        XCTAssertEqual(request.type, .connectRequest)
+        XCTAssertEqual(request.remoteAddress, Self.vips[2])
+        XCTAssertEqual(request.remoteQPN, clientQPN)
+        let serverQPN = server.attachedQP(to: request.id, type: .ud)
+        _ = server.call(.accept(CMConnectionParameters(id: request.id, qpNum: serverQPN)))
+        let established = try client.event()
+        XCTAssertEqual(established.type, .established)
+        XCTAssertEqual(established.remoteQPN, serverQPN)
+        XCTAssertEqual(established.qkey, ConnectionManagerService.datagramQKey)
+
+        for gid in [GID.zero, GID(ipv4Mapped: Self.node)] {
+            XCTAssertEqual(server.call(.resolveSender(gid: gid, sourceQPN: clientQPN, receiverQPN: serverQPN)).address, Self.vips[2], "\(gid)")
+            XCTAssertEqual(client.call(.resolveSender(gid: gid, sourceQPN: serverQPN, receiverQPN: clientQPN)).address, Self.vips[0], "\(gid)")
+        }
+        let notMine = server.refused(.resolveSender(gid: .zero, sourceQPN: clientQPN, receiverQPN: clientQPN))
+        XCTAssertEqual(notMine.errno, Errno.invalidArgument)
+        XCTAssertTrue(notMine.reason.contains("not one of this session's QPs"), notMine.reason)
+        let unknown = server.refused(.resolveSender(gid: .zero, sourceQPN: 0xAB_CDEF, receiverQPN: serverQPN))
+        XCTAssertEqual(unknown.errno, Errno.noEntry)
+        XCTAssertTrue(unknown.reason.contains("\(0xAB_CDEF)"), unknown.reason)
+        let otherNode = server.refused(.resolveSender(gid: GID(ipv4Mapped: IPv4Address("10.0.2.99")!), sourceQPN: clientQPN, receiverQPN: serverQPN))
+        XCTAssertEqual(otherNode.errno, Errno.noEntry, "no UD connect taught this router a sender of node 10.0.2.99")
+        XCTAssertTrue(otherNode.reason.contains("10.0.2.99"), otherNode.reason)
+        let linkLocal = GID(bytes: [0xFE, 0x80] + [UInt8](repeating: 0, count: 13) + [1])!
+        XCTAssertEqual(server.refused(.resolveSender(gid: linkLocal, sourceQPN: clientQPN, receiverQPN: serverQPN)).errno, Errno.invalidArgument)
+    }
+
     func testAConnectToAPortNobodyListensOnIsRejected() throws {
         let client = try Pod(self, vip: Self.vips[2], id: 3)
         _ = try client.connect(to: Self.vips[0], port: 9999, data: [])

@@ -80,6 +80,28 @@ final class SessionFakeBackendTests: XCTestCase {
         XCTAssertEqual(a.poll(cqA).map(\.status), [.localProtectionError])
     }
 
+    /// As rxe (rxe_init_sq): a send WQE has room for max(16 × send SGEs, inline bytes), reported as both limits, so a
+    /// QP asking for no inline data may still send 16 bytes per SGE inline (rdma_xclient does); the UD QP's Q_Key
+    /// the client set is what query_qp reports.
+    func testTheFakeDeviceGrantsInlineDataAsRxeDoesAndQueryQPReportsTheQKey() {
+        let a = SessionDriver(backend: FakeBackend())
+        let pd = a.allocPD(), cq = a.createCQ()
+        for (requested, sge, inline) in [((1, 0), 1, 16), ((2, 100), 6, 100), ((4, 0), 4, 64)] as [((UInt32, UInt32), UInt32, UInt32)] {
+            let caps = QPCapabilities(maxSendWR: 4, maxRecvWR: 4, maxSendSGE: requested.0, maxRecvSGE: 1, maxInlineData: requested.1)
+            guard case .createQPReply(let reply) = a.ok(.createQP(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: .ud, signalAll: false,
+                                                                                  capabilities: caps))) else { continue }
+            XCTAssertEqual(reply.capabilities.maxSendSGE, sge, "\(requested)")
+            XCTAssertEqual(reply.capabilities.maxInlineData, inline, "\(requested)")
+            var attributes = FFProtocol.QPAttributes()
+            attributes.state = .initialized
+            attributes.port = 1
+            attributes.qkey = 0x0123_4567
+            a.ok(.modifyQP(ModifyQPRequest(qp: reply.qp, mask: [.state, .pkeyIndex, .port, .qkey], attributes: attributes)))
+            guard case .queryQPReply(let query) = a.ok(.queryQP(QueryQPRequest(qp: reply.qp, mask: [.state, .qkey]))) else { continue }
+            XCTAssertEqual(query.attributes.qkey, 0x0123_4567)
+        }
+    }
+
     func testAnUnknownVipIsHostUnreachableAndATransitionWithoutItsAttributesIsInvalid() {
         let a = SessionDriver(backend: FakeBackend())
         let pd = a.allocPD(), cq = a.createCQ()

@@ -24,7 +24,7 @@ final class FakeQP: BackendQP {
         self.world = world
         self.pd = pd
         type = c.type
-        capabilities = c.capabilities
+        capabilities = Self.granted(c.capabilities)
         signalAll = c.signalAll
         self.sendCQ = sendCQ
         self.receiveCQ = receiveCQ
@@ -34,6 +34,17 @@ final class FakeQP: BackendQP {
             s.live["qp", default: 0] += 1
             s.qps[number] = .init(object: self)
         }
+    }
+
+    /// What rxe grants (rxe_qp.c, rxe_init_sq): a send WQE has room for max(16 × SGEs, inline bytes), and both
+    /// limits are reported from that room, so a QP asking for no inline data may still send 16 bytes per SGE
+    /// inline (rdma_xclient does). `createQP` checked the request against the device's limits first.
+    static func granted(_ requested: Verbs.QPCapabilities) -> Verbs.QPCapabilities {
+        var granted = requested
+        let room = max(requested.maxSendSGE.multipliedReportingOverflow(by: 16).partialValue, requested.maxInlineData)
+        granted.maxSendSGE = room / 16
+        granted.maxInlineData = room
+        return granted
     }
 
     deinit {
