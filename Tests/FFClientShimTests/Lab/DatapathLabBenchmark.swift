@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// Issue 10's lab benchmark (not a test: `scripts/bench-datapath --lab` runs it in the Soft-RoCE guest; the name does
-/// not end in LabTests, so CI's lab run leaves it out). perftest through the shim (preloaded, fast path on) against
+/// not end in LabTests, so CI's lab run leaves it out). perftest through the shim (preloaded, fast path on, in lab pods by vip) against
 /// the same perftest directly on rxe0, interleaved (direct, shim, direct, shim, ...), `FFBENCH_RUNS` (default 3) runs
 /// each; prints medians, the ratio shim/direct and the spread (max − min) / median of the direct runs, and says when
 /// the difference lies inside that spread.
@@ -18,21 +18,14 @@ final class DatapathLabBenchmark: XCTestCase {
 
     override func tearDown() { routers = nil }
 
-    private enum Way { case direct, shim }
-
     /// One run of `program` on both sides; the client's result line's `column` (BW average or t_typical), or nil.
     private func run(_ program: String, _ options: [String], way: Way, column: Int) throws -> Double? {
         for _ in 0..<4 {
-            let port = 20_000 + Int.random(in: 0..<20_000)
-            let device = way == .direct ? ["-d", "rxe0"] : []
-            func gid(_ side: Int) -> [String] { way == .direct ? ["-x", "\(side + 1)"] : ["-x", "0"] }
-            func env(_ pod: String) -> [String: String] { way == .shim ? routers.environment(pod: pod, mode: .preload) : [:] }
-            let server = try RunningProgram("/usr/bin/\(program)", options + device + gid(0) + ["-p", "\(port)"], environment: env("a"),
-                                            directory: routers.directory)
-            try waitForListener(port: port)
-            let client = try RunningProgram("/usr/bin/\(program)", options + device + gid(1) + ["-p", "\(port)", "127.0.0.1"],
-                                            environment: env("b"), directory: routers.directory).finish()
-            _ = server.finish()
+            // Directly, the two sides use the two node GIDs (indices 1 and 2); in a pod, the one virtual GID (index 0).
+            let client = try routers.pair(program, options, way: way) { side in
+                if case .direct = way { return ["-x", "\(side + 1)"] }
+                return ["-x", "0"]
+            }.client
             // The first line of numbers after perftest's "#bytes" header.
             let lines = client.output.split(separator: "\n")
             if let header = lines.firstIndex(where: { $0.contains("#bytes") }), header + 1 < lines.count {
@@ -65,7 +58,7 @@ final class DatapathLabBenchmark: XCTestCase {
             var direct: [Double] = [], shim: [Double] = []
             for _ in 0..<runs {
                 if let d = try run(program, options, way: .direct, column: column) { direct.append(d) }
-                if let s = try run(program, options, way: .shim, column: column) { shim.append(s) }
+                if let s = try run(program, options, way: .shim(.preload), column: column) { shim.append(s) }
             }
             let label = "\(program) \(options.joined(separator: " "))"
             guard !direct.isEmpty, !shim.isEmpty else {

@@ -23,9 +23,9 @@ final class ShimLabTests: XCTestCase {
     /// coefficient r^2 … Can't produce a report" on standard error, exit 1), which says nothing about the verbs.
     /// `gid(side)` gives the GID option for a side (0 = server).
     private func pair(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
-        var result = try pairOnce(program, options, way: way, gid: gid)
+        var result = try routers.pair(program, options, way: way, gid: gid)
         for _ in 0..<3 where Self.unmeasured(result.server) || Self.unmeasured(result.client) {
-            result = try pairOnce(program, options, way: way, gid: gid)
+            result = try routers.pair(program, options, way: way, gid: gid)
         }
         return result
     }
@@ -38,25 +38,6 @@ final class ShimLabTests: XCTestCase {
 
     /// How a side ended, with a clock-fit failure after a completed transfer counted as success (the verbs worked).
     private static func succeeded(_ side: ProgramResult) -> Bool { side.status == 0 || unmeasured(side) }
-
-    private func pairOnce(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
-        let port = 20_000 + Int.random(in: 0..<20_000)
-        let executable = "/usr/bin/\(program)"
-        switch way {
-        case .direct:
-            let device = ["-d", "rxe0"]
-            let server = try RunningProgram(executable, options + device + gid(0) + ["-p", "\(port)"], environment: [:], directory: routers.directory)
-            try waitForListener(port: port)
-            let client = try RunningProgram(executable, options + device + gid(1) + ["-p", "\(port)", "127.0.0.1"], environment: [:],
-                                            directory: routers.directory).finish()
-            return (client, server.finish())
-        case .shim(let mode):
-            let server = try routers.start(executable, options + gid(0) + ["-p", "\(port)"], pod: "a", mode: mode)
-            try routers.waitForListener(pod: "a", port: port)
-            let client = try routers.start(executable, options + gid(1) + ["-p", "\(port)", routers.address(of: "a")], pod: "b", mode: mode).finish()
-            return (client, server.finish())
-        }
-    }
 
     /// The program ends the same way through the shim (both modes) as directly on rxe0, and directly it succeeds.
     private func sameAsDirect(_ program: String, _ options: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws {

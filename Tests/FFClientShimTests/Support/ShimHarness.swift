@@ -236,6 +236,28 @@ final class FakeRouterFixture {
         return (client, server.finish())
     }
 
+    /// Runs a perftest-style client/server pair once, on a fresh port: directly on rxe0 (the server with `gid(0)`,
+    /// the client with `gid(1)`, by loopback in the node's network), or through the shim with the server as pod a and
+    /// the client as pod b reaching it by `address(of: "a")`.
+    func pair(_ program: String, _ options: [String], way: Way, gid: (Int) -> [String]) throws -> (client: ProgramResult, server: ProgramResult) {
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let executable = "/usr/bin/\(program)"
+        switch way {
+        case .direct:
+            let device = ["-d", "rxe0"]
+            let server = try RunningProgram(executable, options + device + gid(0) + ["-p", "\(port)"], environment: [:], directory: directory)
+            try FFClientShimTests.waitForListener(port: port)
+            let client = try RunningProgram(executable, options + device + gid(1) + ["-p", "\(port)", "127.0.0.1"], environment: [:],
+                                            directory: directory).finish()
+            return (client, server.finish())
+        case .shim(let mode):
+            let server = try start(executable, options + gid(0) + ["-p", "\(port)"], pod: "a", mode: mode)
+            try waitForListener(pod: "a", port: port)
+            let client = try start(executable, options + gid(1) + ["-p", "\(port)", address(of: "a")], pod: "b", mode: mode).finish()
+            return (client, server.finish())
+        }
+    }
+
     /// Waits until pod `pod` holds at least `count` listening rdma_cm ids, as its router's status reports them
     /// (`ffctl router status --json`), within a generous bound: a librdmacm server is ready for its client.
     func waitForCMListeners(pod: String, count: Int = 1, seconds: Double = 60) throws {
