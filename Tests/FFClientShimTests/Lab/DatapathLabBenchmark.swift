@@ -53,6 +53,10 @@ final class DatapathLabBenchmark: XCTestCase {
         }
         cases.append(("ib_write_lat", ["-s", "2", "-n", "1000"], 4, false))
         cases.append(("ib_send_lat", ["-s", "2", "-n", "1000"], 4, false))
+        // FFBENCH_ONLY=TEXT keeps the cases whose program name contains TEXT (e.g. `_lat`).
+        if let only = ProcessInfo.processInfo.environment["FFBENCH_ONLY"], !only.isEmpty {
+            cases = cases.filter { $0.0.contains(only) }
+        }
         var report = ["case | direct median | shim median | ratio shim/direct | direct spread | verdict"]
         for (program, options, column, higherIsBetter) in cases {
             var direct: [Double] = [], shim: [Double] = []
