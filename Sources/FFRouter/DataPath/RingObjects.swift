@@ -132,6 +132,9 @@ final class DataPathSession: @unchecked Sendable {
 
     /// Address handles UD sends name, kept current by the session thread.
     let ahs = Mutex<[UInt32: AH]>([:])
+
+    /// The backend AH of the session's handle, if it has one (a UD send slot names it).
+    func addressHandle(_ handle: UInt32) -> (any BackendAH)? { ahs.withLock { $0[handle]?.ah } }
     /// Slots taken from this session's rings.
     let posts = Atomic<UInt64>(0)
     /// Completions written into this session's rings.
