@@ -303,7 +303,17 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
         try await Task.sleep(nanoseconds: 10_000_000)
     }
     let depth: UInt32 = 256
-    let client = try RouterClient(socket: socket, depth: depth)
+    // The socket file exists a moment before the router listens on it: a refused connect is retried until the deadline.
+    var connected: RouterClient?
+    while connected == nil {
+        do {
+            connected = try RouterClient(socket: socket, depth: depth)
+        } catch {
+            guard now() < deadline else { throw error }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+    let client = connected!
     var samples: [UInt64] = []
     samples.reserveCapacity(iterations)
     var busyBefore: Int64 = 0, postsBefore: Int64 = 0

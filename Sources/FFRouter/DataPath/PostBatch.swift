@@ -17,9 +17,9 @@ final class PostBatch {
     private let inlineStorage: UnsafeMutableRawPointer
     private let completionStorage: UnsafeMutablePointer<FFProtocol.WorkCompletion>
     /// Requests staged since the last `reset()`.
-    private(set) var count = 0
-    private var sgeCount = 0
-    private var inlineBytes = 0
+    @exclusivity(unchecked) private(set) var count = 0
+    @exclusivity(unchecked) private var sgeCount = 0
+    @exclusivity(unchecked) private var inlineBytes = 0
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)

@@ -21,8 +21,8 @@ public final class WorkRequestScratch: @unchecked Sendable {
     /// it returns (and no longer: a destroyed AH is not kept by a scratch).
     private let handles: UnsafeMutablePointer<AddressHandle?>
     /// Requests appended since the last begin.
-    public private(set) var count = 0
-    private var sgeCount = 0
+    @exclusivity(unchecked) public private(set) var count = 0
+    @exclusivity(unchecked) private var sgeCount = 0
 
     /// Room for `capacity` requests with `sgeCapacity` SGEs in all, and `capacity` completions.
     public init(capacity: Int, sgeCapacity: Int) {

@@ -144,7 +144,7 @@ final class FakeWorld: @unchecked Sendable {
 
     let limits: DeviceLimits
     private let lock = NSLock()
-    private var state = State()
+    @exclusivity(unchecked) private var state = State()
 
     init(limits: DeviceLimits) { self.limits = limits }
 
@@ -288,10 +288,10 @@ final class FakeCQ: BackendCQ {
     let capacity: Int32
     let channel: FakeCompletionChannel?
     // Guarded by world.lock.
-    private var entries: FakeRing<FFProtocol.WorkCompletion>
-    private var armed = false
-    private var solicitedOnly = false
-    private(set) var overflowed = false
+    @exclusivity(unchecked) private var entries: FakeRing<FFProtocol.WorkCompletion>
+    @exclusivity(unchecked) private var armed = false
+    @exclusivity(unchecked) private var solicitedOnly = false
+    @exclusivity(unchecked) private(set) var overflowed = false
 
     init(world: FakeWorld, capacity: Int32, channel: FakeCompletionChannel?) {
         self.world = world
@@ -344,8 +344,8 @@ final class FakeSRQ: BackendSRQ {
     let maxWorkRequests: UInt32
     let maxSGE: UInt32
     // Guarded by world.lock.
-    var limit: UInt32 = 0
-    var queue: FakeReceiveQueue
+    @exclusivity(unchecked) var limit: UInt32 = 0
+    @exclusivity(unchecked) var queue: FakeReceiveQueue
 
     init(world: FakeWorld, pd: FakePD, maxWorkRequests: UInt32, maxSGE: UInt32) {
         self.world = world

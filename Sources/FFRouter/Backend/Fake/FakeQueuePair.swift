@@ -14,11 +14,11 @@ final class FakeQP: BackendQP {
     let sendCQ: FakeCQ
     let receiveCQ: FakeCQ
     let srq: FakeSRQ?
-    private var current: Verbs.QPState = .reset
-    private var access: Verbs.AccessFlags = []
-    private var qkey: UInt32 = 0
-    private var destinationQPN: UInt32 = 0
-    private var receiveQueue: FakeReceiveQueue
+    @exclusivity(unchecked) private var current: Verbs.QPState = .reset
+    @exclusivity(unchecked) private var access: Verbs.AccessFlags = []
+    @exclusivity(unchecked) private var qkey: UInt32 = 0
+    @exclusivity(unchecked) private var destinationQPN: UInt32 = 0
+    @exclusivity(unchecked) private var receiveQueue: FakeReceiveQueue
 
     init(world: FakeWorld, pd: FakePD, configuration c: BackendQPConfiguration, sendCQ: FakeCQ, receiveCQ: FakeCQ, srq: FakeSRQ?) {
         self.world = world
