@@ -145,45 +145,16 @@ public struct BackendQPConfiguration {
     }
 }
 
-/// A send work request with its address handle resolved to the session's backend object (the socket path's form).
-public struct BackendSendRequest {
-    /// `wr_id`.
-    public var id: UInt64
-    /// Opcode and its operands.
-    public var operation: SendOperation
-    /// Local buffers (client addresses and lkeys).
-    public var scatterGather: [ScatterGatherElement]
-    /// `send_flags`.
-    public var flags: Verbs.SendFlags
-    /// UD destination: address handle, remote QPN and Q_Key.
-    public var addressHandle: (any BackendAH)?
-    /// UD remote QP number.
-    public var remoteQPN: UInt32
-    /// UD remote Q_Key.
-    public var remoteQKey: UInt32
-
-    /// A request with every field given.
-    public init(id: UInt64, operation: SendOperation, scatterGather: [ScatterGatherElement], flags: Verbs.SendFlags,
-                addressHandle: (any BackendAH)?, remoteQPN: UInt32, remoteQKey: UInt32) {
-        self.id = id
-        self.operation = operation
-        self.scatterGather = scatterGather
-        self.flags = flags
-        self.addressHandle = addressHandle
-        self.remoteQPN = remoteQPN
-        self.remoteQKey = remoteQKey
-    }
-}
-
-/// A send work request as the data path hands it to a backend: like `BackendSendRequest`, with its SGEs in the
-/// caller's memory (valid for the duration of the post), so a batch of them costs no allocation.
-public struct BackendSendWR {
+/// A send work request with its address handle resolved to the session's backend object, its SGEs in `SGEs`: an array
+/// on the socket path (`BackendSendRequest`), a buffer in the poller's memory on the data path (`BackendSendWR`, valid
+/// for the duration of the post, so a batch of them costs no allocation).
+public struct BackendSend<SGEs: RandomAccessCollection> where SGEs.Element == ScatterGatherElement, SGEs.Index == Int {
     /// `wr_id`.
     public var id: UInt64
     /// Opcode and its operands.
     public var operation: SendOperation
     /// Local buffers (client addresses and lkeys; an inline payload is one SGE of router memory with lkey 0).
-    public var scatterGather: UnsafeBufferPointer<ScatterGatherElement>
+    public var scatterGather: SGEs
     /// `send_flags`.
     public var flags: Verbs.SendFlags
     /// UD destination: address handle, remote QPN and Q_Key.
@@ -194,7 +165,7 @@ public struct BackendSendWR {
     public var remoteQKey: UInt32
 
     /// A request with every field given.
-    public init(id: UInt64, operation: SendOperation, scatterGather: UnsafeBufferPointer<ScatterGatherElement>, flags: Verbs.SendFlags,
+    public init(id: UInt64, operation: SendOperation, scatterGather: SGEs, flags: Verbs.SendFlags,
                 addressHandle: (any BackendAH)?, remoteQPN: UInt32, remoteQKey: UInt32) {
         self.id = id
         self.operation = operation
@@ -205,6 +176,11 @@ public struct BackendSendWR {
         self.remoteQKey = remoteQKey
     }
 }
+
+/// A send as the socket path builds it.
+public typealias BackendSendRequest = BackendSend<[ScatterGatherElement]>
+/// A send as the data path stages it.
+public typealias BackendSendWR = BackendSend<UnsafeBufferPointer<ScatterGatherElement>>
 
 /// A receive work request with its SGEs in the caller's memory (the data path's form).
 public struct BackendReceiveWR {
