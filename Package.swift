@@ -198,7 +198,10 @@ let package = Package(
         // Benchmarks of the shared-memory fast path (not part of `swift test`; run scripts/bench-datapath).
         .executableTarget(
             name: "ffbench-datapath",
-            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "FFRouter", "FFClient", "FFProtocol", "FFSystem", "CAllocationCounter",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
         // The fake API server and fake kubelet as processes, for scripts/demo (not shipped).
         .executableTarget(
@@ -208,6 +211,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Test and benchmark support, never in a shipped binary: a counting front for glibc's malloc, so a test can
+        // assert that a thread's steady-state loop (the router's data path) allocates nothing.
+        .target(name: "CAllocationCounter"),
         // Real etcd processes, a fake Kubernetes API server and a fake kubelet for tests, benchmarks and the demo.
         .target(
             name: "FreeFlowTestSupport",
@@ -226,7 +232,7 @@ let package = Package(
         .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
         .testTarget(
             name: "FFRouterTests",
-            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport"]
+            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport", "CAllocationCounter"]
         ),
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
         .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),

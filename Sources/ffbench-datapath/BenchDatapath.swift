@@ -1,3 +1,5 @@
+import CAllocationCounter
+import CoreMetrics
 import FFClient
 import FFProtocol
 import FFRouter
@@ -5,13 +7,16 @@ import FFSystem
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
 // Host benchmarks of the shared-memory fast path (issue 10), run by scripts/bench-datapath:
 //   1. raw ring ping-pong between two processes with the same ring code (RingProducer/RingConsumer), p50/p99/p999;
 //   2. post → router → completion through a real Router (data-path thread, fake backend): a signaled RDMA WRITE
 //      posted into the QP's send ring until its completion is visible in the CQ's ring, p50/p99/p999;
 //   3. op rate at batches of 1 and 32, both paths;
-//   4. the router's CPU over 10 s idle with 10 sessions holding rings.
+//   4. the router's CPU over 10 s idle with 10 sessions holding rings;
+//   5. where the router's time goes in (2): its data-path thread's busy time per operation (from its metrics) and the
+//      heap allocations it makes per operation (counted by CAllocationCounter's malloc).
 // The client side of (2)-(4) is this process (FFClient for control calls, the rings for data), the router runs on its own
 // threads in this process too; the raw peer of (1) is a second process.
 
@@ -239,7 +244,44 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: Double, idlePercent: Double) {
+/// Counters the router's data path increments, readable by label (the benchmark reads its busy time and posts).
+final class BenchMetrics: MetricsFactory {
+    final class Value: CounterHandler {
+        let total = Atomic<Int64>(0)
+        func increment(by amount: Int64) { total.add(amount, ordering: .relaxed) }
+        func reset() { total.store(0, ordering: .relaxed) }
+    }
+
+    private let counters = Mutex<[String: Value]>([:])
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        counters.withLock { all in
+            if let existing = all[label] { return existing }
+            let value = Value()
+            all[label] = value
+            return value
+        }
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { NOOPMetricsHandler.instance }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { NOOPMetricsHandler.instance }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+
+    /// The counter's total so far (0 if nothing made it).
+    func total(_ label: String) -> Int64 { counters.withLock { $0[label]?.total.load(ordering: .relaxed) ?? 0 } }
+}
+
+/// The data-path thread's cost per operation over a run: busy nanoseconds (rounds that moved something) and heap
+/// allocations, each divided by the slots it took.
+struct RouterCost {
+    var busyNanosecondsPerOp: Double
+    var allocationsPerOp: Double
+    var line: String { String(format: "busy %.0f ns/op, %.3f allocations/op", busyNanosecondsPerOp, allocationsPerOp) }
+}
+
+func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: Double, idlePercent: Double, cost: RouterCost) {
     let directory = NSTemporaryDirectory() + "ffbench-datapath-\(getpid())"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -248,8 +290,10 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
     let backend = FakeBackend()
     try "10.9.0.1 10.0.2.15\n".write(toFile: directory + "/map.txt", atomically: true, encoding: .utf8)
     let map = try StaticVipMap(path: directory + "/map.txt")
+    let metrics = BenchMetrics()
+    let dataPath = DataPath(backend: backend, tuning: DataPathTuning(), logger: logger, factory: metrics)
     let router = Router(backend: backend, map: map, socketDirectory: directory, pods: [PodDeclaration(argument: "a=10.9.0.1")!], logger: logger,
-                        dataPath: DataPath(backend: backend, tuning: DataPathTuning(), logger: logger))
+                        dataPath: dataPath)
     let task = Task { try await router.run() }
     defer { task.cancel() }
     let socket = "\(directory)/a.sock"
@@ -259,10 +303,26 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
         try await Task.sleep(nanoseconds: 10_000_000)
     }
     let depth: UInt32 = 256
-    let client = try RouterClient(socket: socket, depth: depth)
+    // The socket file exists a moment before the router listens on it: a refused connect is retried until the deadline.
+    var connected: RouterClient?
+    while connected == nil {
+        do {
+            connected = try RouterClient(socket: socket, depth: depth)
+        } catch {
+            guard now() < deadline else { throw error }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+    let client = connected!
     var samples: [UInt64] = []
     samples.reserveCapacity(iterations)
+    var busyBefore: Int64 = 0, postsBefore: Int64 = 0
     for i in 0..<(iterations + 1000) {
+        if i == 1000 {
+            busyBefore = metrics.total("ffrouter_datapath_busy_nanoseconds_total")
+            postsBefore = metrics.total("ffrouter_datapath_posts_total")
+            ff_allocations_count_thread(uintptr_t(dataPath.threads.first ?? 0))
+        }
         let t0 = now()
         client.write(UInt64(i))
         client.publish()
@@ -270,6 +330,11 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
         client.completions.release(1)
         if i >= 1000 { samples.append(now() &- t0) }
     }
+    let allocations = ff_allocations_counted()
+    ff_allocations_count_thread(0)
+    let ops = Double(max(1, metrics.total("ffrouter_datapath_posts_total") - postsBefore))
+    let cost = RouterCost(busyNanosecondsPerOp: Double(metrics.total("ffrouter_datapath_busy_nanoseconds_total") - busyBefore) / ops,
+                          allocationsPerOp: Double(allocations) / ops)
     func rate(batch: Int) -> Double {
         let total = iterations * 2
         var sent = 0, done = 0
@@ -297,7 +362,7 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
     try await Task.sleep(nanoseconds: UInt64(idleSeconds * 1e9))
     let idlePercent = (cpuSeconds() - before) / (Double(now() &- wallBefore) / 1e9) * 100
     for c in idle { c.connection.close() }
-    return (Percentiles(samples), rate1, rate32, idlePercent)
+    return (Percentiles(samples), rate1, rate32, idlePercent, cost)
 }
 
 func cpuSeconds() -> Double {
@@ -310,6 +375,7 @@ let raw = try runRaw()
 print("raw ring (2 processes): ping-pong \(raw.latency.line); op rate batch 1 \(Int(raw.rate1)) ops/s, batch 32 \(Int(raw.rate32)) ops/s")
 let routed = try await runRouter()
 print("fast path (post → router → completion, fake device): \(routed.latency.line); op rate batch 1 \(Int(routed.rate1)) ops/s, batch 32 \(Int(routed.rate32)) ops/s")
+print("router data-path thread per operation in the ping-pong (metrics, counting malloc): \(routed.cost.line)")
 print(String(format: "router idle CPU with 10 sessions over %.0f s: %.3f %%", idleSeconds, routed.idlePercent))
 print(String(format: "datapath p50_ratio=%.2f op_rate_ratio=%.2f idle_router_cpu_pct=%.3f",
              Double(routed.latency.p50) / Double(max(1, raw.latency.p50)), routed.rate1 / raw.rate1, routed.idlePercent))

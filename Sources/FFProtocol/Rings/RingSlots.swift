@@ -1,7 +1,8 @@
 /// The slots of the rings: each holds one message in the layout docs/protocol.md gives for the control socket
 /// (`SendWorkRequest`, `ReceiveWorkRequest`, `WorkCompletion`), padded to the ring's slot size. Writers store fields
-/// in place (no allocation); the router reads a slot by copying it once into its own memory and decoding that copy
-/// with the socket path's decoder, so a client changing the slot meanwhile cannot make it use a value it did not check.
+/// in place (no allocation); the router reads a slot by copying it once into its own memory and decoding that copy in
+/// place with the socket path's checks (`decodeSend`, `decodeReceive`), so a client changing the slot meanwhile cannot
+/// make it use a value it did not check, and a slot costs the router no allocation.
 public enum RingSlots {
     /// Bytes of a completion slot (a 48-byte `WorkCompletion`, padded).
     public static let completionSlotSize = 64
@@ -78,24 +79,110 @@ public enum RingSlots {
         put(slot, 12, UInt32(0))
     }
 
-    /// Copies a slot of `slotSize` bytes into `scratch` (sized to fit), once, and decodes the copy.
-    static func snapshot<T>(_ slot: UnsafeRawPointer, slotSize: Int, scratch: inout [UInt8],
-                            _ decode: (inout WireReader) throws(WireError) -> T) throws(WireError) -> T {
-        if scratch.count != slotSize { scratch = [UInt8](repeating: 0, count: slotSize) }
-        scratch.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: slot, count: slotSize)) }
-        var reader = WireReader(scratch)
-        return try decode(&reader)
+    /// Most bytes a slot can have (`RingMapLayout` refuses larger ones): the size of the router's slot copy.
+    public static let maxSlotSize = 4096
+
+    /// Copies a slot of `slotSize` bytes (at most `maxSlotSize`) into `copy`, once: the router decodes and uses only
+    /// the copy, so a client changing the slot meanwhile cannot make it use a value it did not check.
+    @inline(__always)
+    public static func copy(_ slot: UnsafeRawPointer, slotSize: Int, into copy: UnsafeMutableRawPointer) {
+        copy.copyMemory(from: slot, byteCount: min(max(0, slotSize), maxSlotSize))
     }
 
-    /// Reads a send slot with every check of the socket path's decoder (opcode, flags, SGE/inline split and bounds,
-    /// which must also fit the slot). Bytes after the request are padding and ignored.
-    public static func readSend(_ slot: UnsafeRawPointer, slotSize: Int, scratch: inout [UInt8]) throws(WireError) -> SendWorkRequest {
-        try snapshot(slot, slotSize: slotSize, scratch: &scratch) { (r: inout WireReader) throws(WireError) in try SendWorkRequest(from: &r) }
+    /// A send work request decoded from a slot copy without allocating: the fixed fields, checked; its SGEs (`sge(_:)`)
+    /// and inline payload (`inlinePayload`) stay in the copy.
+    public struct DecodedSend {
+        /// `wr_id`.
+        public var wrID: UInt64
+        /// Operation.
+        public var opcode: SendOpcode
+        /// Send flags (only supported bits).
+        public var flags: SendFlags
+        /// Immediate data, the verbatim `__be32` bits.
+        public var immData: UInt32
+        /// RDMA/atomic target rkey.
+        public var rkey: UInt32
+        /// RDMA/atomic target address.
+        public var remoteAddress: UInt64
+        /// Atomic compare value or addend.
+        public var compareAdd: UInt64
+        /// Atomic swap value.
+        public var swap: UInt64
+        /// UD address handle; nil for connected QPs.
+        public var addressHandle: AHHandle?
+        /// UD remote QP number (24 bits).
+        public var remoteQPN: UInt32
+        /// UD remote Q_Key.
+        public var remoteQKey: UInt32
+        /// SGEs in the copy (0 with `.inline`).
+        public var sgeCount: Int
+        /// Inline bytes in the copy (0 without `.inline`).
+        public var inlineLength: Int
     }
 
-    /// Reads a receive slot with the socket path's checks.
-    public static func readReceive(_ slot: UnsafeRawPointer, slotSize: Int, scratch: inout [UInt8]) throws(WireError) -> ReceiveWorkRequest {
-        try snapshot(slot, slotSize: slotSize, scratch: &scratch) { (r: inout WireReader) throws(WireError) in try ReceiveWorkRequest(from: &r) }
+    /// A receive work request decoded from a slot copy: its SGEs stay in the copy (`sge(_:fixed:index:)` with 16).
+    public struct DecodedReceive {
+        /// `wr_id`.
+        public var wrID: UInt64
+        /// SGEs in the copy.
+        public var sgeCount: Int
+    }
+
+    /// Decodes a send slot copy of `slotSize` bytes with every check of the socket path's decoder
+    /// (`SendWorkRequest(from:)`: opcode, flags, remote QPN, SGE/inline split and bounds) and that the SGEs or the inline
+    /// payload fit the slot; bytes after the request are padding and ignored. Allocates nothing but an error.
+    public static func decodeSend(_ copy: UnsafeRawPointer, slotSize: Int) throws(WireError) -> DecodedSend {
+        guard slotSize >= 64 else { throw WireError(.truncated, field: "sendWR.wrID", offset: 0) }
+        let rawOpcode = get(copy, 8, UInt32.self)
+        guard let opcode = SendOpcode(rawValue: rawOpcode) else {
+            throw WireError(.valueOutOfRange(UInt64(rawOpcode)), field: "sendWR.opcode", offset: 8)
+        }
+        let rawFlags = get(copy, 12, UInt32.self)
+        guard rawFlags & ~SendFlags.supported.rawValue == 0 else {
+            throw WireError(.valueOutOfRange(UInt64(rawFlags)), field: "sendWR.flags", offset: 12)
+        }
+        let flags = SendFlags(rawValue: rawFlags)
+        let remoteQPN = get(copy, 52, UInt32.self)
+        guard remoteQPN <= 0xFF_FFFF else { throw WireError(.valueOutOfRange(UInt64(remoteQPN)), field: "sendWR.remoteQPN", offset: 52) }
+        let inline = flags.contains(.inline)
+        let sgeCount = Int(get(copy, 60, UInt16.self))
+        let sgeMax = inline ? 0 : WireLimits.maxSGEPerWR
+        guard sgeCount <= sgeMax else { throw WireError(.countTooLarge(count: sgeCount, max: sgeMax), field: "sendWR.sgeCount", offset: 60) }
+        let inlineLength = Int(get(copy, 62, UInt16.self))
+        let inlineMax = inline ? WireLimits.maxInlineData : 0
+        guard inlineLength <= inlineMax else {
+            throw WireError(.countTooLarge(count: inlineLength, max: inlineMax), field: "sendWR.inlineLength", offset: 62)
+        }
+        // Both counts are bounded above (≤ 32 SGEs, ≤ 512 bytes): the sum cannot overflow.
+        guard 64 + 16 * sgeCount <= slotSize else { throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 64 + 16 * sgeCount)) }
+        guard 64 + 16 * sgeCount + inlineLength <= slotSize else { throw WireError(.truncated, field: "sendWR.inlineData", offset: 64 + 16 * sgeCount) }
+        let handle = get(copy, 48, UInt32.self)
+        return DecodedSend(wrID: get(copy, 0, UInt64.self), opcode: opcode, flags: flags, immData: get(copy, 16, UInt32.self),
+                           rkey: get(copy, 20, UInt32.self), remoteAddress: get(copy, 24, UInt64.self), compareAdd: get(copy, 32, UInt64.self),
+                           swap: get(copy, 40, UInt64.self), addressHandle: handle == 0 ? nil : AHHandle(rawValue: handle),
+                           remoteQPN: remoteQPN, remoteQKey: get(copy, 56, UInt32.self), sgeCount: sgeCount, inlineLength: inlineLength)
+    }
+
+    /// Decodes a receive slot copy of `slotSize` bytes with the socket path's checks (SGE count, zero reserved bytes)
+    /// and that the SGEs fit the slot.
+    public static func decodeReceive(_ copy: UnsafeRawPointer, slotSize: Int) throws(WireError) -> DecodedReceive {
+        guard slotSize >= 16 else { throw WireError(.truncated, field: "recvWR.wrID", offset: 0) }
+        let sgeCount = Int(get(copy, 8, UInt16.self))
+        guard sgeCount <= WireLimits.maxSGEPerWR else {
+            throw WireError(.countTooLarge(count: sgeCount, max: WireLimits.maxSGEPerWR), field: "recvWR.sgeCount", offset: 8)
+        }
+        guard get(copy, 10, UInt16.self) == 0, get(copy, 12, UInt32.self) == 0 else {
+            throw WireError(.nonZeroReserved, field: "recvWR.reserved", offset: 10)
+        }
+        guard 16 + 16 * sgeCount <= slotSize else { throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 16 + 16 * sgeCount)) }
+        return DecodedReceive(wrID: get(copy, 0, UInt64.self), sgeCount: sgeCount)
+    }
+
+    /// SGE `index` of a decoded send (`fixed` 64) or receive (`fixed` 16) slot copy; `index` < its `sgeCount`.
+    @inline(__always)
+    public static func sge(_ copy: UnsafeRawPointer, fixed: Int, index: Int) -> ScatterGatherEntry {
+        let at = fixed + 16 * index
+        return ScatterGatherEntry(address: get(copy, at, UInt64.self), length: get(copy, at + 8, UInt32.self), lkey: get(copy, at + 12, UInt32.self))
     }
 
     /// The work request id of a slot (first 8 bytes of both request layouts), for the error completion of a slot that

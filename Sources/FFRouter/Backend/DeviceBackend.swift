@@ -105,7 +105,11 @@ final class DeviceCQ: BackendCQ {
     var capacity: Int32 { Int32(clamping: cq.capacity) }
     var eventID: UInt { cq.id.rawValue }
     func requestNotification(solicitedOnly: Bool) throws { try cq.requestNotification(solicitedOnly: solicitedOnly) }
-    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion] { try cq.poll(max: Int(max)).map(Translate.completion) }
+    func poll(into completions: UnsafeMutableBufferPointer<FFProtocol.WorkCompletion>, scratch: WorkRequestScratch) throws -> Int {
+        let n = try cq.poll(into: scratch, max: completions.count)
+        for i in 0..<n { completions[i] = Translate.completion(scratch.completion(i)) }
+        return n
+    }
 }
 
 final class DeviceQP: BackendQP {
@@ -117,22 +121,43 @@ final class DeviceQP: BackendQP {
     func modify(_ attributes: Verbs.QPAttributes) throws { try qp.modify(attributes) }
     func state() throws -> Verbs.QPState { try qp.state() }
 
-    func postSend(_ requests: [BackendSendRequest]) throws {
-        var real: [Verbs.SendWorkRequest] = []
-        real.reserveCapacity(requests.count)
-        for r in requests {
+    /// Builds the chained `ibv_send_wr`s in `scratch` and calls the provider's post once.
+    func postSend(_ requests: UnsafeBufferPointer<BackendSendWR>, scratch: WorkRequestScratch) throws {
+        scratch.begin()
+        for i in 0..<requests.count {
+            let r = requests[i]
             var destination: DatagramDestination?
             if let handle = r.addressHandle {
                 guard let ah = handle as? DeviceAH else { throw foreign("AH") }
                 destination = DatagramDestination(addressHandle: ah.ah, remoteQPN: r.remoteQPN, remoteQKey: r.remoteQKey)
             }
-            real.append(Verbs.SendWorkRequest(id: r.id, operation: r.operation, scatterGather: r.scatterGather, flags: r.flags,
-                                              destination: destination))
+            guard scratch.appendSend(id: r.id, operation: r.operation, flags: r.flags, destination: destination, scatterGather: r.scatterGather) else {
+                throw scratchFull(scratch)
+            }
         }
-        try qp.postSend(real)
+        try qp.postSend(scratch)
     }
 
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws { try qp.postReceive(requests) }
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws {
+        try DeviceReceives.build(requests, in: scratch)
+        try qp.postReceive(scratch)
+    }
+}
+
+/// Receives laid out in a scratch for one post.
+enum DeviceReceives {
+    static func build(_ requests: UnsafeBufferPointer<BackendReceiveWR>, in scratch: WorkRequestScratch) throws {
+        scratch.begin()
+        for i in 0..<requests.count where !scratch.appendReceive(id: requests[i].id, scatterGather: requests[i].scatterGather) {
+            throw scratchFull(scratch)
+        }
+    }
+}
+
+/// More requests or SGEs than the poller's scratch holds: a programming error in the router (it sizes batches to fit).
+private func scratchFull(_ scratch: WorkRequestScratch) -> VerbsError {
+    VerbsError(operation: "backend", errno: Errno.invalidArgument,
+               detail: "batch beyond the scratch (\(scratch.capacity) requests, \(scratch.sgeCapacity) SGEs)", failedWorkRequest: scratch.count)
 }
 
 final class DeviceSRQ: BackendSRQ {
@@ -141,7 +166,10 @@ final class DeviceSRQ: BackendSRQ {
     var maxWorkRequests: UInt32 { srq.maxWorkRequests }
     var maxSGE: UInt32 { srq.maxSGE }
     func setLimit(_ limit: UInt32) throws { try srq.setLimit(limit) }
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws { try srq.postReceive(requests) }
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws {
+        try DeviceReceives.build(requests, in: scratch)
+        try srq.postReceive(scratch)
+    }
 }
 
 final class DeviceAH: BackendAH {

@@ -101,8 +101,21 @@ public protocol BackendCQ: AnyObject {
     var eventID: UInt { get }
     /// `ibv_req_notify_cq`.
     func requestNotification(solicitedOnly: Bool) throws
-    /// `ibv_poll_cq` for at most `max` completions, as the wire carries them.
-    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion]
+    /// `ibv_poll_cq` for at most `completions.count` completions (and at most `scratch.capacity`), as the wire carries
+    /// them, into `completions`; returns how many. The data path's poll: it allocates nothing.
+    func poll(into completions: UnsafeMutableBufferPointer<FFProtocol.WorkCompletion>, scratch: WorkRequestScratch) throws -> Int
+}
+
+extension BackendCQ {
+    /// `ibv_poll_cq` for at most `max` completions, as the wire carries them (the socket path's poll).
+    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion] {
+        guard max > 0 else { throw VerbsError(operation: "ibv_poll_cq", errno: Errno.invalidArgument, detail: "poll for \(max)") }
+        let scratch = WorkRequestScratch(capacity: Int(max), sgeCapacity: 1)
+        var out = [FFProtocol.WorkCompletion](repeating: FFProtocol.WorkCompletion(wrID: 0, status: .success, opcode: .send), count: scratch.capacity)
+        let n = try out.withUnsafeMutableBufferPointer { try poll(into: $0, scratch: scratch) }
+        out.removeLast(out.count - n)
+        return out
+    }
 }
 
 /// What a QP is created with.
@@ -132,14 +145,16 @@ public struct BackendQPConfiguration {
     }
 }
 
-/// A send work request with its address handle resolved to the session's backend object.
-public struct BackendSendRequest {
+/// A send work request with its address handle resolved to the session's backend object, its SGEs in `SGEs`: an array
+/// on the socket path (`BackendSendRequest`), a buffer in the poller's memory on the data path (`BackendSendWR`, valid
+/// for the duration of the post, so a batch of them costs no allocation).
+public struct BackendSend<SGEs: RandomAccessCollection> where SGEs.Element == ScatterGatherElement, SGEs.Index == Int {
     /// `wr_id`.
     public var id: UInt64
     /// Opcode and its operands.
     public var operation: SendOperation
-    /// Local buffers (client addresses and lkeys).
-    public var scatterGather: [ScatterGatherElement]
+    /// Local buffers (client addresses and lkeys; an inline payload is one SGE of router memory with lkey 0).
+    public var scatterGather: SGEs
     /// `send_flags`.
     public var flags: Verbs.SendFlags
     /// UD destination: address handle, remote QPN and Q_Key.
@@ -150,7 +165,7 @@ public struct BackendSendRequest {
     public var remoteQKey: UInt32
 
     /// A request with every field given.
-    public init(id: UInt64, operation: SendOperation, scatterGather: [ScatterGatherElement], flags: Verbs.SendFlags,
+    public init(id: UInt64, operation: SendOperation, scatterGather: SGEs, flags: Verbs.SendFlags,
                 addressHandle: (any BackendAH)?, remoteQPN: UInt32, remoteQKey: UInt32) {
         self.id = id
         self.operation = operation
@@ -159,6 +174,25 @@ public struct BackendSendRequest {
         self.addressHandle = addressHandle
         self.remoteQPN = remoteQPN
         self.remoteQKey = remoteQKey
+    }
+}
+
+/// A send as the socket path builds it.
+public typealias BackendSendRequest = BackendSend<[ScatterGatherElement]>
+/// A send as the data path stages it.
+public typealias BackendSendWR = BackendSend<UnsafeBufferPointer<ScatterGatherElement>>
+
+/// A receive work request with its SGEs in the caller's memory (the data path's form).
+public struct BackendReceiveWR {
+    /// `wr_id`.
+    public var id: UInt64
+    /// Buffers to fill, in order.
+    public var scatterGather: UnsafeBufferPointer<ScatterGatherElement>
+
+    /// A request `id` over `scatterGather`.
+    public init(id: UInt64, scatterGather: UnsafeBufferPointer<ScatterGatherElement>) {
+        self.id = id
+        self.scatterGather = scatterGather
     }
 }
 
@@ -174,10 +208,48 @@ public protocol BackendQP: AnyObject {
     func modify(_ attributes: Verbs.QPAttributes) throws
     /// The current state (`ibv_query_qp`).
     func state() throws -> Verbs.QPState
-    /// `ibv_post_send`; a refusal is a `VerbsError` naming the failed request's index.
-    func postSend(_ requests: [BackendSendRequest]) throws
-    /// `ibv_post_recv`.
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws
+    /// `ibv_post_send` of `requests` as one list, built in `scratch` if the backend needs C work requests; a refusal is
+    /// a `VerbsError` naming the failed request's index. The data path's post: it allocates nothing unless it fails.
+    func postSend(_ requests: UnsafeBufferPointer<BackendSendWR>, scratch: WorkRequestScratch) throws
+    /// `ibv_post_recv` of `requests` as one list, as `postSend`.
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws
+}
+
+extension BackendQP {
+    /// `ibv_post_send` of request values (the socket path's post): laid out in temporary memory, then posted as one list.
+    func postSend(_ requests: [BackendSendRequest]) throws {
+        let sges = requests.flatMap(\.scatterGather)
+        try sges.withUnsafeBufferPointer { all in
+            var next = 0
+            let wrs = requests.map { r in
+                defer { next += r.scatterGather.count }
+                return BackendSendWR(id: r.id, operation: r.operation, scatterGather: UnsafeBufferPointer(rebasing: all[next..<(next + r.scatterGather.count)]),
+                                     flags: r.flags, addressHandle: r.addressHandle, remoteQPN: r.remoteQPN, remoteQKey: r.remoteQKey)
+            }
+            try wrs.withUnsafeBufferPointer { try postSend($0, scratch: WorkRequestScratch(capacity: wrs.count, sgeCapacity: all.count)) }
+        }
+    }
+
+    /// `ibv_post_recv` of request values (the socket path's post).
+    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
+        try BackendReceiveWR.laidOut(requests) { try postReceive($0, scratch: $1) }
+    }
+}
+
+extension BackendReceiveWR {
+    /// Runs `body` with `requests` laid out as data-path receives in temporary memory, and a scratch that fits them.
+    static func laidOut(_ requests: [Verbs.ReceiveWorkRequest],
+                        _ body: (UnsafeBufferPointer<BackendReceiveWR>, WorkRequestScratch) throws -> Void) throws {
+        let sges = requests.flatMap(\.scatterGather)
+        try sges.withUnsafeBufferPointer { all in
+            var next = 0
+            let wrs = requests.map { r in
+                defer { next += r.scatterGather.count }
+                return BackendReceiveWR(id: r.id, scatterGather: UnsafeBufferPointer(rebasing: all[next..<(next + r.scatterGather.count)]))
+            }
+            try wrs.withUnsafeBufferPointer { try body($0, WorkRequestScratch(capacity: wrs.count, sgeCapacity: all.count)) }
+        }
+    }
 }
 
 /// A shared receive queue.
@@ -188,8 +260,15 @@ public protocol BackendSRQ: AnyObject {
     var maxSGE: UInt32 { get }
     /// `ibv_modify_srq` of the limit.
     func setLimit(_ limit: UInt32) throws
-    /// `ibv_post_srq_recv`.
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws
+    /// `ibv_post_srq_recv` of `requests` as one list, as `BackendQP.postSend`.
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws
+}
+
+extension BackendSRQ {
+    /// `ibv_post_srq_recv` of request values (the socket path's post).
+    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
+        try BackendReceiveWR.laidOut(requests) { try postReceive($0, scratch: $1) }
+    }
 }
 
 /// An address handle.

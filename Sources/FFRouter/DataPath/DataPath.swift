@@ -109,4 +109,8 @@ public final class DataPath: Sendable {
 
     /// Threads running now.
     var runningThreads: Int { slots.withLock { $0.compactMap { $0 }.count } }
+
+    /// `pthread_self()` of each data-path thread that runs now (0 for one still starting): what tests and benchmarks
+    /// count the data path's allocations on.
+    public var threads: [UInt] { slots.withLock { $0.compactMap { $0?.poller.thread.load(ordering: .acquiring) } } }
 }

@@ -44,17 +44,17 @@ final class DataPathPoller: @unchecked Sendable {
     private let eventTask = Mutex<Task<Void, Never>?>(nil)
     /// Opens when the thread has ended.
     let finished = Latch()
+    /// `pthread_self()` of the thread once it runs (0 before): what a test counts the data path's allocations on.
+    let thread = Atomic<UInt>(0)
 
-    // The poller thread's own state.
-    private var sessions: [DataPathSession] = []
-    private var nextSession = 0
-    private var scratch: [UInt8] = []
-    private var sendBatch: [BackendSendRequest] = []
-    private var sendIDs: [UInt64] = []
-    private var receiveBatch: [Verbs.ReceiveWorkRequest] = []
-    private var receiveIDs: [UInt64] = []
-    private let inline: UnsafeMutableRawBufferPointer
-    private var inlineOffset = 0
+    // The poller thread's own state. `@exclusivity(unchecked)` here and on the per-round fields of the ring objects,
+    // PostBatch and the fake device: the run-time exclusivity check of a class's `var` (a thread-local access set per
+    // access) was 60 % of this thread's time in the host benchmark (perf, docs/benchmarks.md); these fields are used by
+    // one thread (or under the fake's lock), and the check never caught races anyway, only same-thread overlaps.
+    @exclusivity(unchecked) private var sessions: [DataPathSession] = []
+    @exclusivity(unchecked) private var nextSession = 0
+    private let batch: PostBatch
+    private var descriptors: [pollfd] = []
 
     init(index: Int, backend: any VerbsBackend, tuning: DataPathTuning, metrics: DataPathMetrics, logger: Logger) throws {
         self.index = index
@@ -66,17 +66,10 @@ final class DataPathPoller: @unchecked Sendable {
         self.logger = logger
         channel = try backend.createCompletionChannel()
         wake = try WakeEvent()
-        inline = .allocate(byteCount: tuning.batch * WireLimits.maxInlineData, alignment: 64)
-        sendBatch.reserveCapacity(tuning.batch)
-        sendIDs.reserveCapacity(tuning.batch)
-        receiveBatch.reserveCapacity(tuning.batch)
-        receiveIDs.reserveCapacity(tuning.batch)
+        batch = PostBatch(capacity: tuning.batch)
     }
 
-    deinit {
-        inline.deallocate()
-        wake.close()
-    }
+    deinit { wake.close() }
 
     /// Starts the thread and the task that turns the poller channel's CQ events into wake-ups.
     func start() throws {
@@ -126,6 +119,7 @@ final class DataPathPoller: @unchecked Sendable {
     // MARK: - The thread
 
     private func run() {
+        thread.store(UInt(pthread_self()), ordering: .releasing)
         var lastWork = DataPathClock.now()
         while true {
             if commandCount.load(ordering: .acquiring) > 0, !applyCommands() { return }
@@ -158,7 +152,15 @@ final class DataPathPoller: @unchecked Sendable {
         let n = sessions.count
         guard n > 0 else { return 0 }
         var sends = false
-        for s in sessions where !sends { for qp in s.qps where qp.send.available() > 0 { sends = true; break } }
+        // Index loops, here and in every per-round path: a for-in over an array goes through a generic iterator that
+        // allocates in unoptimized builds, and DataPathAllocationTests holds debug builds to no allocation too.
+        for i in 0..<n where !sends {
+            let qps = sessions[i].qps
+            for j in 0..<qps.count where qps[j].send.available() > 0 {
+                sends = true
+                break
+            }
+        }
         var work = 0
         for k in 0..<n { work &+= serveReceives(sessions[(nextSession &+ k) % n], bound: tuning.batch) }
         if sends { for k in 0..<n { work &+= serveSends(sessions[(nextSession &+ k) % n], bound: tuning.batch) } }
@@ -173,19 +175,24 @@ final class DataPathPoller: @unchecked Sendable {
     private func sleep() -> Bool {
         setSleeping(true)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        for s in sessions { for cq in s.cqs { try? cq.cq.requestNotification(solicitedOnly: false) } }
+        for i in 0..<sessions.count {
+            let cqs = sessions[i].cqs
+            for j in 0..<cqs.count { try? cqs[j].cq.requestNotification(solicitedOnly: false) }
+        }
         if round() > 0 || commandCount.load(ordering: .acquiring) > 0 {
             setSleeping(false)
             return true
         }
-        var descriptors = [pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0)]
-        for s in sessions { descriptors.append(pollfd(fd: s.doorbell.descriptor, events: Int16(POLLIN), revents: 0)) }
+        descriptors.removeAll(keepingCapacity: true)
+        descriptors.append(pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0))
+        for i in 0..<sessions.count { descriptors.append(pollfd(fd: sessions[i].doorbell.descriptor, events: Int16(POLLIN), revents: 0)) }
         let before = DataPathClock.now()
         _ = try? Poll.wait(&descriptors, timeoutMilliseconds: -1)
         metrics.slept(DataPathClock.now() &- before)
         metrics.wakeups.increment()
         if descriptors[0].revents != 0 { wake.drain() }
-        for (i, s) in sessions.enumerated() where descriptors[i + 1].revents != 0 {
+        for i in 0..<sessions.count where descriptors[i + 1].revents != 0 {
+            let s = sessions[i]
             s.doorbell.drain()
             s.doorbells.add(1, ordering: .relaxed)
             metrics.doorbells.increment()
@@ -195,10 +202,12 @@ final class DataPathPoller: @unchecked Sendable {
     }
 
     private func setSleeping(_ asleep: Bool) {
-        for s in sessions {
-            for qp in s.qps { qp.mapping.sleep.set(asleep) }
-            for srq in s.srqs { srq.mapping.sleep.set(asleep) }
-            for cq in s.cqs { cq.mapping.sleep.set(asleep) }
+        for i in 0..<sessions.count {
+            let s = sessions[i]
+            let qps = s.qps, srqs = s.srqs, cqs = s.cqs
+            for j in 0..<qps.count { qps[j].mapping.sleep.set(asleep) }
+            for j in 0..<srqs.count { srqs[j].mapping.sleep.set(asleep) }
+            for j in 0..<cqs.count { cqs[j].mapping.sleep.set(asleep) }
         }
     }
 
@@ -271,20 +280,23 @@ final class DataPathPoller: @unchecked Sendable {
 
     private func serveReceives(_ s: DataPathSession, bound: Int) -> Int {
         var work = 0
-        for qp in s.qps where qp.receive != nil { work &+= drainQPReceive(qp, s, bound: bound) }
-        for srq in s.srqs { work &+= drainSRQ(srq, s, bound: bound) }
+        let qps = s.qps, srqs = s.srqs
+        for i in 0..<qps.count where qps[i].receive != nil { work &+= drainQPReceive(qps[i], s, bound: bound) }
+        for i in 0..<srqs.count { work &+= drainSRQ(srqs[i], s, bound: bound) }
         return work
     }
 
     private func serveSends(_ s: DataPathSession, bound: Int) -> Int {
         var work = 0
-        for qp in s.qps { work &+= drainSend(qp, s, bound: bound) }
+        let qps = s.qps
+        for i in 0..<qps.count { work &+= drainSend(qps[i], s, bound: bound) }
         return work
     }
 
     private func serveCompletions(_ s: DataPathSession, bound: Int) -> Int {
         var work = 0
-        for cq in s.cqs { work &+= fill(cq, s, bound: bound) }
+        let cqs = s.cqs
+        for i in 0..<cqs.count { work &+= fill(cqs[i], s, bound: bound) }
         return work
     }
 
@@ -293,136 +305,109 @@ final class DataPathPoller: @unchecked Sendable {
     /// (send queue full), which leaves them in the ring for the next round.
     private func drainSend(_ qp: RingQP, _ s: DataPathSession, bound: Int) -> Int {
         let cq = qp.sendCQ
-        let ready = min(qp.send.available(), bound, max(0, cq.capacity - cq.pending.count))
+        // Two-argument mins: the variadic one builds an array.
+        let ready = min(min(qp.send.available(), bound), min(batch.capacity, max(0, cq.capacity - cq.pending.count)))
         guard ready > 0 else { return 0 }
         let slotSize = qp.send.memory.slotSize
-        sendBatch.removeAll(keepingCapacity: true)
-        sendIDs.removeAll(keepingCapacity: true)
-        inlineOffset = 0
+        batch.reset()
         var consumed = 0
         var blocked = false
         for i in 0..<ready {
-            let slot = qp.send.slot(i)
-            do {
-                let w = try RingSlots.readSend(slot, slotSize: slotSize, scratch: &scratch)
-                sendBatch.append(try translate(w, s))
-                sendIDs.append(w.wrID)
-            } catch {
-                if !postSends(qp, s) { blocked = true; break }
-                refuse(RingSlots.workRequestID(slot), qp: qp.qp.number, opcode: .send, into: cq, s, vendorError: 0)
+            if case .refused(let id) = batch.stageSend(qp.send.slot(i), slotSize: slotSize, ahs: { s.addressHandle($0) }) {
+                let left = postSends(qp, s)
+                if left > 0 {
+                    consumed -= left
+                    blocked = true
+                    break
+                }
+                refuse(id, qp: qp.qp.number, opcode: .send, into: cq, s, vendorError: 0)
             }
             consumed = i + 1
         }
-        if !blocked {
-            if !postSends(qp, s) { consumed -= sendBatch.count }
-        } else {
-            consumed -= sendBatch.count
-        }
+        if !blocked { consumed -= postSends(qp, s) }
         qp.send.release(consumed)
         s.posts.add(UInt64(consumed), ordering: .relaxed)
         metrics.posts.increment(by: Int64(consumed))
         return consumed
     }
 
-    /// Posts the collected sends; false if the device's send queue is full (ENOMEM), with the unposted requests left
-    /// in `sendBatch` for the caller to leave in the ring. Other refusals complete in error.
-    private func postSends(_ qp: RingQP, _ s: DataPathSession) -> Bool {
-        guard !sendBatch.isEmpty else { return true }
-        defer { inlineOffset = 0 }
+    /// Posts the staged sends and empties the batch; returns how many the device left unposted because its send queue
+    /// is full (ENOMEM: the last ones staged, for the caller to leave in the ring). Other refusals complete in error.
+    private func postSends(_ qp: RingQP, _ s: DataPathSession) -> Int {
+        guard batch.count > 0 else { return 0 }
+        defer { batch.reset() }
         do {
-            try qp.qp.postSend(sendBatch)
-            sendBatch.removeAll(keepingCapacity: true)
-            sendIDs.removeAll(keepingCapacity: true)
-            return true
+            try qp.qp.postSend(batch.sends, scratch: batch.scratch)
+            return 0
         } catch {
             let verbs = error as? VerbsError
-            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), sendBatch.count)
-            if verbs?.errno == Errno.outOfMemory {
-                sendBatch.removeFirst(failed)
-                sendIDs.removeFirst(failed)
-                return false
+            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), batch.count)
+            if verbs?.errno == Errno.outOfMemory { return batch.count - failed }
+            for r in batch.sends[failed...] {
+                refuse(r.id, qp: qp.qp.number, opcode: .send, into: qp.sendCQ, s, vendorError: UInt32(clamping: verbs?.errno ?? Errno.invalidArgument))
             }
-            for id in sendIDs[failed...] {
-                refuse(id, qp: qp.qp.number, opcode: .send, into: qp.sendCQ, s, vendorError: UInt32(clamping: verbs?.errno ?? Errno.invalidArgument))
-            }
-            sendBatch.removeAll(keepingCapacity: true)
-            sendIDs.removeAll(keepingCapacity: true)
-            return true
+            return 0
         }
-    }
-
-    /// A send slot as the backend takes it: inline bytes copied into the poller's buffer (the device copies inline
-    /// data at post time), the AH looked up in the session's table.
-    private func translate(_ w: FFProtocol.SendWorkRequest, _ s: DataPathSession) throws -> BackendSendRequest {
-        var ah: (any BackendAH)?
-        if let handle = w.addressHandle {
-            guard let found = s.ahs.withLock({ $0[handle.rawValue] }) else { throw ErrorReply(errno: Errno.badHandle, reason: "no AH") }
-            ah = found.ah
-        }
-        let request = Translate.send(w, addressHandle: ah, inline: inline.baseAddress! + inlineOffset)
-        inlineOffset += w.inlineData.count
-        return request
     }
 
     private func drainQPReceive(_ qp: RingQP, _ s: DataPathSession, bound: Int) -> Int {
-        drainReceive(&qp.receive!, s, bound: bound, errorCQ: qp.receiveCQ, qpNum: qp.qp.number) { try qp.qp.postReceive($0) }
+        drainReceive(&qp.receive!, s, bound: bound, errorCQ: qp.receiveCQ, qpNum: qp.qp.number) { try qp.qp.postReceive($0, scratch: $1) }
     }
 
     private func drainSRQ(_ srq: RingSRQ, _ s: DataPathSession, bound: Int) -> Int {
-        drainReceive(&srq.receive, s, bound: bound, errorCQ: srq.errorCQ, qpNum: 0) { try srq.srq.postReceive($0) }
+        drainReceive(&srq.receive, s, bound: bound, errorCQ: srq.errorCQ, qpNum: 0) { try srq.srq.postReceive($0, scratch: $1) }
     }
 
     /// Takes up to `bound` receive slots and posts them as one batch; refused ones complete in error in `errorCQ`
     /// (ENOMEM leaves them in the ring, as for sends).
     private func drainReceive(_ ring: inout RingConsumer, _ s: DataPathSession, bound: Int, errorCQ: RingCQ?, qpNum: UInt32,
-                              post: ([Verbs.ReceiveWorkRequest]) throws -> Void) -> Int {
+                              post: (UnsafeBufferPointer<BackendReceiveWR>, WorkRequestScratch) throws -> Void) -> Int {
         let room = errorCQ.map { max(0, $0.capacity - $0.pending.count) } ?? bound
-        let ready = min(ring.available(), bound, room)
+        let ready = min(min(ring.available(), bound), min(batch.capacity, room))
         guard ready > 0 else { return 0 }
         let slotSize = ring.memory.slotSize
-        receiveBatch.removeAll(keepingCapacity: true)
-        receiveIDs.removeAll(keepingCapacity: true)
+        batch.reset()
         var consumed = 0
-        func flush() -> Bool {
-            guard !receiveBatch.isEmpty else { return true }
-            defer {
-                receiveBatch.removeAll(keepingCapacity: true)
-                receiveIDs.removeAll(keepingCapacity: true)
-            }
-            do {
-                try post(receiveBatch)
-            } catch {
-                let verbs = error as? VerbsError
-                let failed = min(max(0, verbs?.failedWorkRequest ?? 0), receiveBatch.count)
-                if verbs?.errno == Errno.outOfMemory {
-                    consumed -= receiveBatch.count - failed
-                    return false
-                }
-                for id in receiveIDs[failed...] {
-                    if let cq = errorCQ { refuse(id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: UInt32(clamping: verbs?.errno ?? 22)) }
-                }
-            }
-            return true
-        }
         for i in 0..<ready {
-            let slot = ring.slot(i)
-            do {
-                let w = try RingSlots.readReceive(slot, slotSize: slotSize, scratch: &scratch)
-                receiveBatch.append(Translate.receive(w))
-                receiveIDs.append(w.wrID)
-                consumed = i + 1
-            } catch {
+            if case .refused(let id) = batch.stageReceive(ring.slot(i), slotSize: slotSize) {
                 consumed = i
-                if !flush() { break }
+                let left = postReceives(s, errorCQ: errorCQ, qpNum: qpNum, post: post)
+                if left > 0 {
+                    consumed -= left
+                    break
+                }
                 consumed = i + 1
-                if let cq = errorCQ { refuse(RingSlots.workRequestID(slot), qp: qpNum, opcode: .receive, into: cq, s, vendorError: 0) }
+                if let cq = errorCQ { refuse(id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: 0) }
+            } else {
+                consumed = i + 1
             }
         }
-        _ = flush()
+        consumed -= postReceives(s, errorCQ: errorCQ, qpNum: qpNum, post: post)
         ring.release(consumed)
         s.posts.add(UInt64(consumed), ordering: .relaxed)
         metrics.posts.increment(by: Int64(consumed))
         return consumed
+    }
+
+    /// Posts the staged receives and empties the batch; returns how many the queue left unposted because it is full
+    /// (ENOMEM: the last ones staged, left in the ring). Other refusals complete in error in `errorCQ`. (A method, not a
+    /// local function: a local function capturing a variable costs a heap box per call in unoptimized builds.)
+    private func postReceives(_ s: DataPathSession, errorCQ: RingCQ?, qpNum: UInt32,
+                              post: (UnsafeBufferPointer<BackendReceiveWR>, WorkRequestScratch) throws -> Void) -> Int {
+        guard batch.count > 0 else { return 0 }
+        defer { batch.reset() }
+        do {
+            try post(batch.receives, batch.scratch)
+            return 0
+        } catch {
+            let verbs = error as? VerbsError
+            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), batch.count)
+            if verbs?.errno == Errno.outOfMemory { return batch.count - failed }
+            for r in batch.receives[failed...] {
+                if let cq = errorCQ { refuse(r.id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: UInt32(clamping: verbs?.errno ?? 22)) }
+            }
+            return 0
+        }
     }
 
     /// Queues the error completion of a refused slot (IBV_WC_LOC_QP_OP_ERR, as verbs reports a request it could not
@@ -447,14 +432,15 @@ final class DataPathPoller: @unchecked Sendable {
             cq.pending.removeFirst(moved)
             produced += moved
         }
-        let room = min(cq.producer.freeSlots(), bound)
-        if room > 0, let completions = try? cq.cq.poll(max: Int32(room)) {
-            for c in completions {
+        let room = min(cq.producer.freeSlots(), min(bound, batch.capacity))
+        if room > 0, let n = try? cq.cq.poll(into: UnsafeMutableBufferPointer(rebasing: batch.completions[0..<room]), scratch: batch.scratch) {
+            let polled = batch.completions
+            for i in 0..<n {
                 guard let slot = cq.producer.reserve() else { break }
-                RingSlots.writeCompletion(slot, c)
+                RingSlots.writeCompletion(slot, polled[i])
                 cq.producer.advance()
             }
-            produced += completions.count
+            produced += n
         }
         guard produced > 0 else { return 0 }
         cq.producer.publish()

@@ -44,9 +44,9 @@ final class RingCQ: @unchecked Sendable {
     let cq: any BackendCQ
     let mapping: RingMapping
     let forwarder: CompletionForwarder?
-    var producer: RingProducer
+    @exclusivity(unchecked) var producer: RingProducer
     /// Error completions made by the router for refused slots, waiting for ring space (at most the ring's size).
-    var pending: [FFProtocol.WorkCompletion] = []
+    @exclusivity(unchecked) var pending: [FFProtocol.WorkCompletion] = []
     /// 0: not armed; 1: the next completion raises an event; 2: solicited only (treated as any: the ring does not
     /// carry the solicited bit, and a spurious event is allowed by ibv_get_cq_event(3)).
     let notify = Atomic<UInt8>(0)
@@ -71,8 +71,8 @@ final class RingQP: @unchecked Sendable {
     let sendCQ: RingCQ
     let receiveCQ: RingCQ
     let mapping: RingMapping
-    var send: RingConsumer
-    var receive: RingConsumer?
+    @exclusivity(unchecked) var send: RingConsumer
+    @exclusivity(unchecked) var receive: RingConsumer?
 
     init(handle: QPHandle, qp: any BackendQP, sendCQ: RingCQ, receiveCQ: RingCQ, hasSRQ: Bool) throws {
         self.handle = handle
@@ -100,7 +100,7 @@ final class RingSRQ: @unchecked Sendable {
     let handle: SRQHandle
     let srq: any BackendSRQ
     let mapping: RingMapping
-    var receive: RingConsumer
+    @exclusivity(unchecked) var receive: RingConsumer
     /// Where a refused receive slot's error completion goes: the receive CQ of the first QP attached to the SRQ.
     weak var errorCQ: RingCQ?
 
@@ -121,9 +121,9 @@ final class DataPathSession: @unchecked Sendable {
     let id: UInt64
     /// The eventfd the client writes when it posts to a sleeping poller.
     let doorbell: WakeEvent
-    var cqs: [RingCQ] = []
-    var qps: [RingQP] = []
-    var srqs: [RingSRQ] = []
+    @exclusivity(unchecked) var cqs: [RingCQ] = []
+    @exclusivity(unchecked) var qps: [RingQP] = []
+    @exclusivity(unchecked) var srqs: [RingSRQ] = []
     /// An address handle as the table holds it.
     struct AH: @unchecked Sendable {
         // @unchecked: backend AHs are immutable once created.
@@ -132,6 +132,9 @@ final class DataPathSession: @unchecked Sendable {
 
     /// Address handles UD sends name, kept current by the session thread.
     let ahs = Mutex<[UInt32: AH]>([:])
+
+    /// The backend AH of the session's handle, if it has one (a UD send slot names it).
+    func addressHandle(_ handle: UInt32) -> (any BackendAH)? { ahs.withLock { $0[handle]?.ah } }
     /// Slots taken from this session's rings.
     let posts = Atomic<UInt64>(0)
     /// Completions written into this session's rings.

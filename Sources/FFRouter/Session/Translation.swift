@@ -40,15 +40,20 @@ enum Translate {
 
     /// The wire's immediate is the raw `__be32` bits; Verbs takes the value in host order.
     static func operation(_ r: FFProtocol.SendWorkRequest) -> SendOperation {
-        let immediate = UInt32(bigEndian: r.immData)
-        switch r.opcode {
+        operation(r.opcode, immData: r.immData, remoteAddress: r.remoteAddress, rkey: r.rkey, compareAdd: r.compareAdd, swap: r.swap)
+    }
+
+    /// The operation of a send with these wire fields (a decoded ring slot has them without the request value).
+    static func operation(_ opcode: SendOpcode, immData: UInt32, remoteAddress: UInt64, rkey: UInt32, compareAdd: UInt64, swap: UInt64) -> SendOperation {
+        let immediate = UInt32(bigEndian: immData)
+        switch opcode {
         case .send: return .send
         case .sendWithImmediate: return .sendWithImmediate(immediate)
-        case .rdmaWrite: return .rdmaWrite(remoteAddress: r.remoteAddress, rkey: r.rkey)
-        case .rdmaWriteWithImmediate: return .rdmaWriteWithImmediate(remoteAddress: r.remoteAddress, rkey: r.rkey, immediate: immediate)
-        case .rdmaRead: return .rdmaRead(remoteAddress: r.remoteAddress, rkey: r.rkey)
-        case .atomicCompareAndSwap: return .compareAndSwap(remoteAddress: r.remoteAddress, rkey: r.rkey, compare: r.compareAdd, swap: r.swap)
-        case .atomicFetchAndAdd: return .fetchAndAdd(remoteAddress: r.remoteAddress, rkey: r.rkey, add: r.compareAdd)
+        case .rdmaWrite: return .rdmaWrite(remoteAddress: remoteAddress, rkey: rkey)
+        case .rdmaWriteWithImmediate: return .rdmaWriteWithImmediate(remoteAddress: remoteAddress, rkey: rkey, immediate: immediate)
+        case .rdmaRead: return .rdmaRead(remoteAddress: remoteAddress, rkey: rkey)
+        case .atomicCompareAndSwap: return .compareAndSwap(remoteAddress: remoteAddress, rkey: rkey, compare: compareAdd, swap: swap)
+        case .atomicFetchAndAdd: return .fetchAndAdd(remoteAddress: remoteAddress, rkey: rkey, add: compareAdd)
         }
     }
 

@@ -112,7 +112,7 @@ public final class QueuePair: @unchecked Sendable {
 
     /// `ibv_post_send(3)`: posts the requests as one chained list.
     public func postSend(_ requests: [SendWorkRequest]) throws(VerbsError) {
-        try Posting.send(requests, operation: "ibv_post_send") { ibv_post_send(raw, $0, $1) }
+        try postSend(WorkRequestScratch.holding(requests))
     }
 
     /// `ibv_post_send(3)` of one request.
@@ -120,7 +120,7 @@ public final class QueuePair: @unchecked Sendable {
 
     /// `ibv_post_recv(3)`: posts the requests as one chained list.
     public func postReceive(_ requests: [ReceiveWorkRequest]) throws(VerbsError) {
-        try Posting.receive(requests, operation: "ibv_post_recv") { ibv_post_recv(raw, $0, $1) }
+        try postReceive(WorkRequestScratch.holding(requests))
     }
 
     /// `ibv_post_recv(3)` of one request.

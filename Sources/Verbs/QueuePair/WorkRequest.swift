@@ -92,10 +92,11 @@ public struct SendWorkRequest: Sendable {
         self.destination = destination
     }
 
-    /// Fills `wr` (already zeroed) except its `sg_list` and `next`.
-    func fill(_ wr: inout ibv_send_wr) {
+    /// Fills `wr` (already zeroed) with a request's fields, except its `sg_list` and `next`.
+    static func fill(_ wr: inout ibv_send_wr, id: UInt64, operation: SendOperation, flags: SendFlags, sgeCount: Int,
+                     destination: DatagramDestination?) {
         wr.wr_id = id
-        wr.num_sge = Int32(scatterGather.count)
+        wr.num_sge = Int32(clamping: sgeCount)
         wr.send_flags = flags.rawValue
         switch operation {
         case .send:
@@ -147,62 +148,5 @@ public struct ReceiveWorkRequest: Hashable, Sendable {
     public init(id: UInt64, scatterGather: [ScatterGatherElement]) {
         self.id = id
         self.scatterGather = scatterGather
-    }
-}
-
-/// Builds chained `ibv_send_wr`/`ibv_recv_wr` lists in temporary memory and posts them.
-enum Posting {
-    /// Posts `requests` with `post`; on failure reports which request the provider refused.
-    static func send(_ requests: [SendWorkRequest], operation: String,
-                     _ post: (UnsafeMutablePointer<ibv_send_wr>, UnsafeMutablePointer<UnsafeMutablePointer<ibv_send_wr>?>) -> Int32) throws(VerbsError) {
-        try chain(requests, sges: \.scatterGather, operation: operation, make: { request in
-            var wr = ibv_send_wr()
-            request.fill(&wr)
-            return wr
-        }, link: { $0.sg_list = $1; $0.next = $2 }, post)
-    }
-
-    /// Posts receive `requests` with `post`; on failure reports which request the provider refused.
-    static func receive(_ requests: [ReceiveWorkRequest], operation: String,
-                        _ post: (UnsafeMutablePointer<ibv_recv_wr>, UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>) -> Int32) throws(VerbsError) {
-        try chain(requests, sges: \.scatterGather, operation: operation, make: { request in
-            var wr = ibv_recv_wr()
-            wr.wr_id = request.id
-            wr.num_sge = Int32(request.scatterGather.count)
-            return wr
-        }, link: { $0.sg_list = $1; $0.next = $2 }, post)
-    }
-
-    /// Lays out `requests` as C work requests `WR` chained by `next`, with their SGEs in one array, then posts.
-    private static func chain<Request, WR>(
-        _ requests: [Request], sges: KeyPath<Request, [ScatterGatherElement]>, operation: String,
-        make: (Request) -> WR,
-        link: (inout WR, UnsafeMutablePointer<ibv_sge>?, UnsafeMutablePointer<WR>?) -> Void,
-        _ post: (UnsafeMutablePointer<WR>, UnsafeMutablePointer<UnsafeMutablePointer<WR>?>) -> Int32
-    ) throws(VerbsError) {
-        guard !requests.isEmpty else { return }
-        let sgeCount = requests.reduce(0) { $0 + $1[keyPath: sges].count }
-        let (rc, badIndex): (Int32, Int) = withUnsafeTemporaryAllocation(of: WR.self, capacity: requests.count) { wrs in
-            withUnsafeTemporaryAllocation(of: ibv_sge.self, capacity: max(sgeCount, 1)) { sgeBuffer in
-                var nextSGE = 0
-                for (i, request) in requests.enumerated() {
-                    var wr = make(request)
-                    let list = request[keyPath: sges]
-                    link(&wr, list.isEmpty ? nil : sgeBuffer.baseAddress! + nextSGE, i + 1 < requests.count ? wrs.baseAddress! + i + 1 : nil)
-                    for sge in list {
-                        sgeBuffer[nextSGE] = ibv_sge(addr: sge.address, length: sge.length, lkey: sge.lkey)
-                        nextSGE += 1
-                    }
-                    (wrs.baseAddress! + i).initialize(to: wr)
-                }
-                var bad: UnsafeMutablePointer<WR>?
-                let rc = post(wrs.baseAddress!, &bad)
-                return (rc, bad.map { wrs.baseAddress!.distance(to: $0) } ?? 0)
-            }
-        }
-        if rc != 0 {
-            throw VerbsError(operation: operation, errno: rc > 0 ? rc : -rc, detail: "work request \(badIndex) of \(requests.count)",
-                             failedWorkRequest: badIndex)
-        }
     }
 }

@@ -29,7 +29,7 @@ public final class SharedReceiveQueue: @unchecked Sendable {
 
     /// `ibv_post_srq_recv(3)`.
     public func postReceive(_ requests: [ReceiveWorkRequest]) throws(VerbsError) {
-        try Posting.receive(requests, operation: "ibv_post_srq_recv") { ibv_post_srq_recv(raw, $0, $1) }
+        try postReceive(WorkRequestScratch.holding(requests))
     }
 }
 

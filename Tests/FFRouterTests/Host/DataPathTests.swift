@@ -38,10 +38,10 @@ final class RingPair {
     var completionsA: RingConsumer, completionsB: RingConsumer
     let doorbellA: Int32, doorbellB: Int32
 
-    init(channelOnB: Bool = false) throws {
+    init(channelOnB: Bool = false, tuning: DataPathTuning = DataPathTuning()) throws {
         var logger = Logger(label: "test.datapath")
         logger.logLevel = .error
-        dataPath = DataPath(backend: backend, tuning: DataPathTuning(), logger: logger)
+        dataPath = DataPath(backend: backend, tuning: tuning, logger: logger)
         pair = try PodPair(backend: backend, channelOnB: channelOnB, dataPath: dataPath)
         cqA = try ClientRings(pair.a, .cq, pair.cqA.rawValue)
         cqB = try ClientRings(pair.b, .cq, pair.cqB.rawValue)

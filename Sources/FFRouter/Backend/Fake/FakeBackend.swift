@@ -144,7 +144,7 @@ final class FakeWorld: @unchecked Sendable {
 
     let limits: DeviceLimits
     private let lock = NSLock()
-    private var state = State()
+    @exclusivity(unchecked) private var state = State()
 
     init(limits: DeviceLimits) { self.limits = limits }
 
@@ -288,15 +288,16 @@ final class FakeCQ: BackendCQ {
     let capacity: Int32
     let channel: FakeCompletionChannel?
     // Guarded by world.lock.
-    private var entries: [FFProtocol.WorkCompletion] = []
-    private var armed = false
-    private var solicitedOnly = false
-    private(set) var overflowed = false
+    @exclusivity(unchecked) private var entries: FakeRing<FFProtocol.WorkCompletion>
+    @exclusivity(unchecked) private var armed = false
+    @exclusivity(unchecked) private var solicitedOnly = false
+    @exclusivity(unchecked) private(set) var overflowed = false
 
     init(world: FakeWorld, capacity: Int32, channel: FakeCompletionChannel?) {
         self.world = world
         self.capacity = capacity
         self.channel = channel
+        entries = FakeRing(reserving: min(Int(capacity), 256))
         world.born("cq")
     }
 
@@ -311,12 +312,15 @@ final class FakeCQ: BackendCQ {
         }
     }
 
-    func poll(max: Int32) throws -> [FFProtocol.WorkCompletion] {
-        guard max > 0 else { throw fakeError("ibv_poll_cq", Errno.invalidArgument, "poll for \(max)") }
+    func poll(into completions: UnsafeMutableBufferPointer<FFProtocol.WorkCompletion>, scratch: WorkRequestScratch) throws -> Int {
+        guard !completions.isEmpty else { throw fakeError("ibv_poll_cq", Errno.invalidArgument, "poll for 0") }
         return world.locked { _ in
-            let n = Swift.min(Int(max), entries.count)
-            defer { entries.removeFirst(n) }
-            return Array(entries.prefix(n))
+            var n = 0
+            while n < completions.count, let wc = entries.popFirst() {
+                completions[n] = wc
+                n += 1
+            }
+            return n
         }
     }
 
@@ -340,14 +344,15 @@ final class FakeSRQ: BackendSRQ {
     let maxWorkRequests: UInt32
     let maxSGE: UInt32
     // Guarded by world.lock.
-    var limit: UInt32 = 0
-    var queue: [Verbs.ReceiveWorkRequest] = []
+    @exclusivity(unchecked) var limit: UInt32 = 0
+    @exclusivity(unchecked) var queue: FakeReceiveQueue
 
     init(world: FakeWorld, pd: FakePD, maxWorkRequests: UInt32, maxSGE: UInt32) {
         self.world = world
         self.pd = pd
         self.maxWorkRequests = maxWorkRequests
         self.maxSGE = maxSGE
+        queue = FakeReceiveQueue(maxSGE: Int(maxSGE), reserving: Int(maxWorkRequests))
         world.born("srq")
     }
 
@@ -358,14 +363,101 @@ final class FakeSRQ: BackendSRQ {
         world.locked { _ in self.limit = limit }
     }
 
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws {
         try world.locked { _ in
-            for (i, r) in requests.enumerated() {
+            for i in 0..<requests.count {
+                let r = requests[i]
                 guard r.scatterGather.count <= Int(maxSGE) else { throw fakeError("ibv_post_srq_recv", Errno.invalidArgument, "too many SGEs", failed: i) }
                 guard queue.count < Int(maxWorkRequests) else { throw fakeError("ibv_post_srq_recv", Errno.outOfMemory, "SRQ full", failed: i) }
-                queue.append(r)
+                queue.append(id: r.id, scatterGather: r.scatterGather)
             }
         }
+    }
+}
+
+/// A FIFO in storage that grows by doubling and is reused after: the fake's CQs queue completions without allocating
+/// once they have held their most.
+struct FakeRing<Element> {
+    private var storage: [Element?]
+    private var head = 0
+    /// Elements queued.
+    private(set) var count = 0
+
+    init(reserving capacity: Int) { storage = Array(repeating: nil, count: max(1, capacity)) }
+
+    mutating func append(_ element: Element) {
+        if count == storage.count {
+            var grown = [Element?](repeating: nil, count: storage.count * 2)
+            for i in 0..<count { grown[i] = storage[(head + i) % storage.count] }
+            storage = grown
+            head = 0
+        }
+        storage[(head + count) % storage.count] = element
+        count += 1
+    }
+
+    mutating func popFirst() -> Element? {
+        guard count > 0 else { return nil }
+        defer {
+            storage[head] = nil
+            head = (head + 1) % storage.count
+            count -= 1
+        }
+        return storage[head]
+    }
+}
+
+/// A receive queue (a QP's or an SRQ's) whose requests keep their SGEs in one flat array, `maxSGE` per request: posting
+/// a receive copies its SGEs in and allocates nothing once the queue has held its most.
+struct FakeReceiveQueue {
+    /// A queued receive: its id and where its SGEs are.
+    struct Entry {
+        var id: UInt64
+        var slot: Int
+        var sgeCount: Int
+    }
+
+    private let stride: Int
+    private var entries: FakeRing<Entry>
+    private var sges: [ScatterGatherElement]
+    private var freeSlots: [Int]
+
+    init(maxSGE: Int, reserving capacity: Int) {
+        stride = max(1, maxSGE)
+        let initial = max(1, min(capacity, 64))
+        entries = FakeRing(reserving: initial)
+        sges = Array(repeating: ScatterGatherElement(address: 0, length: 0, lkey: 0), count: initial * stride)
+        freeSlots = Array((0..<initial).reversed())
+    }
+
+    /// Receives queued.
+    var count: Int { entries.count }
+
+    /// Queues a receive (at most `maxSGE` SGEs, checked by the caller).
+    mutating func append(id: UInt64, scatterGather: UnsafeBufferPointer<ScatterGatherElement>) {
+        if freeSlots.isEmpty {
+            let slots = sges.count / stride
+            sges.append(contentsOf: repeatElement(ScatterGatherElement(address: 0, length: 0, lkey: 0), count: slots * stride))
+            freeSlots.append(contentsOf: (slots..<(2 * slots)).reversed())
+        }
+        let slot = freeSlots.removeLast()
+        for i in 0..<min(scatterGather.count, stride) { sges[slot * stride + i] = scatterGather[i] }
+        entries.append(Entry(id: id, slot: slot, sgeCount: min(scatterGather.count, stride)))
+    }
+
+    /// Takes the oldest receive; its SGEs (`sge(_:_:)`) stay readable until the next `append`.
+    mutating func popFirst() -> Entry? {
+        guard let entry = entries.popFirst() else { return nil }
+        freeSlots.append(entry.slot)
+        return entry
+    }
+
+    /// SGE `index` of `entry`.
+    func sge(_ entry: Entry, _ index: Int) -> ScatterGatherElement { sges[entry.slot * stride + index] }
+
+    /// Takes every receive, oldest first.
+    mutating func drain(_ each: (Entry) -> Void) {
+        while let entry = popFirst() { each(entry) }
     }
 }
 

@@ -14,11 +14,11 @@ final class FakeQP: BackendQP {
     let sendCQ: FakeCQ
     let receiveCQ: FakeCQ
     let srq: FakeSRQ?
-    private var current: Verbs.QPState = .reset
-    private var access: Verbs.AccessFlags = []
-    private var qkey: UInt32 = 0
-    private var destinationQPN: UInt32 = 0
-    private var receiveQueue: [Verbs.ReceiveWorkRequest] = []
+    @exclusivity(unchecked) private var current: Verbs.QPState = .reset
+    @exclusivity(unchecked) private var access: Verbs.AccessFlags = []
+    @exclusivity(unchecked) private var qkey: UInt32 = 0
+    @exclusivity(unchecked) private var destinationQPN: UInt32 = 0
+    @exclusivity(unchecked) private var receiveQueue: FakeReceiveQueue
 
     init(world: FakeWorld, pd: FakePD, configuration c: BackendQPConfiguration, sendCQ: FakeCQ, receiveCQ: FakeCQ, srq: FakeSRQ?) {
         self.world = world
@@ -29,6 +29,7 @@ final class FakeQP: BackendQP {
         self.sendCQ = sendCQ
         self.receiveCQ = receiveCQ
         self.srq = srq
+        receiveQueue = FakeReceiveQueue(maxSGE: Int(c.capabilities.maxReceiveSGE), reserving: srq == nil ? Int(c.capabilities.maxReceiveWorkRequests) : 0)
         number = world.locked { s -> UInt32 in defer { s.nextQPN = (s.nextQPN &+ 1) & 0xFF_FFFF }; return s.nextQPN }
         world.locked { s in
             s.live["qp", default: 0] += 1
@@ -67,7 +68,7 @@ final class FakeQP: BackendQP {
             if let v = a.qkey { qkey = v }
             if let v = a.destinationQPN { destinationQPN = v }
             current = to
-            if to == .reset { receiveQueue.removeAll() }
+            if to == .reset { receiveQueue.drain { _ in } }
             if to == .error { flushReceives() }
         }
     }
@@ -107,24 +108,25 @@ final class FakeQP: BackendQP {
         }
     }
 
-    func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
+    func postReceive(_ requests: UnsafeBufferPointer<BackendReceiveWR>, scratch: WorkRequestScratch) throws {
         try world.locked { _ in
             guard srq == nil else { throw fakeError("ibv_post_recv", Errno.invalidArgument, "QP \(number) receives through its SRQ", failed: 0) }
             guard current != .reset else { throw fakeError("ibv_post_recv", Errno.invalidArgument, "QP \(number) is in RESET", failed: 0) }
-            for (i, r) in requests.enumerated() {
+            for i in 0..<requests.count {
+                let r = requests[i]
                 guard r.scatterGather.count <= Int(capabilities.maxReceiveSGE) else {
                     throw fakeError("ibv_post_recv", Errno.invalidArgument, "\(r.scatterGather.count) SGEs", failed: i)
                 }
                 guard receiveQueue.count < Int(capabilities.maxReceiveWorkRequests) else {
                     throw fakeError("ibv_post_recv", Errno.outOfMemory, "receive queue full", failed: i)
                 }
-                receiveQueue.append(r)
+                receiveQueue.append(id: r.id, scatterGather: r.scatterGather)
             }
             if current == .error { flushReceives() }
         }
     }
 
-    func postSend(_ requests: [BackendSendRequest]) throws {
+    func postSend(_ requests: UnsafeBufferPointer<BackendSendWR>, scratch: WorkRequestScratch) throws {
         try world.locked { s in
             guard current == .readyToSend || current == .error else {
                 throw fakeError("ibv_post_send", Errno.invalidArgument, "QP \(number) is in \(current)", failed: 0)
@@ -132,7 +134,9 @@ final class FakeQP: BackendQP {
             guard requests.count <= Int(capabilities.maxSendWorkRequests) else {
                 throw fakeError("ibv_post_send", Errno.outOfMemory, "send queue full", failed: Int(capabilities.maxSendWorkRequests))
             }
-            for (i, r) in requests.enumerated() {
+            // Index loops on the data path: for-in's generic iterator allocates in unoptimized builds.
+            for i in 0..<requests.count {
+                let r = requests[i]
                 guard r.scatterGather.count <= Int(capabilities.maxSendSGE) else {
                     throw fakeError("ibv_post_send", Errno.invalidArgument, "\(r.scatterGather.count) SGEs", failed: i)
                 }
@@ -144,7 +148,8 @@ final class FakeQP: BackendQP {
                 }
                 guard type != .ud || r.addressHandle is FakeAH else { throw fakeError("ibv_post_send", Errno.invalidArgument, "UD needs an AH", failed: i) }
             }
-            for r in requests {
+            for i in 0..<requests.count {
+                let r = requests[i]
                 guard current == .readyToSend else {
                     sendCQ.push(completion(r, .workRequestFlushed, opcode: .send), solicited: false)
                     continue
@@ -155,13 +160,12 @@ final class FakeQP: BackendQP {
     }
 
     private func flushReceives() {
-        for r in receiveQueue {
+        receiveQueue.drain { r in
             receiveCQ.push(FFProtocol.WorkCompletion(wrID: r.id, status: .workRequestFlushed, opcode: .receive, qpNum: number), solicited: false)
         }
-        receiveQueue.removeAll()
     }
 
-    private func completion(_ r: BackendSendRequest, _ status: WCStatus, opcode: WCOpcode, bytes: UInt32 = 0) -> FFProtocol.WorkCompletion {
+    private func completion(_ r: BackendSendWR, _ status: WCStatus, opcode: WCOpcode, bytes: UInt32 = 0) -> FFProtocol.WorkCompletion {
         FFProtocol.WorkCompletion(wrID: r.id, status: status, opcode: opcode, byteLength: bytes, qpNum: number)
     }
 
@@ -169,7 +173,7 @@ final class FakeQP: BackendQP {
 
     private enum Failure: Error { case status(WCStatus) }
 
-    private func execute(_ r: BackendSendRequest, _ s: inout FakeWorld.State) {
+    private func execute(_ r: BackendSendWR, _ s: inout FakeWorld.State) {
         let opcode: WCOpcode
         switch r.operation {
         case .send, .sendWithImmediate: opcode = .send
@@ -200,7 +204,7 @@ final class FakeQP: BackendQP {
     }
 
     /// The peer QP of `r`, in a state that receives.
-    private func peer(_ r: BackendSendRequest, _ s: inout FakeWorld.State) -> FakeQP? {
+    private func peer(_ r: BackendSendWR, _ s: inout FakeWorld.State) -> FakeQP? {
         let qpn = type == .ud ? r.remoteQPN : destinationQPN
         guard let peer = s.qps[qpn]?.object, peer.type == type,
               peer.current == .readyToReceive || peer.current == .readyToSend else { return nil }
@@ -220,12 +224,21 @@ final class FakeQP: BackendQP {
         return bytes
     }
 
-    private func gather(_ r: BackendSendRequest, _ s: inout FakeWorld.State) throws -> [UInt8] {
-        var payload: [UInt8] = []
-        for e in r.scatterGather {
-            payload.append(contentsOf: try local(e, inline: r.flags.contains(.inline), write: false, &s))
+    /// Checks every SGE of `r`'s gather list and returns the payload's length.
+    private func gatherLength(_ r: BackendSendWR, _ s: inout FakeWorld.State) throws -> Int {
+        var total = 0
+        for i in 0..<r.scatterGather.count { total += try local(r.scatterGather[i], inline: r.flags.contains(.inline), write: false, &s).count }
+        return total
+    }
+
+    /// Copies `r`'s payload (checked by `gatherLength`) to `target`.
+    private func gather(_ r: BackendSendWR, into target: UnsafeMutableRawPointer, _ s: inout FakeWorld.State) throws {
+        var offset = 0
+        for i in 0..<r.scatterGather.count {
+            let source = try local(r.scatterGather[i], inline: r.flags.contains(.inline), write: false, &s)
+            if let base = source.baseAddress { (target + offset).copyMemory(from: base, byteCount: source.count) }
+            offset += source.count
         }
-        return payload
     }
 
     private func remote(_ peer: FakeQP, address: UInt64, rkey: UInt32, length: UInt64, need: Verbs.AccessFlags,
@@ -235,29 +248,56 @@ final class FakeQP: BackendQP {
         return bytes
     }
 
-    private func takeReceive(_ peer: FakeQP) -> Verbs.ReceiveWorkRequest? {
-        if let srq = peer.srq { return srq.queue.isEmpty ? nil : srq.queue.removeFirst() }
-        return peer.receiveQueue.isEmpty ? nil : peer.receiveQueue.removeFirst()
+    /// The peer's next receive (from its SRQ if it has one).
+    private func takeReceive(_ peer: FakeQP) -> FakeReceiveQueue.Entry? {
+        if let srq = peer.srq { return srq.queue.popFirst() }
+        return peer.receiveQueue.popFirst()
     }
 
-    /// Delivers `payload` into the peer's next receive; the receive completes there.
-    private func deliver(_ payload: [UInt8], to peer: FakeQP, immediate: UInt32?, opcode: WCOpcode, solicited: Bool,
+    /// SGE `index` of a receive `takeReceive(peer)` returned.
+    private func receiveSGE(_ peer: FakeQP, _ receive: FakeReceiveQueue.Entry, _ index: Int) -> ScatterGatherElement {
+        if let srq = peer.srq { return srq.queue.sge(receive, index) }
+        return peer.receiveQueue.sge(receive, index)
+    }
+
+    /// Delivers `r`'s payload of `length` bytes (a UD receive gets the 40-byte GRH first) into the peer's next receive,
+    /// copying from the gather list straight into the receive's scatter list; the receive completes there.
+    private func deliver(_ r: BackendSendWR, length: Int, to peer: FakeQP, immediate: UInt32?, opcode: WCOpcode, solicited: Bool,
                          _ s: inout FakeWorld.State) throws {
         guard let receive = takeReceive(peer) else { throw Failure.status(type == .rc ? .rnrRetryExceeded : .success) }
-        // A UD receive starts with the 40-byte GRH.
-        let landing = type == .ud ? [UInt8](repeating: 0, count: 40) + payload : payload
+        let prefix = type == .ud ? 40 : 0
+        let total = prefix + length
         var flags: WCFlags = immediate == nil ? [] : .withImmediate
         if type == .ud { flags.insert(.grh) }
-        var offset = 0
+        let inline = r.flags.contains(.inline)
+        var landed = 0
+        var source = 0, sourceOffset = 0
         var status = WCStatus.success
-        for e in receive.scatterGather where offset < landing.count {
-            guard let target = try? peer.local(e, inline: false, write: true, &s) else { status = .localProtectionError; break }
-            let n = min(target.count, landing.count - offset)
-            landing.withUnsafeBytes { target.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
-            offset += n
+        for t in 0..<receive.sgeCount where landed < total {
+            guard let target = try? peer.local(receiveSGE(peer, receive, t), inline: false, write: true, &s) else { status = .localProtectionError; break }
+            var at = 0
+            while at < target.count, landed < total {
+                let n: Int
+                if landed < prefix {
+                    n = min(prefix - landed, target.count - at)
+                    (target.baseAddress! + at).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+                } else {
+                    var bytes = try local(r.scatterGather[source], inline: inline, write: false, &s)
+                    while bytes.count == sourceOffset {
+                        source += 1
+                        sourceOffset = 0
+                        bytes = try local(r.scatterGather[source], inline: inline, write: false, &s)
+                    }
+                    n = min(bytes.count - sourceOffset, target.count - at, total - landed)
+                    (target.baseAddress! + at).copyMemory(from: bytes.baseAddress! + sourceOffset, byteCount: n)
+                    sourceOffset += n
+                }
+                at += n
+                landed += n
+            }
         }
-        if status == .success && offset < landing.count { status = .localLengthError }
-        peer.receiveCQ.push(FFProtocol.WorkCompletion(wrID: receive.id, status: status, opcode: opcode, byteLength: UInt32(clamping: landing.count),
+        if status == .success && landed < total { status = .localLengthError }
+        peer.receiveCQ.push(FFProtocol.WorkCompletion(wrID: receive.id, status: status, opcode: opcode, byteLength: UInt32(clamping: total),
                                                       immData: (immediate ?? 0).bigEndian, qpNum: peer.number, sourceQP: number, flags: flags),
                             solicited: solicited)
         if status != .success { throw Failure.status(type == .rc ? .remoteInvalidRequest : .success) }
@@ -265,34 +305,34 @@ final class FakeQP: BackendQP {
 
     /// Runs one request; returns the byte count of its completion. A `Failure.status(.success)` is a message UC or UD
     /// lost (no receive posted), which completes successfully at the sender.
-    private func perform(_ r: BackendSendRequest, _ s: inout FakeWorld.State) throws -> UInt32 {
+    private func perform(_ r: BackendSendWR, _ s: inout FakeWorld.State) throws -> UInt32 {
         guard let peer = peer(r, &s) else {
             if type == .rc { throw Failure.status(.retryExceeded) }
-            _ = try gather(r, &s)
+            _ = try gatherLength(r, &s)
             return 0
         }
         let solicited = r.flags.contains(.solicited)
         switch r.operation {
         case .send, .sendWithImmediate:
-            let payload = try gather(r, &s)
+            let length = try gatherLength(r, &s)
             var immediate: UInt32?
             if case .sendWithImmediate(let imm) = r.operation { immediate = imm }
-            try deliver(payload, to: peer, immediate: immediate, opcode: .receive, solicited: solicited, &s)
-            return UInt32(clamping: payload.count)
+            try deliver(r, length: length, to: peer, immediate: immediate, opcode: .receive, solicited: solicited, &s)
+            return UInt32(clamping: length)
         case .rdmaWrite(let address, let rkey), .rdmaWriteWithImmediate(let address, let rkey, _):
             guard type != .ud else { throw Failure.status(.localQPOperationError) }
-            let payload = try gather(r, &s)
-            let target = try remote(peer, address: address, rkey: rkey, length: UInt64(payload.count), need: .remoteWrite, &s)
-            payload.withUnsafeBytes { if !$0.isEmpty { target.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            let length = try gatherLength(r, &s)
+            let target = try remote(peer, address: address, rkey: rkey, length: UInt64(length), need: .remoteWrite, &s)
+            if let base = target.baseAddress { try gather(r, into: base, &s) }
             if case .rdmaWriteWithImmediate(_, _, let imm) = r.operation {
                 // The receive that a write-with-immediate consumes carries no payload; byte_len is the write's length.
                 guard let receive = takeReceive(peer) else { throw Failure.status(type == .rc ? .rnrRetryExceeded : .success) }
                 peer.receiveCQ.push(FFProtocol.WorkCompletion(wrID: receive.id, status: .success, opcode: .receiveRDMAWithImmediate,
-                                                              byteLength: UInt32(clamping: payload.count), immData: imm.bigEndian,
+                                                              byteLength: UInt32(clamping: length), immData: imm.bigEndian,
                                                               qpNum: peer.number, sourceQP: number, flags: .withImmediate),
                                     solicited: solicited)
             }
-            return UInt32(clamping: payload.count)
+            return UInt32(clamping: length)
         case .rdmaRead(let address, let rkey):
             guard type == .rc else { throw Failure.status(.localQPOperationError) }
             let total = r.scatterGather.reduce(UInt64(0)) { $0 + UInt64($1.length) }
