@@ -123,6 +123,15 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("datapath-batch"), help: "Most work requests or completions a data-path thread moves for one ring per round (the fairness bound between sessions).")
     var datapathBatch = 32
 
+    @Option(name: .customLong("datapath-spin-us"), help: "Microseconds a data-path thread keeps spinning after its last work before it starts yielding the CPU (0: never spins; for nodes where the applications' own polling leaves no core free).")
+    var datapathSpinMicroseconds = 50
+
+    @Option(name: .customLong("datapath-yield-us"), help: "Microseconds after its last work until a data-path thread sleeps on its doorbells (it yields the CPU between rounds until then); at least --datapath-spin-us.")
+    var datapathYieldMicroseconds = 1000
+
+    @Option(name: .customLong("datapath-realtime-priority"), help: "SCHED_FIFO priority (1-99) for the data-path threads, so that a post or completion wakes them at once even when the applications' polling keeps every core busy; needs CAP_SYS_NICE (without it a warning is logged and they stay ordinary). 0: ordinary scheduling. Use with --datapath-spin-us 0 --datapath-yield-us 0, so that a real-time thread never spins.")
+    var datapathRealtimePriority: Int32 = 0
+
     @Option(name: .customLong("metrics-host"), help: "Address of the /metrics, /healthz and /readyz HTTP endpoint.")
     var metricsHost = "0.0.0.0"
 
@@ -141,6 +150,15 @@ struct FFRouterCommand: AsyncParsableCommand {
         guard (1...65536).contains(replyQueue) else { throw ValidationError("--reply-queue \(replyQueue): give 1...65536 replies") }
         guard (0...64).contains(datapathThreads) else { throw ValidationError("--datapath-threads \(datapathThreads): give 0...64") }
         guard (1...1024).contains(datapathBatch) else { throw ValidationError("--datapath-batch \(datapathBatch): give 1...1024") }
+        guard (0...99).contains(datapathRealtimePriority) else {
+            throw ValidationError("--datapath-realtime-priority \(datapathRealtimePriority): give 0 (ordinary) or a SCHED_FIFO priority 1...99")
+        }
+        guard (0...1_000_000).contains(datapathSpinMicroseconds) else {
+            throw ValidationError("--datapath-spin-us \(datapathSpinMicroseconds): give 0...1000000 microseconds")
+        }
+        guard (datapathSpinMicroseconds...1_000_000).contains(datapathYieldMicroseconds) else {
+            throw ValidationError("--datapath-yield-us \(datapathYieldMicroseconds): give --datapath-spin-us (\(datapathSpinMicroseconds))...1000000 microseconds")
+        }
         guard maxConnectionsPerPod >= 0 else { throw ValidationError("--max-connections-per-pod \(maxConnectionsPerPod) is negative") }
         for (flag, value) in [("--max-pds", maxPDs), ("--max-mrs", maxMRs), ("--max-comp-channels", maxCompChannels), ("--max-cqs", maxCQs),
                               ("--max-qps", maxQPs), ("--max-srqs", maxSRQs), ("--max-ahs", maxAHs), ("--max-descriptors", maxDescriptors)]
@@ -198,9 +216,11 @@ struct FFRouterCommand: AsyncParsableCommand {
         sessionLimits.workRequests = maxWorkRequests
         sessionLimits.cqEntries = maxCQEntries
         logger.info("session limits", metadata: ["limits": "\(sessionLimits)"])
+        let tuning = DataPathTuning(threads: datapathThreads, batch: datapathBatch, spinNanoseconds: UInt64(datapathSpinMicroseconds) * 1000,
+                                    yieldNanoseconds: UInt64(datapathYieldMicroseconds) * 1000, realtimePriority: datapathRealtimePriority)
         let router = Router(backend: node, map: vipMap, socketDirectory: socketDirectory,
                             pods: pods.compactMap(PodDeclaration.init(argument:)), logger: logger, options: options, limits: sessionLimits,
-                            dataPath: datapathThreads == 0 ? nil : DataPath(backend: node, tuning: DataPathTuning(threads: datapathThreads, batch: datapathBatch), logger: logger))
+                            dataPath: datapathThreads == 0 ? nil : DataPath(backend: node, tuning: tuning, logger: logger))
         let admin = AdminServer(path: adminSocket ?? "\(socketDirectory)/admin.sock", router: router, logger: logger)
         var services: [any Service] = [RouterService(router: router, admin: admin, etcdMap: etcdMap)]
         if metricsPort != 0 {

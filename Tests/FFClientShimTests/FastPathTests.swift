@@ -22,6 +22,41 @@ final class FastPathTests: XCTestCase {
 
     func testRCPingpongWithTheFastPathOff() throws { try pingpong([], environment: ["FFCLIENT_FASTPATH": "0"]) }
     func testRCPingpongWithEventsAndTheFastPathOff() throws { try pingpong(["-e"], environment: ["FFCLIENT_FASTPATH": "0"]) }
+
+    /// `--datapath-spin-us 0 --datapath-yield-us 0`: the data-path thread sleeps whenever a round finds nothing, so
+    /// every post reaches it through the doorbell and every completion through a CQ event; nothing may be missed.
+    /// With `--datapath-realtime-priority 1` the thread runs in SCHED_FIFO (when the tests may: as root).
+    func testARouterThatSleepsAtOnceMissesNoPostAndNoCompletion() throws {
+        router = nil
+        router = try FakeRouterFixture(routerArguments: ["--datapath-spin-us", "0", "--datapath-yield-us", "0", "--datapath-realtime-priority", "1"])
+        if geteuid() == 0 {
+            let held = try hold(1)
+            defer { release(held) }
+            let pid = router.routerPIDs[0]
+            waitUntilTrue("the data-path thread ffr-dp0 in SCHED_FIFO") { Self.schedulingPolicy(of: "ffr-dp0", in: pid) == SCHED_FIFO }
+        }
+        try pingpong([], environment: [:])
+        try pingpong(["-e"], environment: [:])
+        let (client, server) = try router.runPair("ib_send_bw", mode: .preload) { ["-x", "0", "-p", "\($0)", "-s", "4096", "-n", "500"] }
+        XCTAssertEqual(client.status, 0, "client: \(client.output) \(client.errors)")
+        XCTAssertEqual(server.status, 0, "server: \(server.output) \(server.errors)")
+        XCTAssertTrue(client.output.contains("#bytes"), client.output)
+    }
+    /// The scheduling policy (`/proc/PID/task/TID/stat` field 41) of `pid`'s thread named `name`, or nil.
+    private static func schedulingPolicy(of name: String, in pid: Int32) -> Int32? {
+        let tasks = "/proc/\(pid)/task"
+        for tid in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            guard let comm = try? String(contentsOfFile: "\(tasks)/\(tid)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // After the command's closing parenthesis come fields 3 (state) onwards.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 38 ? Int32(fields[38]) : nil
+        }
+        return nil
+    }
+
     /// Starts `count` programs holding sessions and waits until each says it is set up; returns them and their pids.
     private func hold(_ count: Int, fill: Bool = false) throws -> [(RunningProgram, Int32)] {
         let program = try compileProgram("ringhold", into: router.directory)

@@ -97,6 +97,11 @@ final class DeviceCompletionChannel: BackendCompletionChannel {
     }
 
     func nextEvent() async throws -> UInt { try await channel.nextEvent().rawValue }
+    func pollDescriptor() throws -> Int32? {
+        try channel.makeNonBlocking()
+        return channel.fileDescriptor
+    }
+    func takePendingEvents() throws -> Int { try channel.takePendingEvents() }
 }
 
 final class DeviceCQ: BackendCQ {

@@ -91,6 +91,19 @@ public protocol BackendCompletionChannel: AnyObject, Sendable {
     /// Waits for the next event and returns the `eventID` of the CQ it is for; throws when the channel is closed or the
     /// task cancelled.
     func nextEvent() async throws -> UInt
+    /// A descriptor that is readable while events are pending, for a thread that waits in poll(2) itself and then
+    /// calls `takePendingEvents`; nil when events come only through `nextEvent` (the fake device). Asking for it
+    /// makes the channel non-blocking: use one way or the other for a channel, not both.
+    func pollDescriptor() throws -> Int32?
+    /// Takes every pending event without blocking; how many.
+    func takePendingEvents() throws -> Int
+}
+
+extension BackendCompletionChannel {
+    /// No descriptor: events come through `nextEvent` only.
+    public func pollDescriptor() throws -> Int32? { nil }
+    /// Nothing to take without a descriptor.
+    public func takePendingEvents() throws -> Int { 0 }
 }
 
 /// A completion queue.

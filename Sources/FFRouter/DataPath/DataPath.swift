@@ -15,12 +15,17 @@ public struct DataPathTuning: Sendable {
     /// After the last work, how long until it sleeps (it yields the CPU between rounds meanwhile).
     public var yieldNanoseconds: UInt64
 
-    /// The defaults: one thread, batches of 32, spin 50 µs, sleep after 1 ms without work.
-    public init(threads: Int = 1, batch: Int = 32, spinNanoseconds: UInt64 = 50_000, yieldNanoseconds: UInt64 = 1_000_000) {
+    /// SCHED_FIFO priority of the threads (`--datapath-realtime-priority`), or 0 to leave them ordinary.
+    public var realtimePriority: Int32
+
+    /// The defaults: one thread, batches of 32, spin 50 µs, sleep after 1 ms without work, ordinary scheduling.
+    public init(threads: Int = 1, batch: Int = 32, spinNanoseconds: UInt64 = 50_000, yieldNanoseconds: UInt64 = 1_000_000,
+                realtimePriority: Int32 = 0) {
         self.threads = threads
         self.batch = max(1, batch)
         self.spinNanoseconds = spinNanoseconds
         self.yieldNanoseconds = max(spinNanoseconds, yieldNanoseconds)
+        self.realtimePriority = realtimePriority
     }
 }
 

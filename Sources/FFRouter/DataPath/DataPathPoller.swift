@@ -55,6 +55,8 @@ final class DataPathPoller: @unchecked Sendable {
     @exclusivity(unchecked) private var nextSession = 0
     private let batch: PostBatch
     private var descriptors: [pollfd] = []
+    /// The poller channel's descriptor when the thread polls it itself (set before the thread starts).
+    private var channelDescriptor: Int32?
 
     init(index: Int, backend: any VerbsBackend, tuning: DataPathTuning, metrics: DataPathMetrics, logger: Logger) throws {
         self.index = index
@@ -71,20 +73,32 @@ final class DataPathPoller: @unchecked Sendable {
 
     deinit { wake.close() }
 
-    /// Starts the thread and the task that turns the poller channel's CQ events into wake-ups.
+    /// Starts the thread. The poller channel's CQ events wake it directly when the channel has a descriptor (the real
+    /// device: it is in the thread's poll set, so a completion wakes the thread with no other thread in between);
+    /// otherwise (the fake device) a task turns them into wake-ups.
     func start() throws {
-        let wake = self.wake
-        let channel = self.channel
-        eventTask.withLock {
-            $0 = Task.detached {
-                while !Task.isCancelled {
-                    guard (try? await channel.nextEvent()) != nil else { return }
-                    wake.signal()
+        channelDescriptor = try channel.pollDescriptor()
+        if channelDescriptor == nil {
+            let wake = self.wake
+            let channel = self.channel
+            eventTask.withLock {
+                $0 = Task.detached {
+                    while !Task.isCancelled {
+                        guard (try? await channel.nextEvent()) != nil else { return }
+                        wake.signal()
+                    }
                 }
             }
         }
         do {
             try NamedThread.start(name: "ffr-dp\(index)", stackBytes: 512 * 1024) { [self] in
+                if tuning.realtimePriority > 0 {
+                    do {
+                        try ThreadScheduling.makeCurrentThreadRealtime(priority: tuning.realtimePriority)
+                    } catch {
+                        logger.warning("data-path thread stays at ordinary priority", metadata: ["error": "\(error)"])
+                    }
+                }
                 run()
                 eventTask.withLock { $0?.cancel(); $0 = nil }
                 finished.open()
@@ -185,13 +199,20 @@ final class DataPathPoller: @unchecked Sendable {
         }
         descriptors.removeAll(keepingCapacity: true)
         descriptors.append(pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0))
+        // The doorbells follow the wake descriptor and, if the thread polls it, the channel's.
+        var first = 1
+        if let fd = channelDescriptor {
+            descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+            first = 2
+        }
         for i in 0..<sessions.count { descriptors.append(pollfd(fd: sessions[i].doorbell.descriptor, events: Int16(POLLIN), revents: 0)) }
         let before = DataPathClock.now()
         _ = try? Poll.wait(&descriptors, timeoutMilliseconds: -1)
         metrics.slept(DataPathClock.now() &- before)
         metrics.wakeups.increment()
         if descriptors[0].revents != 0 { wake.drain() }
-        for i in 0..<sessions.count where descriptors[i + 1].revents != 0 {
+        if first == 2, descriptors[1].revents != 0 { _ = try? channel.takePendingEvents() }
+        for i in 0..<sessions.count where descriptors[i + first].revents != 0 {
             let s = sessions[i]
             s.doorbell.drain()
             s.doorbells.add(1, ordering: .relaxed)

@@ -1,4 +1,5 @@
 import CVerbs
+import FFSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,6 +30,24 @@ public final class CompletionChannel: @unchecked Sendable {
         guard let cq else { throw VerbsError(operation: "ibv_get_cq_event", errno: EIO, detail: "no CQ in event") }
         ibv_ack_cq_events(cq, 1)
         return CompletionQueue.ID(cq)
+    }
+
+    /// Makes the descriptor non-blocking, for a thread that polls `fileDescriptor` itself and then calls
+    /// `takePendingEvents`.
+    public func makeNonBlocking() throws(VerbsError) {
+        do {
+            try Readiness.setNonBlocking(fileDescriptor)
+        } catch {
+            throw VerbsError(operation: "fcntl(O_NONBLOCK)", errno: error.errno, detail: "completion channel")
+        }
+    }
+
+    /// Takes (and acknowledges) every event pending now on a non-blocking channel (`makeNonBlocking`), without
+    /// waiting; returns how many it took.
+    public func takePendingEvents() throws(VerbsError) -> Int {
+        var taken = 0
+        while try ChannelEvents.pending({ () throws(VerbsError) in try getEvent() }) != nil { taken += 1 }
+        return taken
     }
 
     /// Waits, without blocking a thread, for the next CQ event and returns the id of its CQ.

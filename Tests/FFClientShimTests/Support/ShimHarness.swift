@@ -116,7 +116,9 @@ final class FakeRouterFixture {
     static let vips = ["a": "10.9.0.1", "b": "10.9.0.2"]
 
     /// `podsOnOneNode` (lab only): one router on node 1 serves both pods (its connection manager connects only its own pods).
-    init(onRealDevice: Bool = false, podsOnOneNode: Bool = false) throws {
+    /// `FFSHIM_ROUTER_ARGS` (space-separated) adds flags to every router (benchmarks compare router tunings that way).
+    /// `routerArguments` are added to every router's flags.
+    init(onRealDevice: Bool = false, podsOnOneNode: Bool = false, routerArguments: [String] = []) throws {
         try ShimArtifacts.require(ShimArtifacts.router)
         try ShimArtifacts.require(ShimArtifacts.preload)
         try ShimArtifacts.require(ShimArtifacts.dropInLibrary)
@@ -144,8 +146,11 @@ final class FakeRouterFixture {
             try FileManager.default.createDirectory(atPath: sockets, withIntermediateDirectories: true)
             let router = Process()
             router.executableURL = URL(fileURLWithPath: ShimArtifacts.router)
-            router.arguments = (onRealDevice ? [] : ["--fake-device"]) + ["--node-ip", node.ip, "--socket-dir", sockets]
-                + node.pods.flatMap { ["--pod", $0] } + ["--map", directory + "/map.txt", "--metrics-port", "0", "--log-level", "warning"]
+            var arguments: [String] = onRealDevice ? [] : ["--fake-device"]
+            arguments += ["--node-ip", node.ip, "--socket-dir", sockets] + node.pods.flatMap { ["--pod", $0] }
+            arguments += ["--map", directory + "/map.txt", "--metrics-port", "0", "--log-level", "warning"]
+            arguments += routerArguments + (env["FFSHIM_ROUTER_ARGS"] ?? "").split(separator: " ").map(String.init)
+            router.arguments = arguments
             try router.run()
             routers.append(router)
         }
