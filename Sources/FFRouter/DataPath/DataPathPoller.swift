@@ -367,11 +367,10 @@ final class DataPathPoller: @unchecked Sendable {
             try qp.qp.postSend(batch.sends, scratch: batch.scratch)
             return 0
         } catch {
-            let verbs = error as? VerbsError
-            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), batch.count)
-            if verbs?.errno == Errno.outOfMemory { return batch.count - failed }
-            for r in batch.sends[failed...] {
-                refuse(r.id, qp: qp.qp.number, opcode: .send, into: qp.sendCQ, s, vendorError: UInt32(clamping: verbs?.errno ?? Errno.invalidArgument))
+            let refusal = PostRefusal(error, staged: batch.count)
+            if refusal.outOfMemory { return batch.count - refusal.failed }
+            for r in batch.sends[refusal.failed...] {
+                refuse(r.id, qp: qp.qp.number, opcode: .send, into: qp.sendCQ, s, vendorError: refusal.vendorError)
             }
             return 0
         }
@@ -427,11 +426,10 @@ final class DataPathPoller: @unchecked Sendable {
             try post(batch.receives, batch.scratch)
             return 0
         } catch {
-            let verbs = error as? VerbsError
-            let failed = min(max(0, verbs?.failedWorkRequest ?? 0), batch.count)
-            if verbs?.errno == Errno.outOfMemory { return batch.count - failed }
-            for r in batch.receives[failed...] {
-                if let cq = errorCQ { refuse(r.id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: UInt32(clamping: verbs?.errno ?? 22)) }
+            let refusal = PostRefusal(error, staged: batch.count)
+            if refusal.outOfMemory { return batch.count - refusal.failed }
+            for r in batch.receives[refusal.failed...] {
+                if let cq = errorCQ { refuse(r.id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: refusal.vendorError) }
             }
             return 0
         }
@@ -484,5 +482,20 @@ enum DataPathClock {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}
+
+/// How a device refused a batch post: the first request it did not take (`bad_wr`, clamped to the batch), whether it
+/// was ENOMEM (a full queue: the rest stays in the ring), and the errno to report as the vendor error otherwise.
+private struct PostRefusal {
+    let failed: Int
+    let outOfMemory: Bool
+    let vendorError: UInt32
+
+    init(_ error: any Error, staged: Int) {
+        let verbs = error as? VerbsError
+        failed = min(max(0, verbs?.failedWorkRequest ?? 0), staged)
+        outOfMemory = verbs?.errno == Errno.outOfMemory
+        vendorError = UInt32(clamping: verbs?.errno ?? Errno.invalidArgument)
     }
 }
