@@ -101,7 +101,7 @@ final class DeviceCompletionChannel: BackendCompletionChannel {
         try channel.makeNonBlocking()
         return channel.fileDescriptor
     }
-    func takePendingEvents() throws -> Int { try channel.takePendingEvents() }
+    func takePendingEvents(_ each: (UInt) -> Void) throws -> Int { try channel.takePendingEvents { each($0.rawValue) } }
 }
 
 final class DeviceCQ: BackendCQ {

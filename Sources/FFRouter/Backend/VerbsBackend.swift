@@ -95,15 +95,15 @@ public protocol BackendCompletionChannel: AnyObject, Sendable {
     /// calls `takePendingEvents`; nil when events come only through `nextEvent` (the fake device). Asking for it
     /// makes the channel non-blocking: use one way or the other for a channel, not both.
     func pollDescriptor() throws -> Int32?
-    /// Takes every pending event without blocking; how many.
-    func takePendingEvents() throws -> Int
+    /// Takes every pending event without blocking, calling `each` with the `eventID` of the CQ it is for; how many.
+    func takePendingEvents(_ each: (UInt) -> Void) throws -> Int
 }
 
 extension BackendCompletionChannel {
     /// No descriptor: events come through `nextEvent` only.
     public func pollDescriptor() throws -> Int32? { nil }
     /// Nothing to take without a descriptor.
-    public func takePendingEvents() throws -> Int { 0 }
+    public func takePendingEvents(_ each: (UInt) -> Void) throws -> Int { 0 }
 }
 
 /// A completion queue.

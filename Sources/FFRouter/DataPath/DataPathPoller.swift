@@ -135,17 +135,24 @@ final class DataPathPoller: @unchecked Sendable {
     private func run() {
         thread.store(UInt(pthread_self()), ordering: .releasing)
         var lastWork = DataPathClock.now()
-        // One clock read per round: a round starts when the one before it ended (where the clock is a system call, as
-        // in a guest without a vDSO clocksource, every read costs one). Commands applied between rounds count as the
-        // next round's time.
+        // Few clock reads: where the clock is a system call (a guest without a vDSO clocksource), each read costs as
+        // much as a post (docs/benchmarks.md, "Where a round trip's time goes"). A busy round reads no clock: a run of
+        // busy rounds is timed as one interval, ended by the first round that finds no work or by every
+        // `busyRoundsPerClockRead`th busy round, so the busy-time metric lags a busy thread by at most that many rounds.
+        // Commands applied between rounds count as the next round's time.
         var start = lastWork
+        var busyRounds = 0
         while true {
             if commandCount.load(ordering: .acquiring) > 0, !applyCommands() { return }
-            let work = round()
+            if round() > 0 {
+                busyRounds &+= 1
+                if busyRounds < Self.busyRoundsPerClockRead { continue }
+            }
             let end = DataPathClock.now()
             let took = end &- start
             start = end
-            if work > 0 {
+            if busyRounds > 0 {
+                busyRounds = 0
                 metrics.busy(took)
                 lastWork = end
                 continue
@@ -157,11 +164,14 @@ final class DataPathPoller: @unchecked Sendable {
                 sched_yield()
                 continue
             }
-            if !sleep() { return }
-            lastWork = DataPathClock.now()
-            start = lastWork
+            guard let woke = sleep(since: end) else { return }
+            lastWork = woke
+            start = woke
         }
     }
+
+    /// Busy rounds in a row after which the thread reads the clock anyway (for the busy-time metric).
+    static let busyRoundsPerClockRead = 64
 
     /// One pass over every session, starting one further each time: receive rings first, then send rings, then CQs.
     /// Receives go first, and are looked at only after the send rings' tails were read, because a peer may post its
@@ -189,19 +199,16 @@ final class DataPathPoller: @unchecked Sendable {
         return work
     }
 
-    /// Sleeps until a doorbell, a CQ event or a command; false when told to stop. Before sleeping it says so in every
-    /// mapping (a client rings the doorbell only then), arms every CQ, and looks at the rings once more, so nothing
-    /// posted or completed before the flags were up is missed.
-    private func sleep() -> Bool {
+    /// Sleeps until a doorbell, a CQ event or a command; returns the time it woke (`now` if it did not sleep), nil when
+    /// told to stop. Before sleeping it says so in every mapping (a client rings the doorbell only then), arms the CQs,
+    /// and looks at the rings once more, so nothing posted or completed before the flags were up is missed.
+    private func sleep(since now: UInt64) -> UInt64? {
         setSleeping(true)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        for i in 0..<sessions.count {
-            let cqs = sessions[i].cqs
-            for j in 0..<cqs.count { try? cqs[j].cq.requestNotification(solicitedOnly: false) }
-        }
+        armCQs()
         if round() > 0 || commandCount.load(ordering: .acquiring) > 0 {
             setSleeping(false)
-            return true
+            return now
         }
         descriptors.removeAll(keepingCapacity: true)
         descriptors.append(pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0))
@@ -212,12 +219,12 @@ final class DataPathPoller: @unchecked Sendable {
             first = 2
         }
         for i in 0..<sessions.count { descriptors.append(pollfd(fd: sessions[i].doorbell.descriptor, events: Int16(POLLIN), revents: 0)) }
-        let before = DataPathClock.now()
         _ = try? Poll.wait(&descriptors, timeoutMilliseconds: -1)
-        metrics.slept(DataPathClock.now() &- before)
+        let woke = DataPathClock.now()
+        metrics.slept(woke &- now)
         metrics.wakeups.increment()
         if descriptors[0].revents != 0 { wake.drain() }
-        if first == 2, descriptors[1].revents != 0 { _ = try? channel.takePendingEvents() }
+        if first == 2, descriptors[1].revents != 0 { takeEvents() }
         for i in 0..<sessions.count where descriptors[i + first].revents != 0 {
             let s = sessions[i]
             s.doorbell.drain()
@@ -225,7 +232,33 @@ final class DataPathPoller: @unchecked Sendable {
             metrics.doorbells.increment()
         }
         setSleeping(false)
-        return true
+        return woke
+    }
+
+    /// Arms the CQs before a sleep. Where the thread reads its channel itself (the real device), it first takes the
+    /// events already pending (raised by completions it polled while awake: left there, they would end the sleep at
+    /// once, and the thread would arm and poll everything twice per round trip), then arms only the CQs whose event it
+    /// took or that were never armed: an armed CQ stays armed until its event is taken. Otherwise (the fake device,
+    /// whose events arrive through the relay task) it arms every CQ, which costs no system call there.
+    private func armCQs() {
+        let tracked = channelDescriptor != nil
+        if tracked { takeEvents() }
+        for i in 0..<sessions.count {
+            let cqs = sessions[i].cqs
+            for j in 0..<cqs.count where !(tracked && cqs[j].armed) {
+                cqs[j].armed = (try? cqs[j].cq.requestNotification(solicitedOnly: false)) != nil
+            }
+        }
+    }
+
+    /// Takes the channel's pending events; each one disarmed its CQ.
+    private func takeEvents() {
+        _ = try? channel.takePendingEvents { id in
+            for i in 0..<sessions.count {
+                let cqs = sessions[i].cqs
+                for j in 0..<cqs.count where cqs[j].cq.eventID == id { cqs[j].armed = false }
+            }
+        }
     }
 
     private func setSleeping(_ asleep: Bool) {
@@ -476,7 +509,7 @@ final class DataPathPoller: @unchecked Sendable {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
+/// CLOCK_MONOTONIC in nanoseconds: a vDSO read where the clocksource allows one, a system call otherwise (the lab guest).
 enum DataPathClock {
     static func now() -> UInt64 {
         var ts = timespec()

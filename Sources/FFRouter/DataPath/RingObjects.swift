@@ -50,6 +50,9 @@ final class RingCQ: @unchecked Sendable {
     /// 0: not armed; 1: the next completion raises an event; 2: solicited only (treated as any: the ring does not
     /// carry the solicited bit, and a spurious event is allowed by ibv_get_cq_event(3)).
     let notify = Atomic<UInt8>(0)
+    /// The poller armed the real CQ and has not taken its event since: it needs no new `ibv_req_notify_cq` before the
+    /// poller sleeps (only tracked where the poller reads its channel itself).
+    @exclusivity(unchecked) var armed = false
 
     init(handle: CQHandle, cq: any BackendCQ, forwarder: CompletionForwarder?) throws {
         self.handle = handle

@@ -43,10 +43,13 @@ public final class CompletionChannel: @unchecked Sendable {
     }
 
     /// Takes (and acknowledges) every event pending now on a non-blocking channel (`makeNonBlocking`), without
-    /// waiting; returns how many it took.
-    public func takePendingEvents() throws(VerbsError) -> Int {
+    /// waiting, calling `each` with the CQ of every event; returns how many it took.
+    public func takePendingEvents(_ each: (CompletionQueue.ID) -> Void = { _ in }) throws(VerbsError) -> Int {
         var taken = 0
-        while try ChannelEvents.pending({ () throws(VerbsError) in try getEvent() }) != nil { taken += 1 }
+        while let id = try ChannelEvents.pending({ () throws(VerbsError) in try getEvent() }) {
+            each(id)
+            taken += 1
+        }
         return taken
     }
 
