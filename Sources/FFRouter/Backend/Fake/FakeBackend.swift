@@ -134,13 +134,22 @@ final class FakeWorld: @unchecked Sendable {
         var portActive = true
         var nextQPN: UInt32 = 0x11
         var nextKey: UInt32 = 1
-        var qps: [UInt32: Weak<FakeQP>] = [:]
-        var mrsByLKey: [UInt32: Weak<FakeMR>] = [:]
-        var mrsByRKey: [UInt32: Weak<FakeMR>] = [:]
+        var qps: [UInt32: Entry<FakeQP>] = [:]
+        var mrsByLKey: [UInt32: Entry<FakeMR>] = [:]
+        var mrsByRKey: [UInt32: Entry<FakeMR>] = [:]
         var onRegister: (@Sendable (Int) -> Void)?
     }
 
-    struct Weak<T: AnyObject> { weak var object: T? }
+    /// A table entry: an unretained reference, used only under `lock`. Sound because every object removes its entry in
+    /// `deinit` under the same lock, so an entry read under the lock names an object whose memory stays valid until
+    /// the lock is released (at worst one whose deinit waits for that lock; it is used, never kept). Not `weak`: an
+    /// object that ever had a weak reference keeps its counts in a side table, which made every retain and release of a
+    /// fake QP or MR a slow path, and each lookup copied a weak reference (together over half of the data-path
+    /// thread's time in the host benchmark, docs/benchmarks.md).
+    struct Entry<T: AnyObject> {
+        unowned(unsafe) let object: T
+        init(object: T) { self.object = object }
+    }
 
     let limits: DeviceLimits
     private let lock = NSLock()
