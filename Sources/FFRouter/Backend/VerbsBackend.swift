@@ -231,37 +231,40 @@ public protocol BackendQP: AnyObject {
 extension BackendQP {
     /// `ibv_post_send` of request values (the socket path's post): laid out in temporary memory, then posted as one list.
     func postSend(_ requests: [BackendSendRequest]) throws {
-        let sges = requests.flatMap(\.scatterGather)
-        try sges.withUnsafeBufferPointer { all in
-            var next = 0
-            let wrs = requests.map { r in
-                defer { next += r.scatterGather.count }
-                return BackendSendWR(id: r.id, operation: r.operation, scatterGather: UnsafeBufferPointer(rebasing: all[next..<(next + r.scatterGather.count)]),
-                                     flags: r.flags, addressHandle: r.addressHandle, remoteQPN: r.remoteQPN, remoteQKey: r.remoteQKey)
-            }
-            try wrs.withUnsafeBufferPointer { try postSend($0, scratch: WorkRequestScratch(capacity: wrs.count, sgeCapacity: all.count)) }
-        }
+        try laidOut(requests, sges: \.scatterGather, as: { r, list in
+            BackendSendWR(id: r.id, operation: r.operation, scatterGather: list, flags: r.flags, addressHandle: r.addressHandle,
+                          remoteQPN: r.remoteQPN, remoteQKey: r.remoteQKey)
+        }) { try postSend($0, scratch: $1) }
     }
 
     /// `ibv_post_recv` of request values (the socket path's post).
     func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
-        try BackendReceiveWR.laidOut(requests) { try postReceive($0, scratch: $1) }
+        try laidOut(requests, sges: \.scatterGather, as: BackendReceiveWR.init(_:over:)) { try postReceive($0, scratch: $1) }
     }
 }
 
 extension BackendReceiveWR {
-    /// Runs `body` with `requests` laid out as data-path receives in temporary memory, and a scratch that fits them.
-    static func laidOut(_ requests: [Verbs.ReceiveWorkRequest],
-                        _ body: (UnsafeBufferPointer<BackendReceiveWR>, WorkRequestScratch) throws -> Void) throws {
-        let sges = requests.flatMap(\.scatterGather)
-        try sges.withUnsafeBufferPointer { all in
-            var next = 0
-            let wrs = requests.map { r in
-                defer { next += r.scatterGather.count }
-                return BackendReceiveWR(id: r.id, scatterGather: UnsafeBufferPointer(rebasing: all[next..<(next + r.scatterGather.count)]))
-            }
-            try wrs.withUnsafeBufferPointer { try body($0, WorkRequestScratch(capacity: wrs.count, sgeCapacity: all.count)) }
+    /// `request` over `list`, its SGEs laid out by the caller.
+    fileprivate init(_ request: Verbs.ReceiveWorkRequest, over list: UnsafeBufferPointer<ScatterGatherElement>) {
+        self.init(id: request.id, scatterGather: list)
+    }
+}
+
+/// Runs `body` with `requests` laid out in temporary memory as data-path requests (`make` builds one over its slice of
+/// the SGEs, which lie side by side), and a scratch that fits them: how the socket path's request values reach the
+/// backend's one post.
+private func laidOut<Request, WR>(_ requests: [Request], sges: (Request) -> [ScatterGatherElement],
+                                  as make: (Request, UnsafeBufferPointer<ScatterGatherElement>) -> WR,
+                                  _ body: (UnsafeBufferPointer<WR>, WorkRequestScratch) throws -> Void) throws {
+    let all = requests.flatMap(sges)
+    try all.withUnsafeBufferPointer { buffer in
+        var next = 0
+        let wrs = requests.map { r in
+            let count = sges(r).count
+            defer { next += count }
+            return make(r, UnsafeBufferPointer(rebasing: buffer[next..<(next + count)]))
         }
+        try wrs.withUnsafeBufferPointer { try body($0, WorkRequestScratch(capacity: wrs.count, sgeCapacity: buffer.count)) }
     }
 }
 
@@ -280,7 +283,7 @@ public protocol BackendSRQ: AnyObject {
 extension BackendSRQ {
     /// `ibv_post_srq_recv` of request values (the socket path's post).
     func postReceive(_ requests: [Verbs.ReceiveWorkRequest]) throws {
-        try BackendReceiveWR.laidOut(requests) { try postReceive($0, scratch: $1) }
+        try laidOut(requests, sges: \.scatterGather, as: BackendReceiveWR.init(_:over:)) { try postReceive($0, scratch: $1) }
     }
 }
 
