@@ -427,21 +427,20 @@ final class DataPathPoller: @unchecked Sendable {
         let slotSize = ring.memory.slotSize
         batch.reset()
         var consumed = 0
+        var blocked = false
         for i in 0..<ready {
             if case .refused(let id) = batch.stageReceive(ring.slot(i), slotSize: slotSize) {
-                consumed = i
                 let left = postReceives(s, errorCQ: errorCQ, qpNum: qpNum, post: post)
                 if left > 0 {
                     consumed -= left
+                    blocked = true
                     break
                 }
-                consumed = i + 1
                 if let cq = errorCQ { refuse(id, qp: qpNum, opcode: .receive, into: cq, s, vendorError: 0) }
-            } else {
-                consumed = i + 1
             }
+            consumed = i + 1
         }
-        consumed -= postReceives(s, errorCQ: errorCQ, qpNum: qpNum, post: post)
+        if !blocked { consumed -= postReceives(s, errorCQ: errorCQ, qpNum: qpNum, post: post) }
         ring.release(consumed)
         s.posts.add(UInt64(consumed), ordering: .relaxed)
         metrics.posts.increment(by: Int64(consumed))
