@@ -86,9 +86,6 @@ final class RunningProgram {
         return ProgramResult(status: process.terminationStatus, output: output, errors: errors)
     }
 
-    /// What the program has written on stdout so far.
-    func output() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-
     /// Ends the program abruptly, as a pod killed: `timeout` passes SIGTERM on, and nothing in the program handles it.
     func kill() { process.terminate() }
 
