@@ -10,37 +10,17 @@ final class Acceptor: Sendable {
     let wake: WakeEvent
     /// Opens when the acceptor thread has ended.
     let finished = Latch()
-    /// /dev/null, held open so that one descriptor can be freed on EMFILE to accept and at once close a
-    /// connection the router cannot serve; -1 while it could not be reopened. Touched by the acceptor
-    /// thread only (the Mutex makes the class Sendable).
-    private let reserve = Mutex<Int32>(-1)
+    /// Freed on EMFILE to accept and refuse a connection the router cannot serve.
+    let reserve = DescriptorReserve()
+    /// Rate-limits the line that says connections wait because not even the reserve was left.
+    let waitingLog = Mutex(RateLimitedLog(intervalMilliseconds: 10_000))
 
     init() throws(SystemError) {
         wake = try WakeEvent()
-        restoreReserve()
-    }
-
-    /// Frees the reserve descriptor; false when there was none.
-    func releaseReserve() -> Bool {
-        reserve.withLock { fd in
-            guard fd >= 0 else { return false }
-            Glibc.close(fd)
-            fd = -1
-            return true
-        }
-    }
-
-    /// Reopens the reserve descriptor if it is not held; false when that failed (still out of descriptors).
-    @discardableResult
-    func restoreReserve() -> Bool {
-        reserve.withLock { fd in
-            if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
-            return fd >= 0
-        }
     }
 
     func close() {
-        _ = releaseReserve()
+        reserve.close()
         wake.close()
     }
 }
@@ -101,8 +81,7 @@ extension Router {
                         guard let accepted = try entry.listener.accept() else { break }
                         connection = accepted
                     } catch where error.errno == EMFILE || error.errno == ENFILE {
-                        if !shed(entry.listener, acceptor) { pausedUntil = Poll.nowMilliseconds() + 100 }
-                        refused(.descriptors, pod: entry.pod, log: &refusalLog, why: "out of descriptors (\(error))")
+                        outOfDescriptors(entry.listener, pod: entry.pod, error, acceptor: acceptor, log: &refusalLog, pausedUntil: &pausedUntil)
                         break
                     } catch {
                         logger.error("accept failed", metadata: ["pod": "\(entry.pod.displayName)", "error": "\(error)"])
@@ -118,12 +97,20 @@ extension Router {
         acceptor.finished.open()
     }
 
-    /// Accepts one connection with the reserve descriptor's slot and closes it at once: the client reads end
-    /// of file instead of waiting in the backlog. False when there was no reserve to free.
-    func shed(_ listener: SeqPacketSocket, _ acceptor: Acceptor) -> Bool {
-        guard acceptor.releaseReserve() else { acceptor.restoreReserve(); return false }
-        listener.acceptAndClose()
-        return acceptor.restoreReserve()
+    /// Accepting failed with EMFILE or ENFILE: refuses one pending connection with the reserve descriptor (counted and
+    /// logged as refused), or, with no descriptor to do even that, stops polling the listeners for 100 ms (the clients
+    /// wait in the backlog) and says so.
+    func outOfDescriptors(_ listener: SeqPacketSocket, pod: PodDeclaration?, _ error: SystemError, acceptor: Acceptor,
+                          log: inout RateLimitedLog, pausedUntil: inout Int64) {
+        let outcome = acceptor.reserve.shed(listener) {
+            refused(.descriptors, pod: pod, log: &log, why: "out of descriptors (\(error))")
+        }
+        guard outcome == .waiting else { return }
+        pausedUntil = Poll.nowMilliseconds() + 100
+        if let suppressed = acceptor.waitingLog.withLock({ $0.shouldLog() }) {
+            logger.warning("out of descriptors, not even one to refuse a connection with: connections wait in the backlog",
+                           metadata: ["error": "\(error)", "socket": "\(listener.path)", "pauses_not_logged": "\(suppressed)"])
+        }
     }
 
     /// Registers the connection and starts its session thread, or refuses it (pod at its connection limit,
@@ -135,8 +122,8 @@ extension Router {
         do {
             wake = try WakeEvent()
         } catch {
-            connection.close()
             refused(.descriptors, pod: pod, log: &log, why: "no descriptor for the session (\(error))")
+            connection.close()
             return
         }
         let credentials = known ?? (try? connection.peerCredentials()) ?? PeerCredentials(pid: 0, uid: 0, gid: 0)
@@ -156,10 +143,10 @@ extension Router {
             return admitted
         }
         guard let admitted else {
-            connection.close()
-            wake.close()
             let serving = state.withLock { $0.phase == .running && (identified || $0.pods[pod.key] != nil) }
             if serving { refused(.podLimit, pod: pod, log: &log, why: "the pod has \(limit) connections (--max-connections-per-pod)") }
+            connection.close()
+            wake.close()
             return
         }
         metrics.sessions.increment()
@@ -171,13 +158,14 @@ extension Router {
                 s.identified[admitted.context.id] = nil
                 s.connectionsPerPod[pod.key, default: 1] -= 1
             }
+            refused(.threads, pod: pod, log: &log, why: "no thread for the session (\(error))")
             connection.close()
             wake.close()
-            refused(.threads, pod: pod, log: &log, why: "no thread for the session (\(error))")
         }
     }
 
     /// Counts a refused connection and logs it (rate-limited); `pod` is nil on the client socket before identification.
+    /// Called before the connection is closed, so that a client that has read the end of file finds its refusal counted.
     func refused(_ reason: RefusalReason, pod: PodDeclaration?, log: inout RateLimitedLog, why: String, pid: Int32? = nil) {
         let total = state.withLock { s in s.refusedConnections += 1; return s.refusedConnections }
         metrics.refused(reason)

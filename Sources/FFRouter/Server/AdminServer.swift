@@ -50,12 +50,19 @@ public final class AdminServer: Sendable {
 
     private func acceptLoop(_ listener: StreamSocket, wake: WakeEvent, finished: Latch) {
         defer { finished.open() }
+        let reserve = DescriptorReserve()
+        var refusalLog = RateLimitedLog(intervalMilliseconds: 10_000)
+        // While out of descriptors without a reserve, the listener is not polled (it would stay readable and spin
+        // this thread) until this time.
+        var pausedUntil: Int64 = 0
         var fds = [pollfd(fd: wake.descriptor, events: Int16(POLLIN), revents: 0), pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)]
         while true {
+            let paused = Poll.nowMilliseconds() < pausedUntil
             fds[0].revents = 0
             fds[1].revents = 0
+            fds[1].fd = paused ? -1 : listener.descriptor
             do {
-                try Poll.wait(&fds, timeoutMilliseconds: -1)
+                try Poll.wait(&fds, timeoutMilliseconds: paused ? Poll.timeout(until: pausedUntil) : -1)
             } catch {
                 logger.error("admin poll failed", metadata: ["error": "\(error)"])
                 return
@@ -68,8 +75,14 @@ public final class AdminServer: Sendable {
                     guard let accepted = try listener.accept() else { break }
                     connection = accepted
                 } catch {
-                    if error.errno == EMFILE || error.errno == ENFILE { listener.acceptAndClose() }
-                    logger.warning("admin accept failed", metadata: ["error": "\(error)"])
+                    // Out of descriptors: refuse one connection with the reserve's slot (the client reads end of file),
+                    // or wait a moment when there is no reserve either.
+                    let outcome = error.errno == EMFILE || error.errno == ENFILE ? reserve.shed(listener) : nil
+                    if outcome == .waiting { pausedUntil = Poll.nowMilliseconds() + 100 }
+                    if outcome != .nothingPending, let suppressed = refusalLog.shouldLog() {
+                        let what = outcome == .refused ? "refused: out of descriptors" : "failed"
+                        logger.warning("admin connection \(what)", metadata: ["error": "\(error)", "not_logged": "\(suppressed)"])
+                    }
                     break
                 }
                 dispatch(connection)

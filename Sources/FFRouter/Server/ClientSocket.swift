@@ -20,8 +20,7 @@ extension Router {
                 guard let accepted = try listener.accept() else { return }
                 connection = accepted
             } catch where error.errno == EMFILE || error.errno == ENFILE {
-                if !shed(listener, acceptor) { pausedUntil = Poll.nowMilliseconds() + 100 }
-                refused(.descriptors, pod: nil, log: &log, why: "out of descriptors (\(error))")
+                outOfDescriptors(listener, pod: nil, error, acceptor: acceptor, log: &log, pausedUntil: &pausedUntil)
                 return
             } catch {
                 logger.error("accept failed", metadata: ["socket": "\(listener.path)", "error": "\(error)"])

@@ -99,7 +99,7 @@ extension UnixDomainSocket {
     }
 
     /// Accepts one pending connection; nil when none is pending. EMFILE/ENFILE are thrown as they are so
-    /// that a server can shed the connection (`acceptAndClose`).
+    /// that a server can shed the connection (`DescriptorReserve.shed`).
     public func accept() throws(SystemError) -> Self? {
         guard let fd = try UnixSocket.accept(descriptor, path: path) else { return nil }
         return try Self(adopting: fd, path: path)
@@ -108,11 +108,5 @@ extension UnixDomainSocket {
     /// The peer's pid, uid and gid (SO_PEERCRED), as the kernel saw them at connect time.
     public func peerCredentials() throws(SystemError) -> PeerCredentials {
         try UnixSocket.peerCredentials(descriptor, path: path)
-    }
-
-    /// Accepts one pending connection and closes it at once, so that its client reads end of file instead
-    /// of waiting in the backlog: how a server out of resources refuses a connection.
-    public func acceptAndClose() {
-        if let fd = try? UnixSocket.accept(descriptor, path: path) { Glibc.close(fd) }
     }
 }
