@@ -35,10 +35,13 @@ public final class DescriptorReserve: Sendable {
     @discardableResult
     public func refill() -> Bool {
         held.withLock { fd in
-            if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+            if fd < 0 { fd = Self.openNull() }
             return fd >= 0
         }
     }
+
+    /// /dev/null, the reserve while no refused connection holds its place; -1 when out of descriptors.
+    private static func openNull() -> Int32 { open("/dev/null", O_RDONLY | O_CLOEXEC) }
 
     /// Called when accepting on `listener` failed with EMFILE or ENFILE: refuses one pending connection with the
     /// reserve's slot. It closes the reserve, accepts, and shuts the accepted connection down, so that its client
@@ -51,7 +54,7 @@ public final class DescriptorReserve: Sendable {
         var pending = [pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)]
         guard (try? Poll.wait(&pending, timeoutMilliseconds: 0)) == 1 else { return refill() ? .nothingPending : .waiting }
         return held.withLock { fd in
-            if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+            if fd < 0 { fd = Self.openNull() }
             guard fd >= 0 else { return .waiting }
             Glibc.close(fd)
             fd = -1
@@ -63,11 +66,11 @@ public final class DescriptorReserve: Sendable {
                 return .refused
             case .success(nil):
                 // The client left before it was accepted.
-                fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                fd = Self.openNull()
                 return fd >= 0 ? .nothingPending : .waiting
             case .failure:
                 // Another thread took the freed slot first.
-                fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                fd = Self.openNull()
                 return .waiting
             }
         }
