@@ -44,7 +44,7 @@ public final class CompletionChannel: @unchecked Sendable {
 
     /// Takes (and acknowledges) every event pending now on a non-blocking channel (`makeNonBlocking`), without
     /// waiting, calling `each` with the CQ of every event; returns how many it took.
-    public func takePendingEvents(_ each: (CompletionQueue.ID) -> Void = { _ in }) throws(VerbsError) -> Int {
+    public func takePendingEvents(_ each: (CompletionQueue.ID) -> Void) throws(VerbsError) -> Int {
         var taken = 0
         while let id = try ChannelEvents.pending({ () throws(VerbsError) in try getEvent() }) {
             each(id)
