@@ -1,3 +1,4 @@
+import Dispatch
 import FFProtocol
 import FFSystem
 import Logging
@@ -32,15 +33,22 @@ final class ConnectionManagerService: Sendable {
     private let map: any VipResolver
     private let logger: Logger
     private let node: NodeConnectionManager?
+    private let listenerGraceMilliseconds: Int
     private let state = Mutex(State())
 
+    /// How long a connect to a pod of this router waits for a listener before it is refused (docs/rdma-cm.md).
+    static let defaultListenerGraceMilliseconds = 1000
+
     /// A connection manager for the pods of the router on `nodeIP`, finding peers through `map`, reaching other nodes
-    /// through `node` (nil: only this router's pods).
-    init(nodeIP: IPv4Address, map: any VipResolver, logger: Logger, node: NodeConnectionManager? = nil) {
+    /// through `node` (nil: only this router's pods). A connect to a port of this router's pods that nobody listens on
+    /// yet waits up to `listenerGraceMilliseconds` for the listener.
+    init(nodeIP: IPv4Address, map: any VipResolver, logger: Logger, node: NodeConnectionManager? = nil,
+         listenerGraceMilliseconds: Int = ConnectionManagerService.defaultListenerGraceMilliseconds) {
         self.nodeIP = nodeIP
         self.map = map
         self.logger = logger
         self.node = node
+        self.listenerGraceMilliseconds = max(0, listenerGraceMilliseconds)
         if let node {
             do {
                 try node.start { [weak self] event in self?.deviceEvent(event) }
@@ -83,9 +91,12 @@ final class ConnectionManagerService: Sendable {
         var listenID: Key?
         var qpNum: UInt32 = 0
         var psn: UInt32 = 0
-        /// The device's cm_id of a connection to another node, and the connect waiting for its route.
+        /// The device's cm_id of a connection to another node.
         var device: ConnectionID?
+        /// The connect waiting for its route over the device, or for a listener at `awaitingListener`.
         var pendingConnect: CMConnectionParameters?
+        /// A connect to a pod of this router waiting for a listener there (`ConnectionManagerService.connect`).
+        var awaitingListener: Endpoint?
         /// The peer's node IP of a connection over the device (the sender of its UD messages).
         var peerNode: IPv4Address?
         var datagram: Bool { portSpace == .udp || portSpace == .ipoib }
@@ -111,6 +122,8 @@ final class ConnectionManagerService: Sendable {
         var listeners: [Endpoint: Key] = [:]
         var boundPorts: Set<Endpoint> = []
         var byDevice: [ConnectionID.Identifier: Key] = [:]
+        /// Connects waiting for a listener at each endpoint, oldest first.
+        var awaitingListener: [Endpoint: [Key]] = [:]
         /// The vip of each sender learned from a SIDR exchange, and the session whose exchange taught it.
         var senders: [Sender: (vip: IPv4Address, session: UInt64)] = [:]
         var nextPort: UInt16 = 0
@@ -279,6 +292,7 @@ final class ConnectionManagerService: Sendable {
             identifier.backlog = Int(backlog)
             identifier.phase = .listening
             s.sessions[c.session]!.ids[id.rawValue] = identifier
+            for waiting in s.awaitingListener.removeValue(forKey: endpoint) ?? [] { resumeConnect(waiting, at: endpoint, &s) }
             return CMReply(address: identifier.boundAddress ?? Self.any, port: identifier.localPort)
 
         case .connect(let p):
@@ -460,34 +474,92 @@ final class ConnectionManagerService: Sendable {
             return
         }
         let endpoint = Endpoint(vip: destination, port: identifier.remotePort, datagram: datagram)
-        guard let listenKey = s.listeners[endpoint], var listener = s.sessions[listenKey.session]?.ids[listenKey.id] else {
-            identifier.phase = .routeResolved
+        guard s.listeners[endpoint] != nil else {
+            // Nobody listens there yet. Directly, a REQ to a port with no listener is rejected at once; but a program
+            // whose peer tells it out of band to connect (perftest -R) may connect a moment before that peer's listen
+            // has gone through its shim and router, which takes round trips a kernel listen does not. So the connect
+            // waits a bounded moment for the listener, and is refused as before when none comes.
+            identifier.pendingConnect = p
+            identifier.awaitingListener = endpoint
             s.sessions[c.session]!.ids[p.id.rawValue] = identifier
-            if datagram {
-                var event = self.event(for: identifier, id: p.id, type: .unreachable, vip: c.vip)
-                event.status = -Self.connectionRefused
-                event.reason = "nothing listens on \(destination) port \(endpoint.port)"
-                deliver(event, to: key, &s)
-            } else {
-                reject(key, status: Self.rejectInvalidService, privateData: [], reason: "nothing listens on \(destination) port \(endpoint.port)", &s)
+            s.awaitingListener[endpoint, default: []].append(key)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(listenerGraceMilliseconds)) { [weak self] in
+                self?.listenerGraceEnded(key, at: endpoint)
             }
+            return
+        }
+        connectLocally(key, p, at: endpoint, &s)
+    }
+
+    /// A connect that waited for a listener at `endpoint`, now there.
+    private func resumeConnect(_ key: Key, at endpoint: Endpoint, _ s: inout State) {
+        guard let p = takeWaitingConnect(key, at: endpoint, &s) else { return }
+        connectLocally(key, p, at: endpoint, &s)
+    }
+
+    /// The grace of a connect waiting for a listener at `endpoint` is over: if it still waits, it is refused.
+    private func listenerGraceEnded(_ key: Key, at endpoint: Endpoint) {
+        state.withLock { s in
+            guard let index = s.awaitingListener[endpoint]?.firstIndex(of: key) else { return }
+            s.awaitingListener[endpoint]!.remove(at: index)
+            if s.awaitingListener[endpoint]!.isEmpty { s.awaitingListener[endpoint] = nil }
+            guard takeWaitingConnect(key, at: endpoint, &s) != nil else { return }
+            refuseForNoListener(key, at: endpoint, &s)
+        }
+    }
+
+    /// The parameters of `key`'s connect if it still waits for a listener at `endpoint` (not disconnected or destroyed
+    /// meanwhile), which then waits no more.
+    private func takeWaitingConnect(_ key: Key, at endpoint: Endpoint, _ s: inout State) -> CMConnectionParameters? {
+        guard var identifier = s.sessions[key.session]?.ids[key.id], identifier.phase == .connecting,
+              identifier.awaitingListener == endpoint, let p = identifier.pendingConnect else { return nil }
+        identifier.awaitingListener = nil
+        identifier.pendingConnect = nil
+        s.sessions[key.session]!.ids[key.id] = identifier
+        return p
+    }
+
+    /// Refuses `key`'s connect to `endpoint`, where nobody listens: REJECTED (invalid service) for RC, UNREACHABLE
+    /// (connection refused) for UD, as rdma_cm reports them.
+    private func refuseForNoListener(_ key: Key, at endpoint: Endpoint, _ s: inout State) {
+        guard var identifier = s.sessions[key.session]?.ids[key.id], let vip = s.sessions[key.session]?.vip else { return }
+        identifier.phase = .routeResolved
+        s.sessions[key.session]!.ids[key.id] = identifier
+        let reason = "nothing listens on \(endpoint.vip) port \(endpoint.port)"
+        if endpoint.datagram {
+            var event = self.event(for: identifier, id: CMIDHandle(rawValue: key.id), type: .unreachable, vip: vip)
+            event.status = -Self.connectionRefused
+            event.reason = reason
+            deliver(event, to: key, &s)
+        } else {
+            reject(key, status: Self.rejectInvalidService, privateData: [], reason: reason, &s)
+        }
+    }
+
+    /// Pairs `key`'s connect with the listener at `endpoint` (a pod of this router): the listener's session gets a
+    /// request id and CONNECT_REQUEST, or the connect is refused (no listener, backlog full).
+    private func connectLocally(_ key: Key, _ p: CMConnectionParameters, at endpoint: Endpoint, _ s: inout State) {
+        guard var identifier = s.sessions[key.session]?.ids[key.id], let source = s.sessions[key.session]?.vip else { return }
+        let destination = endpoint.vip
+        guard let listenKey = s.listeners[endpoint], var listener = s.sessions[listenKey.session]?.ids[listenKey.id] else {
+            refuseForNoListener(key, at: endpoint, &s)
             return
         }
         guard listener.backlog <= 0 || listener.pendingRequests < listener.backlog,
               let count = s.sessions[listenKey.session]?.ids.count, count < Self.maxIDsPerSession else {
             identifier.phase = .routeResolved
-            s.sessions[c.session]!.ids[p.id.rawValue] = identifier
+            s.sessions[key.session]!.ids[key.id] = identifier
             reject(key, status: Self.rejectConsumer, privateData: [], reason: "the listener's backlog is full", &s)
             return
         }
         let listeningPort = listener.localPort
-        let (handle, request) = makeRequest(at: listenKey, &listener, port: listeningPort, destination: destination, source: c.vip,
+        let (handle, request) = makeRequest(at: listenKey, &listener, port: listeningPort, destination: destination, source: source,
                                             sourcePort: identifier.localPort, &s) { request, s in
             request.peer = key
             request.psn = s.random.next() & 0xFF_FFFF
         }
         identifier.peer = Key(session: listenKey.session, id: handle)
-        s.sessions[c.session]!.ids[p.id.rawValue] = identifier
+        s.sessions[key.session]!.ids[key.id] = identifier
 
         var event = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest, vip: destination)
         event.listenID = CMIDHandle(rawValue: listenKey.id)
@@ -638,6 +710,10 @@ final class ConnectionManagerService: Sendable {
     /// Removes `key`'s id: its connection ends, its listener and port are freed.
     private func drop(_ key: Key, _ s: inout State) {
         guard let identifier = s.sessions[key.session]?.ids[key.id] else { return }
+        if let endpoint = identifier.awaitingListener {
+            s.awaitingListener[endpoint]?.removeAll { $0 == key }
+            if s.awaitingListener[endpoint]?.isEmpty == true { s.awaitingListener[endpoint] = nil }
+        }
         if identifier.peer != nil || (identifier.device != nil && identifier.phase != .disconnected) { disconnect(key, notifySelf: false, &s) }
         if var linked = s.sessions[key.session]?.ids[key.id] { unlinkDevice(&linked, &s) }
         if let endpoint = identifier.listener, s.listeners[endpoint] == key {

@@ -159,12 +159,54 @@ final class ConnectionManagerServiceTests: XCTestCase {
         XCTAssertEqual(server.refused(.resolveSender(gid: linkLocal, sourceQPN: clientQPN, receiverQPN: serverQPN)).errno, Errno.invalidArgument)
     }
 
-    func testAConnectToAPortNobodyListensOnIsRejected() throws {
+    func testAConnectToAPortNobodyListensOnIsRejectedOnceTheListenerGraceIsOver() throws {
         let client = try Pod(self, vip: Self.vips[2], id: 3)
+        let started = Date()
         _ = try client.connect(to: Self.vips[0], port: 9999, data: [])
         let event = try client.event()
         XCTAssertEqual(event.type, .rejected)
         XCTAssertEqual(event.status, ConnectionManagerService.rejectInvalidService)
+        XCTAssertTrue(event.reason.contains("nothing listens on 10.9.0.1 port 9999"), event.reason)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), Double(ConnectionManagerService.defaultListenerGraceMilliseconds) / 1000,
+                                    "refused only after waiting for a listener")
+        XCTAssertEqual(cm.counts.listeners, 0)
+    }
+
+    /// perftest -R's client connects as soon as its peer says it will listen, and through a shim and router that
+    /// listen takes round trips: a connect that comes first waits for the listener instead of being rejected.
+    func testAConnectMadeBeforeItsListenerExistsReachesTheListenerOnceItListens() throws {
+        let server = try Pod(self, vip: Self.vips[0], id: 1), client = try Pod(self, vip: Self.vips[2], id: 3)
+        let id = try client.connect(to: Self.vips[0], port: 7480, data: Array("early".utf8))
+        let listen = server.listen(port: 7480)
+        let request = try server.event()
+        XCTAssertEqual(request.type, .connectRequest)
+        XCTAssertEqual(request.listenID, listen)
+        XCTAssertEqual(request.remoteAddress, Self.vips[2])
+        XCTAssertEqual(request.privateData, Array("early".utf8))
+        let qpn = server.attachedQP(to: request.id)
+        _ = server.call(.accept(CMConnectionParameters(id: request.id, qpNum: qpn, responderResources: 1, initiatorDepth: 1)))
+        XCTAssertEqual(try client.event().type, .connectResponse)
+        _ = client.call(.establish(id))
+        XCTAssertEqual(try server.event().type, .established)
+        // The grace ends later and finds nothing waiting: the connection stays up.
+        XCTAssertNoEvent(on: client, "the client got an event after its grace ended")
+    }
+
+    func testAWaitingConnectThatIsDestroyedIsForgottenAndItsGraceEndsQuietly() throws {
+        let server = try Pod(self, vip: Self.vips[0], id: 1), client = try Pod(self, vip: Self.vips[2], id: 3)
+        let id = try client.connect(to: Self.vips[0], port: 7481, data: [])
+        _ = client.call(.destroyID(id))
+        _ = server.listen(port: 7481)
+        XCTAssertNoEvent(on: server, "a destroyed connect reached the listener")
+        XCTAssertNoEvent(on: client, "a destroyed connect was rejected")
+    }
+
+    /// Waits past the listener grace for an event on `pod`'s channel; none may come.
+    private func XCTAssertNoEvent(on pod: Pod, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        let bound = Int32(ConnectionManagerService.defaultListenerGraceMilliseconds + 300)
+        XCTAssertThrowsError(try pod.events.receive(timeoutMilliseconds: bound), message, file: file, line: line) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ETIMEDOUT, "\(message): \(error)", file: file, line: line)
+        }
     }
 
     func testAnUnknownVipFailsResolveAtOnceWithAnAddressErrorNamingIt() throws {
