@@ -500,12 +500,18 @@ final class ConnectionManagerService: Sendable {
     /// The grace of a connect waiting for a listener at `endpoint` is over: if it still waits, it is refused.
     private func listenerGraceEnded(_ key: Key, at endpoint: Endpoint) {
         state.withLock { s in
-            guard let index = s.awaitingListener[endpoint]?.firstIndex(of: key) else { return }
-            s.awaitingListener[endpoint]!.remove(at: index)
-            if s.awaitingListener[endpoint]!.isEmpty { s.awaitingListener[endpoint] = nil }
-            guard takeWaitingConnect(key, at: endpoint, &s) != nil else { return }
+            guard unqueue(key, from: endpoint, &s), takeWaitingConnect(key, at: endpoint, &s) != nil else { return }
             refuseForNoListener(key, at: endpoint, &s)
         }
+    }
+
+    /// Takes `key` off the connects waiting for a listener at `endpoint`; false when it was not among them.
+    @discardableResult
+    private func unqueue(_ key: Key, from endpoint: Endpoint, _ s: inout State) -> Bool {
+        guard let index = s.awaitingListener[endpoint]?.firstIndex(of: key) else { return false }
+        s.awaitingListener[endpoint]!.remove(at: index)
+        if s.awaitingListener[endpoint]!.isEmpty { s.awaitingListener[endpoint] = nil }
+        return true
     }
 
     /// The parameters of `key`'s connect if it still waits for a listener at `endpoint` (not disconnected or destroyed
@@ -710,10 +716,7 @@ final class ConnectionManagerService: Sendable {
     /// Removes `key`'s id: its connection ends, its listener and port are freed.
     private func drop(_ key: Key, _ s: inout State) {
         guard let identifier = s.sessions[key.session]?.ids[key.id] else { return }
-        if let endpoint = identifier.awaitingListener {
-            s.awaitingListener[endpoint]?.removeAll { $0 == key }
-            if s.awaitingListener[endpoint]?.isEmpty == true { s.awaitingListener[endpoint] = nil }
-        }
+        if let endpoint = identifier.awaitingListener { unqueue(key, from: endpoint, &s) }
         if identifier.peer != nil || (identifier.device != nil && identifier.phase != .disconnected) { disconnect(key, notifySelf: false, &s) }
         if var linked = s.sessions[key.session]?.ids[key.id] { unlinkDevice(&linked, &s) }
         if let endpoint = identifier.listener, s.listeners[endpoint] == key {

@@ -189,7 +189,7 @@ final class ConnectionManagerServiceTests: XCTestCase {
         _ = client.call(.establish(id))
         XCTAssertEqual(try server.event().type, .established)
         // The grace ends later and finds nothing waiting: the connection stays up.
-        XCTAssertNoEvent(on: client, "the client got an event after its grace ended")
+        assertNoEvent(on: client, "the client got an event after its grace ended")
     }
 
     func testAWaitingConnectThatIsDestroyedIsForgottenAndItsGraceEndsQuietly() throws {
@@ -197,12 +197,12 @@ final class ConnectionManagerServiceTests: XCTestCase {
         let id = try client.connect(to: Self.vips[0], port: 7481, data: [])
         _ = client.call(.destroyID(id))
         _ = server.listen(port: 7481)
-        XCTAssertNoEvent(on: server, "a destroyed connect reached the listener")
-        XCTAssertNoEvent(on: client, "a destroyed connect was rejected")
+        assertNoEvent(on: server, "a destroyed connect reached the listener")
+        assertNoEvent(on: client, "a destroyed connect was rejected")
     }
 
     /// Waits past the listener grace for an event on `pod`'s channel; none may come.
-    private func XCTAssertNoEvent(on pod: Pod, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertNoEvent(on pod: Pod, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
         let bound = Int32(ConnectionManagerService.defaultListenerGraceMilliseconds + 300)
         XCTAssertThrowsError(try pod.events.receive(timeoutMilliseconds: bound), message, file: file, line: line) { error in
             XCTAssertEqual((error as? SystemError)?.errno, ETIMEDOUT, "\(message): \(error)", file: file, line: line)
