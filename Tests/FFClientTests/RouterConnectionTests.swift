@@ -51,7 +51,7 @@ final class RouterConnectionTests: XCTestCase {
     private static let vip = IPv4Address("10.9.0.1")!
 
     private static func welcome(_ frame: Frame) -> Frame? {
-        guard case .hello(let hello) = frame.message else { return nil }
+        guard let hello = frame.message.request(Hello.self) else { return nil }
         return Frame(requestID: frame.requestID, message: ProtocolVersion.answer(hello, sessionID: 7, vip: vip))
     }
 
@@ -75,7 +75,7 @@ final class RouterConnectionTests: XCTestCase {
 
     func testAnErrorReplyBecomesTheVerbsErrnoAndReason() throws {
         _ = fakeRouter { frame in
-            if case .hello = frame.message { return Self.welcome(frame) }
+            if frame.message.request(Hello.self) != nil { return Self.welcome(frame) }
             return Frame(requestID: frame.requestID, message: .error(ErrorReply(errno: Errno.badHandle, reason: "no QP 4 in this session")))
         }
         let connection = try RouterConnection(path: path, name: "unit")
@@ -86,8 +86,8 @@ final class RouterConnectionTests: XCTestCase {
 
     func testAReplyToAnotherRequestIsAProtocolViolation() throws {
         _ = fakeRouter { frame in
-            if case .hello = frame.message { return Self.welcome(frame) }
-            return Frame(requestID: frame.requestID + 100, message: .allocPDReply(PDHandle(rawValue: 1)))
+            if frame.message.request(Hello.self) != nil { return Self.welcome(frame) }
+            return Frame(requestID: frame.requestID + 100, message: Message.reply(to: AllocPDRequest.self, PDHandle(rawValue: 1)))
         }
         let connection = try RouterConnection(path: path, name: "unit")
         XCTAssertThrowsError(try connection.allocatePD()) { error in
@@ -103,7 +103,7 @@ final class RouterConnectionTests: XCTestCase {
             var held: Frame?
             var answeredLate = false
             while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
-                if case .hello = frame.message {
+                if frame.message.request(Hello.self) != nil {
                     try? connection.send(try! Self.welcome(frame)!.encode())
                     continue
                 }
@@ -112,11 +112,11 @@ final class RouterConnectionTests: XCTestCase {
                     continue
                 }
                 if let late = held {
-                    try? connection.send(try! Frame(requestID: late.requestID, message: .allocPDReply(PDHandle(rawValue: UInt32(late.requestID)))).encode())
+                    try? connection.send(try! Frame(requestID: late.requestID, message: Message.reply(to: AllocPDRequest.self, PDHandle(rawValue: UInt32(late.requestID)))).encode())
                     held = nil
                     answeredLate = true
                 }
-                try? connection.send(try! Frame(requestID: frame.requestID, message: .allocPDReply(PDHandle(rawValue: UInt32(frame.requestID)))).encode())
+                try? connection.send(try! Frame(requestID: frame.requestID, message: Message.reply(to: AllocPDRequest.self, PDHandle(rawValue: UInt32(frame.requestID)))).encode())
             }
             connection.close()
         }
@@ -134,7 +134,7 @@ final class RouterConnectionTests: XCTestCase {
     func testUndecodableBytesInsteadOfAReplyAreAProtocolViolation() throws {
         scriptedRouter { connection in
             while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
-                if case .hello = frame.message {
+                if frame.message.request(Hello.self) != nil {
                     try? connection.send(try! Self.welcome(frame)!.encode())
                 } else {
                     try? connection.send([0xde, 0xad, 0xbe, 0xef])
@@ -151,8 +151,8 @@ final class RouterConnectionTests: XCTestCase {
 
     func testAReplyOfTheWrongKindIsAProtocolViolation() throws {
         _ = fakeRouter { frame in
-            if case .hello = frame.message { return Self.welcome(frame) }
-            return Frame(requestID: frame.requestID, message: .deallocPDReply)
+            if frame.message.request(Hello.self) != nil { return Self.welcome(frame) }
+            return Frame(requestID: frame.requestID, message: Message.reply(to: DeallocPDRequest.self, EmptyBody()))
         }
         let connection = try RouterConnection(path: path, name: "unit")
         XCTAssertThrowsError(try connection.allocatePD()) { error in
@@ -162,7 +162,7 @@ final class RouterConnectionTests: XCTestCase {
 
     func testARouterThatHangsUpIsATransportError() throws {
         _ = fakeRouter { frame in
-            if case .hello = frame.message { return Self.welcome(frame) }
+            if frame.message.request(Hello.self) != nil { return Self.welcome(frame) }
             return nil
         }
         let connection = try RouterConnection(path: path, name: "unit")
@@ -176,12 +176,14 @@ final class RouterConnectionTests: XCTestCase {
         scriptedRouter { connection in
             while let datagram = try? connection.receive(timeoutMilliseconds: 5000), let frame = try? Frame.decode(datagram.bytes) {
                 let reply: Frame
-                switch frame.message {
-                case .hello: reply = Self.welcome(frame)!
-                case .regMR(let r):
+                if frame.message.request(Hello.self) != nil {
+                    reply = Self.welcome(frame)!
+                } else if let r = frame.message.request(RegMRRequest.self) {
                     seen.set((r, datagram.descriptors.count))
-                    reply = Frame(requestID: frame.requestID, message: .regMRReply(RegMRReply(mr: MRHandle(rawValue: 2), lkey: 5, rkey: 6)))
-                default: return
+                    reply = Frame(requestID: frame.requestID,
+                                  message: Message.reply(to: RegMRRequest.self, RegMRReply(mr: MRHandle(rawValue: 2), lkey: 5, rkey: 6)))
+                } else {
+                    return
                 }
                 try? connection.send(try! reply.encode())
             }

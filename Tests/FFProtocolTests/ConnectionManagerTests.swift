@@ -26,18 +26,18 @@ import Testing
 
     @Test func everyOperationSurvivesEncodeThenDecode() throws {
         for request in Self.requests {
-            let bytes = try Frame(requestID: 1, message: .cmCall(request)).encode()
-            #expect(try Frame.decode(bytes).message == .cmCall(request), "\(request)")
+            let bytes = try Frame(requestID: 1, message: Message(request)).encode()
+            #expect(try Frame.decode(bytes).message == Message(request), "\(request)")
         }
         #expect(Set(Self.requests.map(\.operation)) == Set(1...15))
     }
 
     @Test func unknownOperationAndOversizedPrivateDataAreRefused() throws {
-        var bytes = try Frame(requestID: 1, message: .cmCall(.disconnect(Self.id))).encode()
+        var bytes = try Frame(requestID: 1, message: Message(CMRequest.disconnect(Self.id))).encode()
         bytes[WireHeader.size] = 99
         #expect(throws: WireError.self) { try Frame.decode(bytes) }
         let tooLong = CMConnectionParameters(id: Self.id, privateData: Array(repeating: 0, count: CMPrivateData.maxLength + 1))
-        #expect(throws: WireError.self) { try Frame(requestID: 1, message: .cmCall(.connect(tooLong))).encode() }
+        #expect(throws: WireError.self) { try Frame(requestID: 1, message: Message(CMRequest.connect(tooLong))).encode() }
     }
 
     @Test func eventRoundTripsAndRefusesAStatusBeyondAnErrno() throws {

@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func wrongMagicIsRejected() throws {
-        var bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        var bytes = try Frame(requestID: 1, message: Message(AllocPDRequest())).encode()
         bytes[3] = UInt8(ascii: "Q")
         let error = wireError { _ = try Frame.decode(bytes) }
         #expect(error?.reason == .badMagic(0x5152_4646))
@@ -67,14 +67,14 @@ import Testing
     }
 
     @Test func aNewerRouterAcceptsTheVersionItSpeaks() throws {
-        let bytes = try Frame(version: 2, requestID: 1, message: .allocPD).encode()
+        let bytes = try Frame(version: 2, requestID: 1, message: Message(AllocPDRequest())).encode()
         #expect(wireError { _ = try Frame.decode(bytes) }?.reason == .unsupportedVersion(2))
         #expect(try Frame.decode(bytes, supported: 1...2).version == 2)
     }
 
     @Test func unknownAndReservedKindsAreRejected() throws {
         let known = Set(MessageKind.allCases.map(\.rawValue))
-        let bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        let bytes = try Frame(requestID: 1, message: Message(AllocPDRequest())).encode()
         var rejected = 0
         for raw in UInt16.min...UInt16.max where !known.contains(raw) {
             var patched = bytes
@@ -83,11 +83,11 @@ import Testing
             rejected += 1
         }
         #expect(rejected == 65536 - MessageKind.allCases.count)
-        for raw in MessageKind.reservedForSharedMemory where raw != MessageKind.mapRing.rawValue { #expect(MessageKind(rawValue: raw) == nil) }
+        for raw in MessageKind.reservedForSharedMemory where raw != MapRingRequest.kind.rawValue { #expect(MessageKind(rawValue: raw) == nil) }
     }
 
     @Test func nonZeroFlagsOrHeaderReservedByteAreRejected() throws {
-        let bytes = try Frame(requestID: 1, message: .allocPD).encode()
+        let bytes = try Frame(requestID: 1, message: Message(AllocPDRequest())).encode()
         for offset in [8, 9, 11] {
             var patched = bytes
             patched[offset] = 0x80
@@ -105,7 +105,7 @@ import Testing
                 "\(message.kind)")
         }
         // regMRSegments: within the kind's 1...64, but not the body's count; and past 64.
-        let bytes = try Frame(requestID: 1, message: .regMRSegments(Fixtures.segmentsSample)).encode()
+        let bytes = try Frame(requestID: 1, message: Message(Fixtures.segmentsSample)).encode()
         for (count, expected) in [(UInt8(1), UInt8(2)), (3, 2), (65, 64), (255, 64)] {
             var patched = bytes
             patched[10] = count
@@ -119,8 +119,8 @@ import Testing
             var request = good
             change(&request)
             // The encoder refuses what the decoder would; patch a valid encoding to reach the decoder too.
-            let encodeError = wireError { _ = try Frame(requestID: 1, message: .regMRSegments(request)).encode() }
-            var bytes = try! Frame(requestID: 1, message: .regMRSegments(good)).encode()
+            let encodeError = wireError { _ = try Frame(requestID: 1, message: Message(request)).encode() }
+            var bytes = try! Frame(requestID: 1, message: Message(good)).encode()
             var w = WireWriter()
             for segment in request.segments {
                 w.u8(segment.descriptor); w.reserved(7); w.u64(segment.memfdOffset); w.u64(segment.length)
@@ -160,14 +160,14 @@ import Testing
 
     @Test func reservedBodyBytesMustBeZero() throws {
         // createQP: 3 reserved bytes after signalAll at body offset 21.
-        let createQP = try Frame(requestID: 1, message: Fixtures.samples.first { $0.kind == .createQP }!).encode()
+        let createQP = try Frame(requestID: 1, message: Fixtures.samples.first { $0.kind == CreateQPRequest.kind }!).encode()
         var patched = createQP
         patched[WireHeader.size + 21] = 1
         let error = wireError { _ = try Frame.decode(patched) }
         #expect(error == WireError(.nonZeroReserved, field: "createQP.reserved", offset: WireHeader.size + 21))
 
         // An AH without GRH must carry 24 zero bytes where the GRH would be.
-        let ah = Message.createAH(CreateAHRequest(pd: PDHandle(rawValue: 1), attributes: AHAttributes(globalRoute: nil, port: 1)))
+        let ah = Message(CreateAHRequest(pd: PDHandle(rawValue: 1), attributes: AHAttributes(globalRoute: nil, port: 1)))
         var noGRH = try Frame(requestID: 1, message: ah).encode()
         #expect(try Frame.decode(noGRH).message == ah)
         noGRH[WireHeader.size + 4 + 8 + 5] = 9
@@ -175,14 +175,14 @@ import Testing
     }
 
     @Test func booleansOtherThanZeroOrOneAreRejected() throws {
-        var bytes = try Frame(requestID: 1, message: .reqNotifyCQ(ReqNotifyCQRequest(cq: CQHandle(rawValue: 1), solicitedOnly: false))).encode()
+        var bytes = try Frame(requestID: 1, message: Message(ReqNotifyCQRequest(cq: CQHandle(rawValue: 1), solicitedOnly: false))).encode()
         bytes[WireHeader.size + 4] = 2
         #expect(wireError { _ = try Frame.decode(bytes) }?.reason == .valueOutOfRange(2))
     }
 
     @Test func zeroHandleIsRejectedWhereAnObjectIsRequired() throws {
-        #expect(wireError { _ = try Frame(requestID: 1, message: .destroyQP(QPHandle(rawValue: 0))).encode() }?.reason == .valueOutOfRange(0))
-        var bytes = try Frame(requestID: 1, message: .destroyQP(QPHandle(rawValue: 5))).encode()
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(DestroyQPRequest(qp: QPHandle(rawValue: 0)))).encode() }?.reason == .valueOutOfRange(0))
+        var bytes = try Frame(requestID: 1, message: Message(DestroyQPRequest(qp: QPHandle(rawValue: 5)))).encode()
         Fixtures.put32(0, at: WireHeader.size, in: &bytes)
         #expect(wireError { _ = try Frame.decode(bytes) } == WireError(.valueOutOfRange(0), field: "qp", offset: WireHeader.size))
     }
@@ -199,48 +199,48 @@ import Testing
 
     @Test func semanticRangesAreCheckedOnDecode() throws {
         // regMR whose range wraps around 2^64.
-        var reg = try Frame(requestID: 1, message: .regMR(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0xFFFF_FFFF_FFFF_E000, length: 0x1000, memfdOffset: 0))).encode()
-        #expect(try Frame.decode(reg).kind == .regMR)
+        var reg = try Frame(requestID: 1, message: Message(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0xFFFF_FFFF_FFFF_E000, length: 0x1000, memfdOffset: 0))).encode()
+        #expect(try Frame.decode(reg).kind == RegMRRequest.kind)
         reg[WireHeader.size + 17] = 0x20  // length 0x2000 runs past 2^64
         #expect(wireError { _ = try Frame.decode(reg) }?.field == "regMR.length")
-        #expect(wireError { _ = try Frame(requestID: 1, message: .regMR(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0, length: 0, memfdOffset: 0))).encode() }?.field == "regMR.length")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(RegMRRequest(pd: PDHandle(rawValue: 1), access: [], address: 0, length: 0, memfdOffset: 0))).encode() }?.field == "regMR.length")
 
         // A 25-bit PSN, a 6-bit timeout, a 21-bit flow label.
         var attrs = QPAttributes()
         attrs.sqPSN = 0x100_0000
-        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .sqPSN, attributes: attrs))).encode() }?.field == "qpAttr.sqPSN")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .sqPSN, attributes: attrs))).encode() }?.field == "qpAttr.sqPSN")
         attrs = QPAttributes()
         attrs.timeout = 32
-        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .timeout, attributes: attrs))).encode() }?.field == "qpAttr.timeout")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .timeout, attributes: attrs))).encode() }?.field == "qpAttr.timeout")
         attrs = QPAttributes()
         attrs.addressVector.globalRoute = GlobalRoute(destinationGID: .zero, flowLabel: 0x10_0000)
-        #expect(wireError { _ = try Frame(requestID: 1, message: .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .addressVector, attributes: attrs))).encode() }?.field == "ah.grh.flowLabel")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(ModifyQPRequest(qp: QPHandle(rawValue: 1), mask: .addressVector, attributes: attrs))).encode() }?.field == "ah.grh.flowLabel")
 
         // Errno 0 is not an error; a post reply naming a failed index without an errno is inconsistent.
         #expect(wireError { _ = try Frame(requestID: 1, message: .error(ErrorReply(errno: 0, reason: ""))).encode() }?.field == "error.errno")
-        #expect(wireError { _ = try Frame(requestID: 1, message: .postSendReply(PostReply(errno: 0, failedIndex: 1))).encode() }?.field == "postReply.failedIndex")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message.reply(to: PostSendRequest.self, PostReply(errno: 0, failedIndex: 1))).encode() }?.field == "postReply.failedIndex")
 
         // Negative verbs limits.
         var device = Fixtures.device
         device.maxCQE = -1
-        #expect(wireError { _ = try Frame(requestID: 1, message: .queryDeviceReply(device)).encode() }?.field == "device.maxCQE")
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message.reply(to: QueryDeviceRequest.self, device)).encode() }?.field == "device.maxCQE")
 
         // A hello whose range is empty or starts at 0.
-        #expect(wireError { _ = try Frame(requestID: 1, message: .hello(Hello(minVersion: 3, maxVersion: 2, clientName: ""))).encode() }?.field == "hello.maxVersion")
-        var hello = try Frame(requestID: 1, message: .hello(Hello(minVersion: 1, maxVersion: 2, clientName: ""))).encode()
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(Hello(minVersion: 3, maxVersion: 2, clientName: ""))).encode() }?.field == "hello.maxVersion")
+        var hello = try Frame(requestID: 1, message: Message(Hello(minVersion: 1, maxVersion: 2, clientName: ""))).encode()
         hello[WireHeader.size] = 0
         #expect(wireError { _ = try Frame.decode(hello) }?.field == "hello.minVersion")
     }
 
     @Test func inlineFlagAndPayloadMustAgree() throws {
         let inlineWithSGE = SendWorkRequest(wrID: 1, opcode: .send, flags: [.inline], sgList: [Fixtures.sges[0]])
-        #expect(wireError { _ = try Frame(requestID: 1, message: .postSend(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [inlineWithSGE]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [inlineWithSGE]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
         let payloadWithoutFlag = SendWorkRequest(wrID: 1, opcode: .send, flags: [], inlineData: [1])
-        #expect(wireError { _ = try Frame(requestID: 1, message: .postSend(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [payloadWithoutFlag]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
+        #expect(wireError { _ = try Frame(requestID: 1, message: Message(PostSendRequest(qp: QPHandle(rawValue: 1), requests: [payloadWithoutFlag]))).encode() }?.reason == .countTooLarge(count: 1, max: 0))
     }
 
     @Test func malformedBodyStillYieldsTheRequestIDForTheErrorReply() throws {
-        var bytes = try Frame(requestID: 0xABC, message: .destroyCQ(CQHandle(rawValue: 1))).encode()
+        var bytes = try Frame(requestID: 0xABC, message: Message(DestroyCQRequest(cq: CQHandle(rawValue: 1)))).encode()
         Fixtures.put32(0, at: WireHeader.size, in: &bytes)
         let error = try #require(wireError { _ = try Frame.decode(bytes) })
         #expect(try WireHeader.decode(bytes).requestID == 0xABC)

@@ -23,9 +23,9 @@ import Testing
     @Test func routerAnswersHelloWithIdentityDerivedFromItsOwnVip() throws {
         let hello = Hello(minVersion: 1, maxVersion: 4, capabilities: [.sharedMemoryRings, Capabilities(rawValue: 1 << 33)], clientName: "app")
         let answer = ProtocolVersion.answer(hello, sessionID: 42, vip: Fixtures.vip)
-        #expect(answer == .helloReply(HelloReply(version: 1, capabilities: [], sessionID: 42, vip: Fixtures.vip, gid: GID(ipv4Mapped: Fixtures.vip))))
+        #expect(answer == Message.reply(to: Hello.self, HelloReply(version: 1, capabilities: [], sessionID: 42, vip: Fixtures.vip, gid: GID(ipv4Mapped: Fixtures.vip))))
         let granting = ProtocolVersion.answer(hello, routerCapabilities: [.sharedMemoryRings], sessionID: 42, vip: Fixtures.vip)
-        guard case .helloReply(let reply) = granting else {
+        guard let reply = granting.reply(to: Hello.self) else {
             Issue.record("expected a hello reply, got \(granting)")
             return
         }
@@ -35,9 +35,9 @@ import Testing
 
     @Test func newerClientIsRefusedAndCanReadTheRefusal() throws {
         // A future client speaking 2..3 sends its hello in version 3; a version-1 router reads it and refuses.
-        let helloBytes = try Frame(version: 3, requestID: 9, message: .hello(Hello(minVersion: 2, maxVersion: 3, clientName: "future"))).encode()
+        let helloBytes = try Frame(version: 3, requestID: 9, message: Message(Hello(minVersion: 2, maxVersion: 3, clientName: "future"))).encode()
         let received = try Frame.decode(helloBytes)
-        guard case .hello(let hello) = received.message else {
+        guard let hello = received.message.request(Hello.self) else {
             Issue.record("expected a hello")
             return
         }

@@ -19,13 +19,13 @@ import Testing
     }
 
     @Test func requestIDIsCarriedVerbatimForMatchingReplies() throws {
-        let bytes = try Frame(requestID: .max, message: .allocPDReply(PDHandle(rawValue: 2))).encode()
+        let bytes = try Frame(requestID: .max, message: Message.reply(to: AllocPDRequest.self, PDHandle(rawValue: 2))).encode()
         #expect(try Frame.decode(bytes).requestID == .max)
         #expect(try WireHeader.decode(bytes).requestID == .max)
     }
 
     @Test func headerIsLittleEndianWithDocumentedOffsets() throws {
-        let bytes = try Frame(requestID: 0x0102_0304_0506_0708, message: .deregMR(MRHandle(rawValue: 0xA1B2_C3D4))).encode()
+        let bytes = try Frame(requestID: 0x0102_0304_0506_0708, message: Message(DeregMRRequest(mr: MRHandle(rawValue: 0xA1B2_C3D4)))).encode()
         #expect(bytes.count == 28)
         #expect(Array(bytes[0..<4]) == Array("FFRP".utf8))
         #expect(Array(bytes[4..<6]) == [1, 0])           // version
@@ -38,14 +38,14 @@ import Testing
 
     @Test func fixedSizeBodiesMatchTheDocumentedSizes() throws {
         let expected: [MessageKind: Int] = [
-            .helloReply: 48, .queryDeviceReply: 116 + 2 + Array(Fixtures.device.firmwareVersion.utf8).count,
-            .queryPort: 4, .queryPortReply: 56, .queryGID: 8, .queryGIDReply: 16, .regMR: 32, .regMRReply: 12,
-            .regMRSegments: 32 + 24 * 3, .regMRSegmentsReply: 12,
-            .createCQ: 12, .createCQReply: 8, .reqNotifyCQ: 8, .createQP: 44, .createQPReply: 28, .modifyQP: 80,
-            .queryQP: 8, .queryQPReply: 96, .createSRQ: 16, .createSRQReply: 12, .modifySRQ: 16, .createAH: 36,
-            .postSendReply: 8, .pollCQ: 8, .allocPD: 0, .deallocPD: 4, .destroyQPReply: 0,
-            .pollCQReply: 4 + 48 * Fixtures.completions.count,
-            .postRecv: 8 + 2 * 16 + 2 * 16,
+            Hello.replyKind: 48, QueryDeviceRequest.replyKind: 116 + 2 + Array(Fixtures.device.firmwareVersion.utf8).count,
+            QueryPortRequest.kind: 4, QueryPortRequest.replyKind: 56, QueryGIDRequest.kind: 8, QueryGIDRequest.replyKind: 16, RegMRRequest.kind: 32, RegMRRequest.replyKind: 12,
+            RegMRSegmentsRequest.kind: 32 + 24 * 3, RegMRSegmentsRequest.replyKind: 12,
+            CreateCQRequest.kind: 12, CreateCQRequest.replyKind: 8, ReqNotifyCQRequest.kind: 8, CreateQPRequest.kind: 44, CreateQPRequest.replyKind: 28, ModifyQPRequest.kind: 80,
+            QueryQPRequest.kind: 8, QueryQPRequest.replyKind: 96, CreateSRQRequest.kind: 16, CreateSRQRequest.replyKind: 12, ModifySRQRequest.kind: 16, CreateAHRequest.kind: 36,
+            PostSendRequest.replyKind: 8, PollCQRequest.kind: 8, AllocPDRequest.kind: 0, DeallocPDRequest.kind: 4, DestroyQPRequest.replyKind: 0,
+            PollCQRequest.replyKind: 4 + 48 * Fixtures.completions.count,
+            PostRecvRequest<QPHandle>.kind: 8 + 2 * 16 + 2 * 16,
         ]
         for (message, bytes) in try Fixtures.encodedSamples() {
             guard let size = expected[message.kind] else { continue }
@@ -56,8 +56,8 @@ import Testing
     @Test func onlyMemoryRegistrationsTheChannelRepliesAndMapRingReplyCarryDescriptors() throws {
         for kind in MessageKind.allCases {
             let expected: ClosedRange<UInt8> = switch kind {
-            case .regMR, .createCompChannelReply, .cmCreateChannelReply, .mapRingReply: 1...1
-            case .regMRSegments: 1...64
+            case RegMRRequest.kind, CreateCompChannelRequest.replyKind, CMCreateChannelRequest.replyKind, MapRingRequest.replyKind: 1...1
+            case RegMRSegmentsRequest.kind: 1...64
             default: 0...0
             }
             #expect(kind.descriptorCounts == expected, "\(kind)")
@@ -65,7 +65,7 @@ import Testing
         for (message, bytes) in try Fixtures.encodedSamples() {
             #expect(bytes[10] == message.descriptorCount)
         }
-        #expect(Message.regMRSegments(Fixtures.segmentsSample).descriptorCount == 2)
+        #expect(Message(Fixtures.segmentsSample).descriptorCount == 2)
     }
 
     @Test func everyRequestHasAReplyKindAndRepliesHaveNone() {

@@ -52,9 +52,11 @@ public final class RouterConnection: Sendable {
         self.timeoutMilliseconds = timeoutMilliseconds
         let hello = Hello(minVersion: ProtocolVersion.supported.lowerBound, maxVersion: ProtocolVersion.supported.upperBound,
                           capabilities: capabilities, clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
-        let (reply, _) = try Self.exchange(socket: socket, requestID: 0, message: .hello(hello), descriptors: [],
+        let (reply, _) = try Self.exchange(socket: socket, requestID: 0, message: Message(hello), descriptors: [],
                                            timeout: timeoutMilliseconds)
-        guard case .helloReply(let answer) = reply else { throw .protocolViolation("expected a hello reply, got \(reply.kind)") }
+        guard let answer = reply.reply(to: Hello.self) else {
+            throw .protocolViolation("expected a hello reply, got \(reply.kind)")
+        }
         guard ProtocolVersion.supported.contains(answer.version) else {
             throw .protocolViolation("router chose version \(answer.version), outside \(ProtocolVersion.supported)")
         }
@@ -68,8 +70,20 @@ public final class RouterConnection: Sendable {
     /// session (libffclient's fork handler); -1 once closed.
     public var descriptor: Int32 { socket.descriptor }
 
-    /// Sends `message` (with `descriptors`) and returns the router's reply and the descriptors it carried.
-    /// An error reply is thrown as `ClientError.router`.
+    /// Sends `request` (with `descriptors`) and returns the body of the router's reply and the descriptors it
+    /// carried: as many as `R.replyDescriptors` says. An error reply is thrown as `ClientError.router`; a reply of
+    /// another kind, or with another number of descriptors, as `ClientError.protocolViolation`.
+    public func call<R: WireRequest>(_ request: R, descriptors: [Int32] = []) throws(ClientError) -> (R.Reply, [OwnedDescriptor]) {
+        let (reply, received) = try call(Message(request), descriptors: descriptors)
+        guard let body = reply.reply(to: R.self) else { throw .protocolViolation("unexpected \(reply.kind) for \(R.kind)") }
+        guard received.count == Int(R.replyDescriptors) else {
+            throw .protocolViolation("\(reply.kind) carried \(received.count) descriptors, expected \(R.replyDescriptors)")
+        }
+        return (body, received)
+    }
+
+    /// Sends any message and returns the router's reply as it came (an error reply is thrown as
+    /// `ClientError.router`): for tools and tests that send what a typed call cannot, such as a reply kind.
     public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError) -> (Message, [OwnedDescriptor]) {
         // The id is taken under the same lock as the exchange, so ids go out in increasing order and
         // every reply with a lower id belongs to a call that is already over.
@@ -114,7 +128,7 @@ public final class RouterConnection: Sendable {
             guard frame.requestID == requestID else {
                 throw .protocolViolation("reply to request \(frame.requestID), expected \(requestID)")
             }
-            if case .error(let reply) = frame.message { throw .router(reply) }
+            if let reply = frame.message.errorReply { throw .router(reply) }
             return (frame.message, datagram.descriptors)
         }
     }

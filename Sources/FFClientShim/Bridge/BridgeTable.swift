@@ -21,8 +21,7 @@ private func makeBridge() -> ffshim_bridge {
         do throws(ClientError) {
             let connection = try RouterConnection(path: String(cString: path!), name: "ffclient-probe")
             defer { connection.close() }
-            let (reply, _) = try connection.call(.queryDevice)
-            guard case .queryDeviceReply(let attributes) = reply else { throw ClientError.protocolViolation("expected a device reply") }
+            let attributes = try connection.call(QueryDeviceRequest()).0
             guid?.pointee = attributes.nodeGUID
             return 0
         } catch {
@@ -46,7 +45,7 @@ private func makeBridge() -> ffshim_bridge {
     }
     b.query_device = { session, attr in
         withSession(session) { s throws(ClientError) in
-            attr?.pointee.fill(from: try s.expect(.queryDevice) { if case .queryDeviceReply(let a) = $0 { a } else { nil } })
+            attr?.pointee.fill(from: try s.connection.call(QueryDeviceRequest()).0)
         }
     }
     b.query_port = { session, port, attr in
@@ -70,7 +69,7 @@ private func makeBridge() -> ffshim_bridge {
         withSession(session) { s throws(ClientError) in
             let request = RegMRRequest(pd: PDHandle(rawValue: pd), access: AccessFlags(rawValue: access), address: iova,
                                        length: length, memfdOffset: offset)
-            let reply = try s.expect(.regMR(request), descriptors: [memfd]) { if case .regMRReply(let r) = $0 { r } else { nil } }
+            let reply = try s.connection.call(request, descriptors: [memfd]).0
             mr?.pointee = reply.mr.rawValue
             lkey?.pointee = reply.lkey
             rkey?.pointee = reply.rkey
@@ -91,7 +90,7 @@ private func makeBridge() -> ffshim_bridge {
             }
             let request = RegMRSegmentsRequest(pd: PDHandle(rawValue: pd), access: AccessFlags(rawValue: access), address: iova, length: length,
                                                descriptorCount: UInt8(descriptors.count), segments: list)
-            let reply = try s.expect(.regMRSegments(request), descriptors: descriptors) { if case .regMRSegmentsReply(let r) = $0 { r } else { nil } }
+            let reply = try s.connection.call(request, descriptors: descriptors).0
             mr?.pointee = reply.mr.rawValue
             lkey?.pointee = reply.lkey
             rkey?.pointee = reply.rkey
@@ -114,7 +113,7 @@ private func makeBridge() -> ffshim_bridge {
     b.create_cq = { session, cqe, channel, vector, cq, actual in
         withSession(session) { s throws(ClientError) in
             let request = CreateCQRequest(cqe: cqe, channel: channel == 0 ? nil : CompChannelHandle(rawValue: channel), compVector: vector)
-            let reply = try s.expect(.createCQ(request)) { if case .createCQReply(let r) = $0 { r } else { nil } }
+            let reply = try s.connection.call(request).0
             do throws(ClientError) {
                 try s.rings?.addCQ(reply.cq.rawValue)
             } catch {
@@ -197,7 +196,7 @@ private func makeBridge() -> ffshim_bridge {
             let a = attr!.pointee
             let request = ModifySRQRequest(srq: SRQHandle(rawValue: srq), mask: SRQAttributeMask(rawValue: UInt32(bitPattern: mask)),
                                            maxWR: a.max_wr, limit: a.srq_limit)
-            _ = try s.expect(.modifySRQ(request)) { if case .modifySRQReply = $0 { true } else { nil } }
+            _ = try s.connection.call(request)
         }
     }
     b.destroy_srq = { session, srq in

@@ -46,7 +46,7 @@ private func parameters(_ p: UnsafePointer<ffshim_cm_params>?) throws(ClientErro
 extension ShimSession {
     /// One connection-manager call and its reply.
     func cm(_ request: CMRequest) throws(ClientError) -> CMReply {
-        try expect(.cmCall(request)) { if case .cmCallReply(let r) = $0 { r } else { nil } }
+        try connection.call(request).0
     }
 }
 
@@ -54,10 +54,8 @@ private func makeCMBridge() -> ffshim_cm_bridge {
     var b = ffshim_cm_bridge()
     b.create_channel = { session, channel, fd in
         withSession(session) { s throws(ClientError) in
-            let (reply, descriptors) = try s.connection.call(.cmCreateChannel)
-            guard case .cmCreateChannelReply(let handle) = reply, let descriptor = descriptors.first else {
-                throw .protocolViolation("unexpected \(reply.kind) for cmCreateChannel")
-            }
+            let (handle, descriptors) = try s.connection.call(CMCreateChannelRequest())
+            let descriptor = descriptors[0]
             channel?.pointee = handle.rawValue
             // The C layer's rdma_event_channel owns it from here (closed in rdma_destroy_event_channel).
             fd?.pointee = descriptor.release()

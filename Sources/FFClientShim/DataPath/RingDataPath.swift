@@ -59,9 +59,7 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
     /// The fast path of a session the router granted it: maps the session's doorbell.
     init(connection: RouterConnection) throws(ClientError) {
         self.connection = connection
-        let (reply, descriptors) = try connection.call(.mapRing(MapRingRequest(target: .doorbell, handle: 0)))
-        guard case .mapRingReply = reply, let fd = descriptors.first else { throw .protocolViolation("map_ring of the doorbell carried no descriptor") }
-        doorbell = fd
+        doorbell = try connection.call(MapRingRequest(target: .doorbell, handle: 0)).1[0]
     }
 
     /// Whether the fast path is wanted: not when `FFCLIENT_FASTPATH=0` (docs/shim.md).
@@ -71,8 +69,9 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
     }()
 
     private func map(_ target: RingTarget, _ handle: UInt32) throws(ClientError) -> (SharedMemory, [RingDescriptor]) {
-        let (reply, descriptors) = try connection.call(.mapRing(MapRingRequest(target: target, handle: handle)))
-        guard case .mapRingReply(let r) = reply, let fd = descriptors.first, let size = Int(exactly: r.size), size > 0 else {
+        let (r, descriptors) = try connection.call(MapRingRequest(target: target, handle: handle))
+        let fd = descriptors[0]
+        guard let size = Int(exactly: r.size), size > 0 else {
             throw .protocolViolation("map_ring reply without a mapping")
         }
         let memory: SharedMemory

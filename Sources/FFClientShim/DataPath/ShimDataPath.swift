@@ -25,22 +25,22 @@ struct SocketDataPath: ShimDataPath {
     func postSend(qp: QPHandle, qpType: UInt32, _ first: UnsafeMutablePointer<ibv_send_wr>?,
                   bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_send_wr>?>?) -> Int32 {
         post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.sendRequest(wr.pointee, qpType: qpType) }) { requests throws(ClientError) in
-            try self.connection.call(.postSend(PostSendRequest(qp: qp, requests: requests))).0
-        } reply: { if case .postSendReply(let r) = $0 { r } else { nil } }
+            try self.connection.call(PostSendRequest(qp: qp, requests: requests)).0
+        }
     }
 
     func postReceive(qp: QPHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                      bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
         post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.receiveRequest(wr.pointee) }) { requests throws(ClientError) in
-            try self.connection.call(.postRecv(PostRecvRequest(target: qp, requests: requests))).0
-        } reply: { if case .postRecvReply(let r) = $0 { r } else { nil } }
+            try self.connection.call(PostRecvRequest(target: qp, requests: requests)).0
+        }
     }
 
     func postSRQReceive(srq: SRQHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                         bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
         post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.receiveRequest(wr.pointee) }) { requests throws(ClientError) in
-            try self.connection.call(.postSRQRecv(PostRecvRequest(target: srq, requests: requests))).0
-        } reply: { if case .postSRQRecvReply(let r) = $0 { r } else { nil } }
+            try self.connection.call(PostRecvRequest(target: srq, requests: requests)).0
+        }
     }
 
     func poll(cq: CQHandle, entries: Int32, into completions: UnsafeMutablePointer<ibv_wc>?,
@@ -48,8 +48,8 @@ struct SocketDataPath: ShimDataPath {
         guard let completions, let count else { return Errno.invalidArgument }
         let asked = UInt32(min(max(entries, 1), Self.maxPoll))
         return errnoOf { () throws(ClientError) in
-            let (reply, _) = try connection.call(.pollCQ(PollCQRequest(cq: cq, maxEntries: asked)))
-            guard case .pollCQReply(let r) = reply, r.completions.count <= Int(asked) else {
+            let r = try connection.call(PollCQRequest(cq: cq, maxEntries: asked)).0
+            guard r.completions.count <= Int(asked) else {
                 throw .protocolViolation("expected at most \(asked) completions for poll_cq")
             }
             for (i, c) in r.completions.enumerated() { completions[i].fill(from: c) }
@@ -62,8 +62,7 @@ struct SocketDataPath: ShimDataPath {
     private func post<WR, Request>(_ first: UnsafeMutablePointer<WR>?, bad: UnsafeMutablePointer<UnsafeMutablePointer<WR>?>?,
                                    next: (UnsafeMutablePointer<WR>) -> UnsafeMutablePointer<WR>?,
                                    convert: (UnsafeMutablePointer<WR>) throws(ClientError) -> Request,
-                                   send: ([Request]) throws(ClientError) -> Message,
-                                   reply extract: (Message) -> PostReply?) -> Int32 {
+                                   send: ([Request]) throws(ClientError) -> PostReply) -> Int32 {
         var cursor = first
         while let start = cursor {
             var pointers: [UnsafeMutablePointer<WR>] = []
@@ -81,8 +80,7 @@ struct SocketDataPath: ShimDataPath {
                 walk = next(wr)
             }
             do throws(ClientError) {
-                let message = try send(requests)
-                guard let result = extract(message) else { throw ClientError.protocolViolation("unexpected \(message.kind) for a post") }
+                let result = try send(requests)
                 if result.errno != 0 {
                     let index = Int(result.failedIndex)
                     bad?.pointee = index < pointers.count ? pointers[index] : start

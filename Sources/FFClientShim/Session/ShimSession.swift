@@ -34,13 +34,6 @@ final class ShimSession {
     static func from(_ pointer: UnsafeMutableRawPointer?) -> ShimSession? {
         pointer.map { Unmanaged<ShimSession>.fromOpaque($0).takeUnretainedValue() }
     }
-
-    /// Sends `message` and hands its reply to `extract`; a reply of another kind is a protocol error.
-    func expect<T>(_ message: Message, descriptors: [Int32] = [], _ extract: (Message) -> T?) throws(ClientError) -> T {
-        let (reply, _) = try connection.call(message, descriptors: descriptors)
-        guard let value = extract(reply) else { throw .protocolViolation("unexpected \(reply.kind) for \(message.kind)") }
-        return value
-    }
 }
 
 /// FFCLIENT_DEBUG=1: every failed call says why on stderr (a verbs call can only return an errno).

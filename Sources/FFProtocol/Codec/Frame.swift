@@ -79,7 +79,7 @@ public struct WireHeader: Sendable, Equatable {
 /// One datagram: header fields plus a typed body. This is the module's entry point.
 ///
 /// ```swift
-/// let bytes = try Frame(requestID: 7, message: .allocPD).encode()      // send as one datagram
+/// let bytes = try Frame(requestID: 7, message: Message(AllocPDRequest())).encode()  // send as one datagram
 /// let frame = try Frame.decode(received)                              // throws WireError
 /// // compare frame.descriptorCount with the number of SCM_RIGHTS descriptors received
 /// ```

@@ -155,7 +155,11 @@ public struct CMConnectionParameters: WireCodable {
 }
 
 /// One connection-manager call (`cmCall`): a `u16` operation, 2 reserved bytes, then the operation's fields.
-public enum CMRequest: WireCodable {
+public enum CMRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CMReply
+    /// `cmCall`.
+    public static let kind = MessageKind(0x0091, "cmCall")
     /// rdma_create_id: events go to `channel`.
     case createID(channel: CMChannelHandle, portSpace: CMPortSpace)
     /// rdma_destroy_id.
@@ -478,4 +482,20 @@ public struct CMEvent: WireCodable {
         try r.finish("cmEvent")
         return event
     }
+}
+
+/// rdma_create_event_channel (empty body); the reply is the handle + 1 descriptor (its event datagrams).
+public struct CMCreateChannelRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CMChannelHandle
+    /// `cmCreateChannel`.
+    public static let kind = MessageKind(0x0090, "cmCreateChannel")
+    /// The reply carries one descriptor.
+    public static var replyDescriptors: UInt8 { 1 }
+    /// Creates the request.
+    public init() {}
+    /// Appends nothing (empty body).
+    public func encode(to w: inout WireWriter) throws(WireError) {}
+    /// Reads nothing (empty body).
+    public init(from r: inout WireReader) throws(WireError) {}
 }

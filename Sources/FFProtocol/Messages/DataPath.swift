@@ -1,5 +1,9 @@
 /// post_send: a list of send work requests for one QP (the control-socket path).
-public struct PostSendRequest: WireCodable {
+public struct PostSendRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = PostReply
+    /// `postSend`.
+    public static let kind = MessageKind(0x0060, "postSend")
     /// The QP.
     public var qp: QPHandle
     /// 1 to `WireLimits.maxWRsPerPost` requests, posted in order.
@@ -30,7 +34,11 @@ public struct PostSendRequest: WireCodable {
 }
 
 /// post_recv (to a QP) or post_srq_recv (to an SRQ): a list of receive work requests.
-public struct PostRecvRequest<Target: ObjectHandle>: WireCodable {
+public struct PostRecvRequest<Target: ReceiveQueueHandle>: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = PostReply
+    /// `postRecv` for a QP, `postSRQRecv` for an SRQ.
+    public static var kind: MessageKind { Target.postReceiveKind }
     /// The QP or SRQ.
     public var target: Target
     /// 1 to `WireLimits.maxWRsPerPost` requests, posted in order.
@@ -96,7 +104,11 @@ public struct PostReply: WireCodable {
 }
 
 /// poll_cq: take up to `maxEntries` completions.
-public struct PollCQRequest: WireCodable {
+public struct PollCQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = PollCQReply
+    /// `pollCQ`.
+    public static let kind = MessageKind(0x0063, "pollCQ")
     /// The CQ.
     public var cq: CQHandle
     /// 1 to `WireLimits.maxWCsPerPoll`.
@@ -143,4 +155,20 @@ public struct PollCQReply: WireCodable {
         for _ in 0..<n { list.append(try WorkCompletion(from: &r)) }
         completions = list
     }
+}
+
+/// A queue work requests are received into: a QP (post_recv) or an SRQ (post_srq_recv), each with its kind.
+public protocol ReceiveQueueHandle: ObjectHandle {
+    /// The kind of a post to this queue.
+    static var postReceiveKind: MessageKind { get }
+}
+
+extension QPHandle: ReceiveQueueHandle {
+    /// `postRecv`.
+    public static let postReceiveKind = MessageKind(0x0061, "postRecv")
+}
+
+extension SRQHandle: ReceiveQueueHandle {
+    /// `postSRQRecv`.
+    public static let postReceiveKind = MessageKind(0x0062, "postSRQRecv")
 }

@@ -27,7 +27,13 @@ public struct MemorySegment: Sendable, Equatable {
 /// descriptor that came with the message and every descriptor used, no segment empty or wrapping around 2^64, and
 /// the lengths adding up to exactly `length`. Where the pages lie in the files (page alignment, file sizes, pages
 /// used twice) is the router's check.
-public struct RegMRSegmentsRequest: WireCodable {
+public struct RegMRSegmentsRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = RegMRReply
+    /// `regMRSegments`.
+    public static let kind = MessageKind(0x0014, "regMRSegments")
+    /// Descriptors with the request (the memory's memfds).
+    public static var descriptors: ClosedRange<UInt8> { 1...UInt8(WireLimits.maxMRSegments) }
     /// Protection domain.
     public var pd: PDHandle
     /// Access rights.

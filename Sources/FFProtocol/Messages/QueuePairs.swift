@@ -1,5 +1,9 @@
 /// create_qp: PD, CQs, optional SRQ, transport type and capacities (`struct ibv_qp_init_attr`).
-public struct CreateQPRequest: WireCodable {
+public struct CreateQPRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CreateQPReply
+    /// `createQP`.
+    public static let kind = MessageKind(0x0030, "createQP")
     /// Protection domain.
     public var pd: PDHandle
     /// CQ for send completions.
@@ -83,7 +87,11 @@ public struct CreateQPReply: WireCodable {
 }
 
 /// modify_qp: apply the masked attributes (the router translates a virtual destination GID to the physical one).
-public struct ModifyQPRequest: WireCodable {
+public struct ModifyQPRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `modifyQP`.
+    public static let kind = MessageKind(0x0031, "modifyQP")
     /// The QP.
     public var qp: QPHandle
     /// Which attributes to apply; only `QPAttributeMask.supported` bits.
@@ -114,7 +122,11 @@ public struct ModifyQPRequest: WireCodable {
 }
 
 /// query_qp: which attributes the client wants.
-public struct QueryQPRequest: WireCodable {
+public struct QueryQPRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = QueryQPReply
+    /// `queryQP`.
+    public static let kind = MessageKind(0x0032, "queryQP")
     /// The QP.
     public var qp: QPHandle
     /// Requested attributes.
@@ -171,7 +183,11 @@ public struct QueryQPReply: WireCodable {
 }
 
 /// create_srq: PD and size (`struct ibv_srq_init_attr`).
-public struct CreateSRQRequest: WireCodable {
+public struct CreateSRQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CreateSRQReply
+    /// `createSRQ`.
+    public static let kind = MessageKind(0x0040, "createSRQ")
     /// Protection domain.
     public var pd: PDHandle
     /// Most outstanding receive requests, at least 1.
@@ -238,7 +254,11 @@ public struct CreateSRQReply: WireCodable {
 }
 
 /// modify_srq: resize and/or arm the limit.
-public struct ModifySRQRequest: WireCodable {
+public struct ModifySRQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `modifySRQ`.
+    public static let kind = MessageKind(0x0041, "modifySRQ")
     /// The SRQ.
     public var srq: SRQHandle
     /// Which fields apply.
@@ -274,7 +294,11 @@ public struct ModifySRQRequest: WireCodable {
 }
 
 /// create_ah: an address handle for UD sends; the destination GID is virtual.
-public struct CreateAHRequest: WireCodable {
+public struct CreateAHRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = AHHandle
+    /// `createAH`.
+    public static let kind = MessageKind(0x0050, "createAH")
     /// Protection domain.
     public var pd: PDHandle
     /// Address vector.
@@ -297,4 +321,52 @@ public struct CreateAHRequest: WireCodable {
         pd = try r.handle(PDHandle.self, "createAH.pd")
         attributes = try AHAttributes(from: &r)
     }
+}
+
+/// destroy_qp: a `QPHandle`.
+public struct DestroyQPRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `destroyQP`.
+    public static let kind = MessageKind(0x0033, "destroyQP")
+    /// The queue pair.
+    public var qp: QPHandle
+    /// Creates the request.
+    public init(qp: QPHandle) { self.qp = qp }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(qp, "qp") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { qp = try r.handle(QPHandle.self, "qp") }
+}
+
+/// destroy_srq: an `SRQHandle`.
+public struct DestroySRQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `destroySRQ`.
+    public static let kind = MessageKind(0x0042, "destroySRQ")
+    /// The shared receive queue.
+    public var srq: SRQHandle
+    /// Creates the request.
+    public init(srq: SRQHandle) { self.srq = srq }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(srq, "srq") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { srq = try r.handle(SRQHandle.self, "srq") }
+}
+
+/// destroy_ah: an `AHHandle`.
+public struct DestroyAHRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `destroyAH`.
+    public static let kind = MessageKind(0x0051, "destroyAH")
+    /// The address handle.
+    public var ah: AHHandle
+    /// Creates the request.
+    public init(ah: AHHandle) { self.ah = ah }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(ah, "ah") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { ah = try r.handle(AHHandle.self, "ah") }
 }

@@ -1,5 +1,9 @@
 /// query_port: which port (1-based).
-public struct QueryPortRequest: WireCodable {
+public struct QueryPortRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = PortAttributes
+    /// `queryPort`.
+    public static let kind = MessageKind(0x0003, "queryPort")
     /// Port number, 1-based.
     public var port: UInt8
     /// Creates the request.
@@ -17,7 +21,11 @@ public struct QueryPortRequest: WireCodable {
 }
 
 /// query_gid: port and GID table index.
-public struct QueryGIDRequest: WireCodable {
+public struct QueryGIDRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = GID
+    /// `queryGID`.
+    public static let kind = MessageKind(0x0004, "queryGID")
     /// Port number, 1-based.
     public var port: UInt8
     /// GID table index (verbs' `int index`, never negative).
@@ -45,7 +53,13 @@ public struct QueryGIDRequest: WireCodable {
 ///
 /// The router maps `length` bytes of the memfd starting at `memfdOffset` and registers them with
 /// `ibv_reg_mr_iova(iova: address)`, so peers use the app's own virtual addresses.
-public struct RegMRRequest: WireCodable {
+public struct RegMRRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = RegMRReply
+    /// `regMR`.
+    public static let kind = MessageKind(0x0012, "regMR")
+    /// Descriptors with the request (the memory's memfds).
+    public static var descriptors: ClosedRange<UInt8> { 1...1 }
     /// Protection domain.
     public var pd: PDHandle
     /// Access rights.
@@ -122,7 +136,11 @@ public struct RegMRReply: WireCodable {
 }
 
 /// create_cq: size, optional completion channel, completion vector.
-public struct CreateCQRequest: WireCodable {
+public struct CreateCQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CreateCQReply
+    /// `createCQ`.
+    public static let kind = MessageKind(0x0022, "createCQ")
     /// Minimum number of entries, at least 1.
     public var cqe: UInt32
     /// Channel to deliver completion events on; nil for polling only.
@@ -173,7 +191,11 @@ public struct CreateCQReply: WireCodable {
 }
 
 /// req_notify_cq: arm the CQ's channel for the next (solicited) completion.
-public struct ReqNotifyCQRequest: WireCodable {
+public struct ReqNotifyCQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `reqNotifyCQ`.
+    public static let kind = MessageKind(0x0024, "reqNotifyCQ")
     /// The CQ; it must have a channel.
     public var cq: CQHandle
     /// Only solicited completions (and errors) raise an event.
@@ -226,4 +248,112 @@ public struct CompletionEvent: Sendable, Equatable {
         try r.finish("completionEvent")
         return CompletionEvent(cq: cq)
     }
+}
+
+/// query_device: the virtual device's attributes (empty body).
+public struct QueryDeviceRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = DeviceAttributes
+    /// `queryDevice`.
+    public static let kind = MessageKind(0x0002, "queryDevice")
+    /// Creates the request.
+    public init() {}
+    /// Appends nothing (empty body).
+    public func encode(to w: inout WireWriter) throws(WireError) {}
+    /// Reads nothing (empty body).
+    public init(from r: inout WireReader) throws(WireError) {}
+}
+
+/// alloc_pd (empty body); the reply is the new `PDHandle`.
+public struct AllocPDRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = PDHandle
+    /// `allocPD`.
+    public static let kind = MessageKind(0x0010, "allocPD")
+    /// Creates the request.
+    public init() {}
+    /// Appends nothing (empty body).
+    public func encode(to w: inout WireWriter) throws(WireError) {}
+    /// Reads nothing (empty body).
+    public init(from r: inout WireReader) throws(WireError) {}
+}
+
+/// dealloc_pd: a `PDHandle`.
+public struct DeallocPDRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `deallocPD`.
+    public static let kind = MessageKind(0x0011, "deallocPD")
+    /// The protection domain.
+    public var pd: PDHandle
+    /// Creates the request.
+    public init(pd: PDHandle) { self.pd = pd }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(pd, "pd") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { pd = try r.handle(PDHandle.self, "pd") }
+}
+
+/// dereg_mr: an `MRHandle`.
+public struct DeregMRRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `deregMR`.
+    public static let kind = MessageKind(0x0013, "deregMR")
+    /// The memory region.
+    public var mr: MRHandle
+    /// Creates the request.
+    public init(mr: MRHandle) { self.mr = mr }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(mr, "mr") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { mr = try r.handle(MRHandle.self, "mr") }
+}
+
+/// create_comp_channel (empty body); the reply is the handle + 1 descriptor (the event fd).
+public struct CreateCompChannelRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = CompChannelHandle
+    /// `createCompChannel`.
+    public static let kind = MessageKind(0x0020, "createCompChannel")
+    /// The reply carries one descriptor.
+    public static var replyDescriptors: UInt8 { 1 }
+    /// Creates the request.
+    public init() {}
+    /// Appends nothing (empty body).
+    public func encode(to w: inout WireWriter) throws(WireError) {}
+    /// Reads nothing (empty body).
+    public init(from r: inout WireReader) throws(WireError) {}
+}
+
+/// destroy_comp_channel: a `CompChannelHandle`.
+public struct DestroyCompChannelRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `destroyCompChannel`.
+    public static let kind = MessageKind(0x0021, "destroyCompChannel")
+    /// The completion channel.
+    public var channel: CompChannelHandle
+    /// Creates the request.
+    public init(channel: CompChannelHandle) { self.channel = channel }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(channel, "channel") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { channel = try r.handle(CompChannelHandle.self, "channel") }
+}
+
+/// destroy_cq: a `CQHandle`.
+public struct DestroyCQRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = EmptyBody
+    /// `destroyCQ`.
+    public static let kind = MessageKind(0x0023, "destroyCQ")
+    /// The completion queue.
+    public var cq: CQHandle
+    /// Creates the request.
+    public init(cq: CQHandle) { self.cq = cq }
+    /// Appends the handle (4 bytes).
+    public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(cq, "cq") }
+    /// Reads the handle (4 bytes).
+    public init(from r: inout WireReader) throws(WireError) { cq = try r.handle(CQHandle.self, "cq") }
 }

@@ -12,7 +12,13 @@ public enum RingTarget: UInt8, Sendable, CaseIterable {
 
 /// map_ring (fast path only): the rings of one object, or the session's doorbell. Body 8 bytes: target u8,
 /// reserved 3, handle u32 (0 with the doorbell, non-zero otherwise).
-public struct MapRingRequest: WireCodable {
+public struct MapRingRequest: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = MapRingReply
+    /// `mapRing`.
+    public static let kind = MessageKind(0x0070, "mapRing")
+    /// The reply carries one descriptor.
+    public static var replyDescriptors: UInt8 { 1 }
     /// What to map.
     public var target: RingTarget
     /// The object (0 for the doorbell).

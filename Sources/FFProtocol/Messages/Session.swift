@@ -2,7 +2,11 @@
 ///
 /// The client never claims an identity (vip, GID); the router derives that from the connection's peer
 /// credentials and announces it in `HelloReply`.
-public struct Hello: WireCodable {
+public struct Hello: WireRequest {
+    /// The successful reply's body.
+    public typealias Reply = HelloReply
+    /// `hello`.
+    public static let kind = MessageKind(0x0001, "hello")
     /// Lowest protocol version the client speaks (at least 1).
     public var minVersion: UInt16
     /// Highest protocol version the client speaks.

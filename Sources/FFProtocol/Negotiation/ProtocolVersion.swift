@@ -19,7 +19,8 @@ public enum ProtocolVersion {
         switch negotiate(client: hello.minVersion...hello.maxVersion, router: router) {
         case .success(let version):
             let granted = hello.capabilities.intersection(routerCapabilities).intersection(.known)
-            return .helloReply(HelloReply(version: version, capabilities: granted, sessionID: sessionID, vip: vip, gid: GID(ipv4Mapped: vip)))
+            return .reply(to: Hello.self, HelloReply(version: version, capabilities: granted, sessionID: sessionID, vip: vip,
+                                                     gid: GID(ipv4Mapped: vip)))
         case .failure(let mismatch):
             return .error(mismatch.errorReply)
         }

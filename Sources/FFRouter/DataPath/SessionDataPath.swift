@@ -108,11 +108,11 @@ final class SessionDataPath {
     }
 
     /// map_ring: the object's memfd (or the doorbell), once.
-    func map(_ request: MapRingRequest) throws -> Reply {
+    func map(_ request: MapRingRequest) throws -> Answer<MapRingReply> {
         let mapping: RingMapping
         switch request.target {
         case .doorbell:
-            return Reply(message: .mapRingReply(MapRingReply(size: 0)), descriptors: [try shared.takeDoorbell()])
+            return Answer(body: MapRingReply(size: 0), descriptors: [try shared.takeDoorbell()])
         case .cq:
             guard let ring = cqs[request.handle] else { throw Self.badHandle("CQ", request.handle) }
             mapping = ring.mapping
@@ -126,8 +126,8 @@ final class SessionDataPath {
         let descriptor = try mapping.takeDescriptor()
         unmapped -= 1
         // Once sent, the router needs only its mapping: the client holds the memfd.
-        return Reply(message: .mapRingReply(MapRingReply(size: UInt64(mapping.memory.bytes.count))), descriptors: [descriptor.rawValue],
-                     afterSend: { descriptor.close() })
+        return Answer(body: MapRingReply(size: UInt64(mapping.memory.bytes.count)), descriptors: [descriptor.rawValue],
+                      afterSend: { descriptor.close() })
     }
 
     /// Leaves the poller: afterwards it touches none of this session's objects, and the session may destroy them.

@@ -93,20 +93,20 @@ final class Session: SessionHandler {
             return failure(frame.requestID, ErrorReply(errno: Errno.protocolError,
                 reason: "\(frame.message.kind) carries \(frame.descriptorCount) descriptors, \(datagram.descriptors.count) arrived"), kind: "malformed")
         }
-        if case .hello(let hello) = frame.message {
+        if let hello = frame.message.request(Hello.self) {
             guard version == nil else { return failure(frame.requestID, ErrorReply(errno: Errno.protocolError, reason: "hello sent twice"), kind: "protocol") }
             var answer = ProtocolVersion.answer(hello, routerCapabilities: dataPath == nil ? Self.capabilities : Self.capabilities.union([.sharedMemoryRings]), sessionID: id, vip: vip)
-            if case .helloReply(var reply) = answer, reply.capabilities.contains(.sharedMemoryRings), let dataPath {
+            if var reply = answer.reply(to: Hello.self), reply.capabilities.contains(.sharedMemoryRings), let dataPath {
                 do {
                     fast = try SessionDataPath(pool: dataPath, session: id, maxUnmapped: limits.descriptors)
                 } catch {
                     // No rings for this session: it uses the socket path.
                     logger.warning("fast path unavailable", metadata: ["error": "\(error)"])
                     reply.capabilities.remove(.sharedMemoryRings)
-                    answer = .helloReply(reply)
+                    answer = .reply(to: Hello.self, reply)
                 }
             }
-            if case .helloReply(let reply) = answer {
+            if let reply = answer.reply(to: Hello.self) {
                 version = reply.version
                 granted = reply.capabilities
                 logger.info("hello", metadata: ["client": "\(hello.clientName)", "version": "\(reply.version)", "pid": "\(identity.pid)"])
@@ -121,7 +121,7 @@ final class Session: SessionHandler {
                 ? "the first message must be hello" : "request in version \(frame.version), session speaks \(version!)"), kind: "protocol")
         }
         do {
-            var reply = try dispatch(frame.message, descriptors: datagram.descriptors)
+            var reply = try Self.handlers.run(self, frame.message, descriptors: datagram.descriptors)
             reply.requestID = frame.requestID
             return reply
         } catch let error as ErrorReply {
@@ -219,195 +219,218 @@ final class Session: SessionHandler {
                              sourcePathBits: av.sourcePathBits, staticRate: av.staticRate, port: backend.port)
     }
 
-    // MARK: - Dispatch
+    // MARK: - Handlers
 
-    private func dispatch(_ message: Message, descriptors: [OwnedDescriptor]) throws -> Reply {
-        switch message {
-        case .queryDevice:
-            return Reply(message: .queryDeviceReply(backend.virtualAttributes(vip: vip)))
-        case .queryPort(let r):
-            try checkPort(r.port)
-            return Reply(message: .queryPortReply(try backend.virtualPort()))
-        case .queryGID(let r):
-            try checkPort(r.port)
+    /// One handler per request type (hello is the handshake, answered in `handle` before any of these).
+    static let handlers: RequestTable<Session> = {
+        var t = RequestTable<Session>()
+        t.on(QueryDeviceRequest.self) { s, _, _ in s.backend.virtualAttributes(vip: s.vip) }
+        t.on(QueryPortRequest.self) { s, r, _ in
+            try s.checkPort(r.port)
+            return try s.backend.virtualPort()
+        }
+        t.on(QueryGIDRequest.self) { s, r, _ in
+            try s.checkPort(r.port)
             guard r.index >= 0 && r.index < VirtualDevice.gidTableLength else {
-                throw ErrorReply(errno: Errno.invalidArgument, reason: "GID index \(r.index) outside the virtual table (0..<\(VirtualDevice.gidTableLength))")
+                throw ErrorReply(errno: Errno.invalidArgument,
+                                 reason: "GID index \(r.index) outside the virtual table (0..<\(VirtualDevice.gidTableLength))")
             }
-            return Reply(message: .queryGIDReply(FFProtocol.GID(ipv4Mapped: vip)))
+            return FFProtocol.GID(ipv4Mapped: s.vip)
+        }
 
-        case .allocPD:
-            try SessionLimits.checkCount(objects.pds.count, limits.pds, "PDs", flag: "max-pds")
-            let pd = try backend.allocatePD()
-            let handle = objects.allocate()
-            objects.pds[handle] = pd
-            return Reply(message: .allocPDReply(PDHandle(rawValue: handle)))
-        case .deallocPD(let h):
-            _ = try pd(h)
-            try busy(objects.usersOfPD(h.rawValue))
-            objects.pds[h.rawValue] = nil
-            return Reply(message: .deallocPDReply)
+        t.on(AllocPDRequest.self) { s, _, _ in
+            try SessionLimits.checkCount(s.objects.pds.count, s.limits.pds, "PDs", flag: "max-pds")
+            let pd = try s.backend.allocatePD()
+            let handle = s.objects.allocate()
+            s.objects.pds[handle] = pd
+            return PDHandle(rawValue: handle)
+        }
+        t.on(DeallocPDRequest.self) { s, r, _ in
+            _ = try s.pd(r.pd)
+            try s.busy(s.objects.usersOfPD(r.pd.rawValue))
+            s.objects.pds[r.pd.rawValue] = nil
+            return EmptyBody()
+        }
 
-        case .regMR(let r):
+        t.on(RegMRRequest.self) { s, r, descriptors in
             guard let memfd = descriptors.first else {
                 throw ErrorReply(errno: Errno.protocolError, reason: "reg_mr carries no memfd")
             }
-            return try registerMemory(RegMRSegmentsRequest(r), descriptors: [memfd], reply: { .regMRReply($0) })
-        case .regMRSegments(let r):
-            guard granted.contains(.memorySegments) else {
-                throw ErrorReply(errno: Errno.protocolError, reason: "regMRSegments needs the memorySegments capability, not offered in hello")
+            return try s.registerMemory(RegMRSegmentsRequest(r), descriptors: [memfd])
+        }
+        t.on(RegMRSegmentsRequest.self) { s, r, descriptors in
+            guard s.granted.contains(.memorySegments) else {
+                throw ErrorReply(errno: Errno.protocolError,
+                                 reason: "regMRSegments needs the memorySegments capability, not offered in hello")
             }
-            return try registerMemory(r, descriptors: descriptors, reply: { .regMRSegmentsReply($0) })
-        case .deregMR(let h):
-            guard objects.mrs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("MR", h.rawValue) }
-            return Reply(message: .deregMRReply)
+            return try s.registerMemory(r, descriptors: descriptors)
+        }
+        t.on(DeregMRRequest.self) { s, r, _ in
+            guard s.objects.mrs.removeValue(forKey: r.mr.rawValue) != nil else { throw s.badHandle("MR", r.mr.rawValue) }
+            return EmptyBody()
+        }
 
-        case .createCompChannel:
-            try SessionLimits.checkCount(objects.channels.count, limits.completionChannels, "completion channels", flag: "max-comp-channels")
-            try SessionLimits.checkBudget(UInt64(objects.usage.descriptors), adding: UInt64(ObjectTable.descriptorsPerChannel),
-                                          UInt64(limits.descriptors), "router descriptors held", flag: "max-descriptors",
-                                          errno: Errno.tooManyDescriptors)
-            let forwarder = try CompletionForwarder(backend: backend)
-            forwarder.start()
-            let handle = objects.allocate()
-            objects.channels[handle] = forwarder
-            // The client's end goes to the client; once sent, the router keeps only its own end.
-            return Reply(message: .createCompChannelReply(CompChannelHandle(rawValue: handle)), descriptors: [forwarder.clientEnd.descriptor],
-                         afterSend: { forwarder.clientEnd.close() })
-        case .destroyCompChannel(let h):
-            guard let forwarder = objects.channels[h.rawValue] else { throw badHandle("completion channel", h.rawValue) }
-            try busy(objects.usersOfChannel(h.rawValue))
+        t.on(CreateCompChannelRequest.self, answer: { s, _, _ in try s.createCompletionChannel() })
+        t.on(DestroyCompChannelRequest.self) { s, r, _ in
+            let h = r.channel
+            guard let forwarder = s.objects.channels[h.rawValue] else { throw s.badHandle("completion channel", h.rawValue) }
+            try s.busy(s.objects.usersOfChannel(h.rawValue))
             forwarder.stop()
-            objects.channels[h.rawValue] = nil
-            return Reply(message: .destroyCompChannelReply)
+            s.objects.channels[h.rawValue] = nil
+            return EmptyBody()
+        }
 
-        case .createCQ(let r):
-            return try createCQ(r)
-        case .destroyCQ(let h):
-            let entry = try cq(h)
-            try busy(objects.usersOfCQ(h.rawValue))
-            if let channel = entry.channel { objects.channels[channel]?.detach(entry.cq) }
-            fast?.removeCQ(h.rawValue)
-            objects.cqs[h.rawValue] = nil
-            return Reply(message: .destroyCQReply)
-        case .reqNotifyCQ(let r):
-            let entry = try cq(r.cq)
+        t.on(CreateCQRequest.self) { s, r, _ in try s.createCQ(r) }
+        t.on(DestroyCQRequest.self) { s, r, _ in
+            let entry = try s.cq(r.cq)
+            try s.busy(s.objects.usersOfCQ(r.cq.rawValue))
+            if let channel = entry.channel { s.objects.channels[channel]?.detach(entry.cq) }
+            s.fast?.removeCQ(r.cq.rawValue)
+            s.objects.cqs[r.cq.rawValue] = nil
+            return EmptyBody()
+        }
+        t.on(ReqNotifyCQRequest.self) { s, r, _ in
+            let entry = try s.cq(r.cq)
             guard entry.channel != nil else {
                 throw Check.invalid("CQ \(r.cq.rawValue) has no completion channel to notify")
             }
-            if let fast {
+            if let fast = s.fast {
                 fast.requestNotification(r.cq.rawValue, solicitedOnly: r.solicitedOnly)
             } else {
                 try entry.cq.requestNotification(solicitedOnly: r.solicitedOnly)
             }
-            return Reply(message: .reqNotifyCQReply)
+            return EmptyBody()
+        }
 
-        case .createQP(let r):
-            return try createQP(r)
-        case .modifyQP(let r):
-            let entry = try qp(r.qp)
+        t.on(CreateQPRequest.self) { s, r, _ in try s.createQP(r) }
+        t.on(ModifyQPRequest.self) { s, r, _ in
+            let entry = try s.qp(r.qp)
             // What the client posted to the rings before this call reaches the QP before the transition, as with verbs.
-            fast?.flushQP(r.qp.rawValue)
-            try entry.qp.modify(try verbsAttributes(r.mask, r.attributes))
-            if r.mask.contains(.qkey) { recordQKey(r.attributes.qkey, of: r.qp.rawValue) }
-            stats.modifies &+= 1
-            return Reply(message: .modifyQPReply)
-        case .queryQP(let r):
-            let entry = try qp(r.qp)
+            s.fast?.flushQP(r.qp.rawValue)
+            try entry.qp.modify(try s.verbsAttributes(r.mask, r.attributes))
+            if r.mask.contains(.qkey) { s.recordQKey(r.attributes.qkey, of: r.qp.rawValue) }
+            s.stats.modifies &+= 1
+            return EmptyBody()
+        }
+        t.on(QueryQPRequest.self) { s, r, _ in
+            let entry = try s.qp(r.qp)
             var attributes = FFProtocol.QPAttributes()
             attributes.state = FFProtocol.QPState(rawValue: try entry.qp.state().rawValue) ?? .unknown
             attributes.qkey = entry.qkey
-            guard let type = FFProtocol.QPType(rawValue: entry.qp.type.rawValue) else { throw Check.invalid("QP type \(entry.qp.type)") }
-            return Reply(message: .queryQPReply(QueryQPReply(attributes: attributes, type: type,
-                                                             capabilities: Translate.capabilities(entry.qp.capabilities))))
-        case .destroyQP(let h):
-            _ = try qp(h)
-            fast?.removeQP(h.rawValue)
-            guard objects.qps.removeValue(forKey: h.rawValue) != nil else { throw badHandle("QP", h.rawValue) }
-            return Reply(message: .destroyQPReply)
+            guard let type = FFProtocol.QPType(rawValue: entry.qp.type.rawValue) else {
+                throw Check.invalid("QP type \(entry.qp.type)")
+            }
+            return QueryQPReply(attributes: attributes, type: type, capabilities: Translate.capabilities(entry.qp.capabilities))
+        }
+        t.on(DestroyQPRequest.self) { s, r, _ in
+            _ = try s.qp(r.qp)
+            s.fast?.removeQP(r.qp.rawValue)
+            guard s.objects.qps.removeValue(forKey: r.qp.rawValue) != nil else { throw s.badHandle("QP", r.qp.rawValue) }
+            return EmptyBody()
+        }
 
-        case .createSRQ(let r):
-            return try createSRQ(r)
-        case .modifySRQ(let r):
-            let entry = try srq(r.srq)
+        t.on(CreateSRQRequest.self) { s, r, _ in try s.createSRQ(r) }
+        t.on(ModifySRQRequest.self) { s, r, _ in
+            let entry = try s.srq(r.srq)
             guard r.mask == .limit else {
-                throw ErrorReply(errno: Errno.notSupported, reason: "only the SRQ limit can be modified (rxe cannot resize an SRQ)")
+                throw ErrorReply(errno: Errno.notSupported,
+                                 reason: "only the SRQ limit can be modified (rxe cannot resize an SRQ)")
             }
             _ = try Check.within(r.limit, 0...entry.srq.maxWorkRequests, "srq_limit")
             try entry.srq.setLimit(r.limit)
-            return Reply(message: .modifySRQReply)
-        case .destroySRQ(let h):
-            _ = try srq(h)
-            try busy(objects.usersOfSRQ(h.rawValue))
-            fast?.removeSRQ(h.rawValue)
-            objects.srqs[h.rawValue] = nil
-            return Reply(message: .destroySRQReply)
+            return EmptyBody()
+        }
+        t.on(DestroySRQRequest.self) { s, r, _ in
+            _ = try s.srq(r.srq)
+            try s.busy(s.objects.usersOfSRQ(r.srq.rawValue))
+            s.fast?.removeSRQ(r.srq.rawValue)
+            s.objects.srqs[r.srq.rawValue] = nil
+            return EmptyBody()
+        }
 
-        case .createAH(let r):
-            let protectionDomain = try pd(r.pd)
-            try SessionLimits.checkCount(objects.ahs.count, limits.ahs, "AHs", flag: "max-ahs")
-            let ah = try protectionDomain.createAH(try physicalAddress(r.attributes))
-            let handle = objects.allocate()
-            objects.ahs[handle] = ObjectTable.AHEntry(ah: ah, pd: r.pd.rawValue)
-            fast?.setAH(handle, ah)
-            return Reply(message: .createAHReply(AHHandle(rawValue: handle)))
-        case .destroyAH(let h):
-            guard objects.ahs.removeValue(forKey: h.rawValue) != nil else { throw badHandle("AH", h.rawValue) }
-            fast?.setAH(h.rawValue, nil)
-            return Reply(message: .destroyAHReply)
+        t.on(CreateAHRequest.self) { s, r, _ in
+            let protectionDomain = try s.pd(r.pd)
+            try SessionLimits.checkCount(s.objects.ahs.count, s.limits.ahs, "AHs", flag: "max-ahs")
+            let ah = try protectionDomain.createAH(try s.physicalAddress(r.attributes))
+            let handle = s.objects.allocate()
+            s.objects.ahs[handle] = ObjectTable.AHEntry(ah: ah, pd: r.pd.rawValue)
+            s.fast?.setAH(handle, ah)
+            return AHHandle(rawValue: handle)
+        }
+        t.on(DestroyAHRequest.self) { s, r, _ in
+            guard s.objects.ahs.removeValue(forKey: r.ah.rawValue) != nil else { throw s.badHandle("AH", r.ah.rawValue) }
+            s.fast?.setAH(r.ah.rawValue, nil)
+            return EmptyBody()
+        }
 
-        case .postSend, .postRecv, .postSRQRecv, .pollCQ:
-            if fast != nil {
-                throw Check.invalid("\(message.kind) on the socket: this session's queues are served by its shared-memory rings")
-            }
-            return try dataPathOnSocket(message)
-        case .mapRing(let r):
-            guard let fast else {
-                throw ErrorReply(errno: Errno.protocolError, reason: "map_ring needs the sharedMemoryRings capability, not granted to this session")
+        t.on(PostSendRequest.self) { s, r, _ in
+            try s.onSocketPath(PostSendRequest.kind)
+            return try s.postSend(r)
+        }
+        t.on(PostRecvRequest<QPHandle>.self) { s, r, _ in
+            try s.onSocketPath(PostRecvRequest<QPHandle>.kind)
+            let entry = try s.qp(r.target)
+            return s.post(r.requests.count) { try entry.qp.postReceive(r.requests.map(Translate.receive)) }
+        }
+        t.on(PostRecvRequest<SRQHandle>.self) { s, r, _ in
+            try s.onSocketPath(PostRecvRequest<SRQHandle>.kind)
+            let entry = try s.srq(r.target)
+            return s.post(r.requests.count) { try entry.srq.postReceive(r.requests.map(Translate.receive)) }
+        }
+        t.on(PollCQRequest.self) { s, r, _ in
+            try s.onSocketPath(PollCQRequest.kind)
+            return try s.pollCQ(r)
+        }
+        t.on(MapRingRequest.self, answer: { s, r, _ in
+            guard let fast = s.fast else {
+                throw ErrorReply(errno: Errno.protocolError,
+                                 reason: "map_ring needs the sharedMemoryRings capability, not granted to this session")
             }
             return try fast.map(r)
+        })
 
-        case .cmCreateChannel:
-            return try createCMChannel()
-        case .cmCall(let r):
-            return try callCM(r)
+        t.on(CMCreateChannelRequest.self, answer: { s, _, _ in try s.createCMChannel() })
+        t.on(CMRequest.self) { s, r, _ in try s.callCM(r) }
+        return t
+    }()
 
-        case .hello, .helloReply, .error, .queryDeviceReply, .queryPortReply, .queryGIDReply, .allocPDReply, .deallocPDReply,
-             .regMRReply, .regMRSegmentsReply, .deregMRReply, .createCompChannelReply, .destroyCompChannelReply, .createCQReply, .destroyCQReply,
-             .reqNotifyCQReply, .createQPReply, .modifyQPReply, .queryQPReply, .destroyQPReply, .createSRQReply, .modifySRQReply,
-             .destroySRQReply, .createAHReply, .destroyAHReply, .postSendReply, .postRecvReply, .postSRQRecvReply, .pollCQReply,
-             .mapRingReply, .cmCreateChannelReply, .cmCallReply:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is a reply, not a request")
+    /// Sessions with the fast path post and poll on their rings; the socket refuses those requests.
+    private func onSocketPath(_ kind: MessageKind) throws {
+        if fast != nil {
+            throw Check.invalid("\(kind) on the socket: this session's queues are served by its shared-memory rings")
         }
     }
 
-    /// post_send, post_recv, post_srq_recv and poll_cq as control-socket requests (sessions without the fast path).
-    private func dataPathOnSocket(_ message: Message) throws -> Reply {
-        switch message {
-        case .postSend(let r):
-            return Reply(message: .postSendReply(try postSend(r)))
-        case .postRecv(let r):
-            let entry = try qp(r.target)
-            return Reply(message: .postRecvReply(post(r.requests.count) { try entry.qp.postReceive(r.requests.map(Translate.receive)) }))
-        case .postSRQRecv(let r):
-            let entry = try srq(r.target)
-            return Reply(message: .postSRQRecvReply(post(r.requests.count) { try entry.srq.postReceive(r.requests.map(Translate.receive)) }))
-        case .pollCQ(let r):
-            let entry = try cq(r.cq)
-            // verbs polls at most num_entries; the reply carries at most maxWCsPerPoll, and 0 asks for nothing.
-            guard r.maxEntries > 0 else { return Reply(message: .pollCQReply(PollCQReply(completions: []))) }
-            let completions = try entry.cq.poll(max: Int32(min(r.maxEntries, UInt32(WireLimits.maxWCsPerPoll))))
-            stats.completions &+= UInt64(completions.count)
-            if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
-            return Reply(message: .pollCQReply(PollCQReply(completions: completions)))
-        default:
-            throw ErrorReply(errno: Errno.protocolError, reason: "\(message.kind) is not a data-path request")
-        }
+    private func createCompletionChannel() throws -> Answer<CompChannelHandle> {
+        try SessionLimits.checkCount(objects.channels.count, limits.completionChannels, "completion channels",
+                                     flag: "max-comp-channels")
+        try SessionLimits.checkBudget(UInt64(objects.usage.descriptors), adding: UInt64(ObjectTable.descriptorsPerChannel),
+                                      UInt64(limits.descriptors), "router descriptors held", flag: "max-descriptors",
+                                      errno: Errno.tooManyDescriptors)
+        let forwarder = try CompletionForwarder(backend: backend)
+        forwarder.start()
+        let handle = objects.allocate()
+        objects.channels[handle] = forwarder
+        // The client's end goes to the client; once sent, the router keeps only its own end.
+        return Answer(body: CompChannelHandle(rawValue: handle), descriptors: [forwarder.clientEnd.descriptor],
+                      afterSend: { forwarder.clientEnd.close() })
+    }
+
+    /// poll_cq on the control socket (sessions without the fast path).
+    private func pollCQ(_ r: PollCQRequest) throws -> PollCQReply {
+        let entry = try cq(r.cq)
+        // verbs polls at most num_entries; the reply carries at most maxWCsPerPoll, and 0 asks for nothing.
+        guard r.maxEntries > 0 else { return PollCQReply(completions: []) }
+        let completions = try entry.cq.poll(max: Int32(min(r.maxEntries, UInt32(WireLimits.maxWCsPerPoll))))
+        stats.completions &+= UInt64(completions.count)
+        if !completions.isEmpty { metrics.completions.increment(by: Int64(completions.count)) }
+        return PollCQReply(completions: completions)
     }
 
     /// reg_mr, over one memfd or several: checks every descriptor and segment, maps the segments side by side in one
     /// reserved range, closes the descriptors (the mapping keeps the pages) and registers the range at the client's
     /// address.
-    private func registerMemory(_ r: RegMRSegmentsRequest, descriptors: [OwnedDescriptor], reply: (RegMRReply) -> Message) throws -> Reply {
+    private func registerMemory(_ r: RegMRSegmentsRequest, descriptors: [OwnedDescriptor]) throws -> RegMRReply {
         let protectionDomain = try pd(r.pd)
         let access = try Check.memoryAccess(r.access)
         try SessionLimits.checkCount(objects.mrs.count, limits.mrs, "MRs", flag: "max-mrs")
@@ -436,10 +459,10 @@ final class Session: SessionHandler {
         let handle = objects.allocate()
         objects.mrs[handle] = ObjectTable.MREntry(mr: mr, pd: r.pd.rawValue, pinnedBytes: plan.mapLength)
         stats.registeredBytes &+= r.length
-        return Reply(message: reply(RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)))
+        return RegMRReply(mr: MRHandle(rawValue: handle), lkey: mr.lkey, rkey: mr.rkey)
     }
 
-    private func createCQ(_ r: CreateCQRequest) throws -> Reply {
+    private func createCQ(_ r: CreateCQRequest) throws -> CreateCQReply {
         let device = backend.limits
         guard let entries = Int32(exactly: r.cqe), entries >= 1, entries <= device.maxCQE else {
             throw Check.invalid("cqe \(r.cqe) outside 1...\(device.maxCQE)")
@@ -463,10 +486,10 @@ final class Session: SessionHandler {
             forwarder?.attach(cq, as: CQHandle(rawValue: handle))
         }
         objects.cqs[handle] = ObjectTable.CQEntry(cq: cq, channel: r.channel?.rawValue, entries: UInt64(max(0, cq.capacity)))
-        return Reply(message: .createCQReply(CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(max(0, cq.capacity)))))
+        return CreateCQReply(cq: CQHandle(rawValue: handle), cqe: UInt32(max(0, cq.capacity)))
     }
 
-    private func createQP(_ r: CreateQPRequest) throws -> Reply {
+    private func createQP(_ r: CreateQPRequest) throws -> CreateQPReply {
         let protectionDomain = try pd(r.pd)
         let send = try cq(r.sendCQ), receive = try cq(r.recvCQ)
         let shared = try r.srq.map { try srq($0) }
@@ -486,11 +509,10 @@ final class Session: SessionHandler {
         objects.qps[handle] = ObjectTable.QPEntry(qp: qp, pd: r.pd.rawValue, sendCQ: r.sendCQ.rawValue, recvCQ: r.recvCQ.rawValue, srq: r.srq?.rawValue,
                                                   workRequests: UInt64(granted.maxSendWorkRequests) + (shared == nil ? UInt64(granted.maxReceiveWorkRequests) : 0))
         logger.debug("QP created", metadata: ["handle": "\(handle)", "qpn": "\(qp.number)", "type": "\(qp.type)"])
-        return Reply(message: .createQPReply(CreateQPReply(qp: QPHandle(rawValue: handle), qpNum: qp.number,
-                                                           capabilities: Translate.capabilities(granted))))
+        return CreateQPReply(qp: QPHandle(rawValue: handle), qpNum: qp.number, capabilities: Translate.capabilities(granted))
     }
 
-    private func createSRQ(_ r: CreateSRQRequest) throws -> Reply {
+    private func createSRQ(_ r: CreateSRQRequest) throws -> CreateSRQReply {
         let protectionDomain = try pd(r.pd)
         let device = backend.limits
         _ = try Check.within(r.maxWR, 1...device.maxSRQWR, "srq max_wr")
@@ -504,7 +526,7 @@ final class Session: SessionHandler {
         let handle = objects.allocate()
         try fast?.addSRQ(SRQHandle(rawValue: handle), srq: srq)
         objects.srqs[handle] = ObjectTable.SRQEntry(srq: srq, pd: r.pd.rawValue, workRequests: UInt64(srq.maxWorkRequests))
-        return Reply(message: .createSRQReply(CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)))
+        return CreateSRQReply(srq: SRQHandle(rawValue: handle), maxWR: srq.maxWorkRequests, maxSGE: srq.maxSGE)
     }
 
     /// The client's attribute mask and values as a Verbs attribute set; the address vector is translated.

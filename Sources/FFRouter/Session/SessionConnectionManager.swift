@@ -4,28 +4,28 @@ import Verbs
 /// A session's rdma_cm calls: event channels and cm ids live in the router's `ConnectionManagerService`; QPs stay
 /// in the session's own object table, and only this thread modifies them.
 extension Session {
-    func createCMChannel() throws -> Reply {
+    func createCMChannel() throws -> Answer<CMChannelHandle> {
         let cm = try connectionManager()
         let (handle, clientEnd) = try cm.createChannel(session: id, vip: vip)
         // The client's end goes to the client; once sent, the router keeps only its own end.
-        return Reply(message: .cmCreateChannelReply(handle), descriptors: [clientEnd.descriptor], afterSend: { clientEnd.close() })
+        return Answer(body: handle, descriptors: [clientEnd.descriptor], afterSend: { clientEnd.close() })
     }
 
-    func callCM(_ request: CMRequest) throws -> Reply {
+    func callCM(_ request: CMRequest) throws -> CMReply {
         let cm = try connectionManager()
         if case .attachQP(let cmID, let handle) = request {
             try attachQP(handle, to: cmID, cm)
-            return Reply(message: .cmCallReply(CMReply()))
+            return CMReply()
         }
         if case .resolveSender(let gid, let source, let receiver) = request {
             // Only a QP of this session can have received the message it asks about.
             guard objects.qps.values.contains(where: { $0.qp.number == receiver }) else {
                 throw ErrorReply(errno: Errno.invalidArgument, reason: "ibv_init_ah_from_wc: QP \(receiver) is not one of this session's QPs")
             }
-            return Reply(message: .cmCallReply(CMReply(address: try cm.sender(gid: gid, qpNum: source))))
+            return CMReply(address: try cm.sender(gid: gid, qpNum: source))
         }
         let numbers = Set(objects.qps.values.map(\.qp.number))
-        return Reply(message: .cmCallReply(try cm.call(request, session: id, vip: vip, ownsQP: { numbers.contains($0) })))
+        return try cm.call(request, session: id, vip: vip, ownsQP: { numbers.contains($0) })
     }
 
     private func connectionManager() throws -> ConnectionManagerService {

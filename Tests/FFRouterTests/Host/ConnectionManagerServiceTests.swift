@@ -31,8 +31,8 @@ final class ConnectionManagerServiceTests: XCTestCase {
 
         init(_ test: ConnectionManagerServiceTests, vip: IPv4Address, id: UInt64) throws {
             driver = SessionDriver(backend: test.backend, vip: vip, id: id, map: ConnectionManagerServiceTests.map, connectionManager: test.cm)
-            let reply = driver.raw(.cmCreateChannel)
-            guard case .cmCreateChannelReply(let handle) = reply.message, let fd = reply.descriptors.first else {
+            let reply = driver.raw(Message(CMCreateChannelRequest()))
+            guard let handle = reply.message.reply(to: CMCreateChannelRequest.self), let fd = reply.descriptors.first else {
                 throw HarnessFailure("cmCreateChannel refused: \(reply.message)")
             }
             channel = handle
@@ -40,12 +40,12 @@ final class ConnectionManagerServiceTests: XCTestCase {
         }
 
         func call(_ request: CMRequest, file: StaticString = #filePath, line: UInt = #line) -> CMReply {
-            guard case .cmCallReply(let reply) = driver.ok(.cmCall(request), file: file, line: line) else { return CMReply() }
+            guard let reply = driver.ok(Message(request), file: file, line: line).reply(to: CMRequest.self) else { return CMReply() }
             return reply
         }
 
         func refused(_ request: CMRequest, file: StaticString = #filePath, line: UInt = #line) -> ErrorReply {
-            driver.refused(.cmCall(request), file: file, line: line)
+            driver.refused(Message(request), file: file, line: line)
         }
 
         func newID(_ space: CMPortSpace = .tcp) -> CMIDHandle { call(.createID(channel: channel, portSpace: space)).id ?? CMIDHandle(rawValue: 0) }
@@ -330,7 +330,7 @@ final class ConnectionManagerServiceTests: XCTestCase {
             case 12: .migrate(id, channel: CMChannelHandle(rawValue: UInt32(1 + random.next() % 3)))
             default: .destroyChannel(CMChannelHandle(rawValue: UInt32(2 + random.next() % 3)))
             }
-            _ = pod.driver.raw(.cmCall(request))
+            _ = pod.driver.raw(Message(request))
             // Drain what arrived, so no channel fills up (the router would drop events, not stall).
             while case let datagram?? = try? pod.events.receive(timeoutMilliseconds: 0) {
                 XCTAssertNoThrow(try CMEvent.decode(datagram.bytes))

@@ -11,8 +11,8 @@ final class ClientRings {
     let rings: [RingDescriptor]
 
     init(_ driver: SessionDriver, _ target: RingTarget, _ handle: UInt32, file: StaticString = #filePath, line: UInt = #line) throws {
-        let reply = driver.raw(.mapRing(MapRingRequest(target: target, handle: handle)))
-        guard case .mapRingReply(let r) = reply.message, let fd = reply.descriptors.first else {
+        let reply = driver.raw(Message(MapRingRequest(target: target, handle: handle)))
+        guard let r = reply.message.reply(to: MapRingRequest.self), let fd = reply.descriptors.first else {
             throw HarnessFailure("map_ring \(target) \(handle): \(reply.message)")
         }
         memory = try SharedMemory(mapping: OwnedDescriptor(taking: fd), offset: 0, length: Int(r.size))
@@ -56,8 +56,8 @@ final class RingPair {
     }
 
     static func doorbell(_ driver: SessionDriver) throws -> Int32 {
-        let reply = driver.raw(.mapRing(MapRingRequest(target: .doorbell, handle: 0)))
-        guard case .mapRingReply = reply.message, let fd = reply.descriptors.first else { throw HarnessFailure("doorbell: \(reply.message)") }
+        let reply = driver.raw(Message(MapRingRequest(target: .doorbell, handle: 0)))
+        guard reply.message.reply(to: MapRingRequest.self) != nil, let fd = reply.descriptors.first else { throw HarnessFailure("doorbell: \(reply.message)") }
         return fd
     }
 
@@ -237,7 +237,7 @@ final class DataPathTests: XCTestCase {
             p.sendA.advance()
         }
         RingPair.publish(&p.sendA, p.qpA, doorbell: p.doorbellA)
-        p.pair.a.ok(.destroyQP(p.pair.qpA))
+        p.pair.a.ok(Message(DestroyQPRequest(qp: p.pair.qpA)))
         XCTAssertEqual(p.backend.liveObjects["qp"], 1)
         // B's session ends with its rings full of receives (as a client killed with -9 leaves them).
         for i in 0..<32 {
@@ -270,7 +270,7 @@ final class DataPathTests: XCTestCase {
         let p = try RingPair(channelOnB: true)
         defer { p.close() }
         let channel = try XCTUnwrap(p.pair.channelDescriptor)
-        p.pair.b.ok(.reqNotifyCQ(ReqNotifyCQRequest(cq: p.pair.cqB, solicitedOnly: false)))
+        p.pair.b.ok(Message(ReqNotifyCQRequest(cq: p.pair.cqB, solicitedOnly: false)))
         p.postReceiveB(wrID: 33, offset: 0, length: 8)
         p.postSendA(wrID: 34, offset: 0, length: 8)
         var descriptor = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0)]
@@ -292,24 +292,24 @@ final class DataPathTests: XCTestCase {
         let driver = SessionDriver(backend: backend, limits: limits, dataPath: dataPath)
         defer { driver.session.close() }
         let cqs = (0..<3).map { _ in driver.createCQ() }
-        XCTAssertEqual(driver.refused(.createCQ(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
+        XCTAssertEqual(driver.refused(Message(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
         // Mapping one gives its descriptor to the client: room for one more.
         _ = try ClientRings(driver, .cq, cqs[0].rawValue)
         XCTAssertNotEqual(driver.createCQ().rawValue, 0)
-        XCTAssertEqual(driver.refused(.createCQ(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
+        XCTAssertEqual(driver.refused(Message(CreateCQRequest(cqe: 8))).errno, Errno.tooManyDescriptors)
         // So does destroying an unmapped one.
-        driver.ok(.destroyCQ(cqs[1]))
+        driver.ok(Message(DestroyCQRequest(cq: cqs[1])))
         XCTAssertNotEqual(driver.createCQ().rawValue, 0)
     }
 
     func testSocketDataPathIsRefusedInARingSessionAndMapRingWithoutTheGrant() throws {
         let p = try RingPair()
         defer { p.close() }
-        XCTAssertEqual(p.pair.a.refused(.pollCQ(PollCQRequest(cq: p.pair.cqA, maxEntries: 1))).errno, Errno.invalidArgument)
-        XCTAssertEqual(p.pair.a.refused(.mapRing(MapRingRequest(target: .qp, handle: p.pair.qpA.rawValue))).errno, Errno.invalidArgument,
+        XCTAssertEqual(p.pair.a.refused(Message(PollCQRequest(cq: p.pair.cqA, maxEntries: 1))).errno, Errno.invalidArgument)
+        XCTAssertEqual(p.pair.a.refused(Message(MapRingRequest(target: .qp, handle: p.pair.qpA.rawValue))).errno, Errno.invalidArgument,
                        "each object's rings are handed out once")
         let plain = SessionDriver(backend: p.backend, vip: SessionDriver.vipA, id: 9)
-        XCTAssertEqual(plain.refused(.mapRing(MapRingRequest(target: .doorbell, handle: 0))).errno, Errno.protocolError)
+        XCTAssertEqual(plain.refused(Message(MapRingRequest(target: .doorbell, handle: 0))).errno, Errno.protocolError)
         plain.session.close()
     }
 }

@@ -37,7 +37,7 @@ final class MemorySegmentsTests: XCTestCase {
 
     private func refused(_ segments: [MemorySegment], descriptors fds: [Int32]? = nil, address: UInt64? = nil) -> ErrorReply {
         let fds = fds ?? [a.descriptor.rawValue, b.descriptor.rawValue]
-        return client.refused(.regMRSegments(request(segments, descriptors: UInt8(fds.count), address: address)), descriptors: fds)
+        return client.refused(Message(request(segments, descriptors: UInt8(fds.count), address: address)), descriptors: fds)
     }
 
     /// A regMRSegments datagram written field by field, so the test can send what no encoder would.
@@ -47,7 +47,7 @@ final class MemorySegmentsTests: XCTestCase {
         body.u8(r.descriptorCount); body.reserved(1); body.u16(UInt16(r.segments.count)); body.reserved(4)
         for s in r.segments { body.u8(s.descriptor); body.reserved(7); body.u64(s.memfdOffset); body.u64(s.length) }
         var w = WireWriter()
-        WireHeader(version: 1, kind: .regMRSegments, descriptorCount: headerDescriptors ?? r.descriptorCount, bodyLength: UInt32(body.bytes.count),
+        WireHeader(version: 1, kind: RegMRSegmentsRequest.kind, descriptorCount: headerDescriptors ?? r.descriptorCount, bodyLength: UInt32(body.bytes.count),
                    requestID: 77).encode(to: &w)
         return w.bytes + body.bytes
     }
@@ -56,7 +56,7 @@ final class MemorySegmentsTests: XCTestCase {
     private func malformed(_ bytes: [UInt8], descriptors: [Int32], headerRefused: Bool = false, _ what: String,
                            file: StaticString = #filePath, line: UInt = #line) {
         let reply = client.rawBytes(bytes, descriptors: descriptors)
-        guard case .error(let e) = reply.message else { return XCTFail("\(what) was accepted", file: file, line: line) }
+        guard let e = reply.message.errorReply else { return XCTFail("\(what) was accepted", file: file, line: line) }
         XCTAssertEqual(e.errno, Errno.protocolError, "\(what): \(e.reason)", file: file, line: line)
         XCTAssertEqual(reply.requestID, headerRefused ? 0 : 77, what, file: file, line: line)
     }
@@ -64,9 +64,9 @@ final class MemorySegmentsTests: XCTestCase {
     func testSegmentsOfTwoMemfdsBecomeOneMRAtTheClientsAddress() throws {
         for i in 0..<a.bytes.count { a.bytes[i] = UInt8(truncatingIfNeeded: i * 7 + 1) }
         for i in 0..<b.bytes.count { b.bytes[i] = UInt8(truncatingIfNeeded: i * 11 + 3) }
-        let message = client.ok(.regMRSegments(request(threePieces, access: [.localWrite, .remoteWrite])),
+        let message = client.ok(Message(request(threePieces, access: [.localWrite, .remoteWrite])),
                                 descriptors: [a.descriptor.rawValue, b.descriptor.rawValue])
-        guard case .regMRSegmentsReply(let reply) = message else { return XCTFail("\(message)") }
+        guard let reply = message.reply(to: RegMRSegmentsRequest.self) else { return XCTFail("\(message)") }
         weak var mapping: MemoryMapping?
         do {
             let entry = try XCTUnwrap(client.session.objects.mrs[reply.mr.rawValue])
@@ -84,7 +84,7 @@ final class MemorySegmentsTests: XCTestCase {
             mapping = mr.keepAlive
         }
         XCTAssertNotNil(mapping)
-        client.ok(.deregMR(reply.mr))
+        client.ok(Message(DeregMRRequest(mr: reply.mr)))
         XCTAssertNil(mapping, "dereg unmaps the segments")
         XCTAssertNil(backend.liveObjects["mr"])
     }
@@ -92,9 +92,9 @@ final class MemorySegmentsTests: XCTestCase {
     func testTheOneDescriptorRequestAndASegmentListOfOneAgree() {
         let single = client.registerMemory(pd, a, offset: 0x100, length: 0x1000)
         XCTAssertNotEqual(single.lkey, 0)
-        let list = client.ok(.regMRSegments(request([MemorySegment(descriptor: 0, memfdOffset: 0x100, length: 0x1000)], descriptors: 1,
+        let list = client.ok(Message(request([MemorySegment(descriptor: 0, memfdOffset: 0x100, length: 0x1000)], descriptors: 1,
                                                     address: a.address + 0x100)), descriptors: [a.descriptor.rawValue])
-        guard case .regMRSegmentsReply = list else { return XCTFail("\(list)") }
+        guard list.reply(to: RegMRSegmentsRequest.self) != nil else { return XCTFail("\(list)") }
         XCTAssertEqual(client.session.objects.mrs.values.map(\.pinnedBytes), [8192, 8192])
     }
 
@@ -158,7 +158,7 @@ final class MemorySegmentsTests: XCTestCase {
             let tight = SessionDriver(backend: backend, id: id, limits: limits, capabilities: [.memorySegments])
             let request = RegMRSegmentsRequest(pd: tight.allocPD(), access: [.localWrite], address: address, length: 0x2F10, descriptorCount: 2,
                                                segments: threePieces)
-            return tight.refused(.regMRSegments(request), descriptors: fds)
+            return tight.refused(Message(request), descriptors: fds)
         }
         let descriptors = limited({ $0.descriptors = 1 }, id: 2)
         XCTAssertEqual(descriptors.errno, Errno.tooManyDescriptors, descriptors.reason)
@@ -170,14 +170,14 @@ final class MemorySegmentsTests: XCTestCase {
         // Without the capability the kind is not part of the session's protocol.
         let plain = SessionDriver(backend: backend, id: 4)
         let plainPD = plain.allocPD()
-        let notOffered = plain.refused(.regMRSegments(RegMRSegmentsRequest(pd: plainPD, access: [.localWrite], address: address, length: 0x2F10,
+        let notOffered = plain.refused(Message(RegMRSegmentsRequest(pd: plainPD, access: [.localWrite], address: address, length: 0x2F10,
                                                                            descriptorCount: 2, segments: threePieces)), descriptors: fds)
         XCTAssertEqual(notOffered.errno, Errno.protocolError)
         XCTAssertTrue(notOffered.reason.contains("memorySegments"), notOffered.reason)
 
         XCTAssertNil(backend.liveObjects["mr"], "nothing refused reached the device")
         // And the session still works.
-        guard case .regMRSegmentsReply = client.ok(.regMRSegments(request(threePieces)), descriptors: fds) else { return XCTFail() }
+        guard client.ok(Message(request(threePieces)), descriptors: fds).reply(to: RegMRSegmentsRequest.self) != nil else { return XCTFail() }
         XCTAssertEqual(backend.liveObjects["mr"], 1)
     }
 }

@@ -67,12 +67,12 @@ final class RouterFakeBackendTests: XCTestCase {
         let steady = try RouterConnection(path: "\(directory)/a.sock", name: "steady")
         // Another client makes a PD, then floods requests and never reads a reply.
         let socket = try SeqPacketSocket.connect(path: "\(directory)/a.sock")
-        try socket.send(try Frame(requestID: 0, message: .hello(Hello(minVersion: 1, maxVersion: 1, clientName: "flood"))).encode())
+        try socket.send(try Frame(requestID: 0, message: Message(Hello(minVersion: 1, maxVersion: 1, clientName: "flood"))).encode())
         XCTAssertNotNil(try socket.receive(timeoutMilliseconds: 10_000))
-        try socket.send(try Frame(requestID: 1, message: .allocPD).encode())
+        try socket.send(try Frame(requestID: 1, message: Message(AllocPDRequest())).encode())
         XCTAssertNotNil(try socket.receive(timeoutMilliseconds: 10_000))
         XCTAssertEqual(backend.liveObjectCount, 5)
-        let flood = try Frame(requestID: 1, message: .queryDevice).encode()
+        let flood = try Frame(requestID: 1, message: Message(QueryDeviceRequest())).encode()
         // Keep the router's reply queue full: once the client's socket buffer is full too, the router stops reading and
         // the reply timeout runs.
         let deadline = Date().addingTimeInterval(20)

@@ -45,22 +45,22 @@ final class StubSession: SessionHandler {
             errors += 1
             return Reply(message: .error(ErrorReply(malformed: error)), requestID: (try? WireHeader.decode(datagram.bytes).requestID) ?? 0)
         }
-        switch frame.message {
-        case .hello(let hello):
+        if let hello = frame.message.request(Hello.self) {
             let answer = ProtocolVersion.answer(hello, sessionID: context.id, vip: context.vip)
-            guard case .helloReply(let reply) = answer else {
+            guard let reply = answer.reply(to: Hello.self) else {
                 errors += 1
                 return Reply(message: answer, requestID: frame.requestID, closeAfterSend: true)
             }
             version = reply.version
             return Reply(message: answer, requestID: frame.requestID)
-        case .allocPD where version != nil:
-            pds += 1
-            return Reply(message: .allocPDReply(PDHandle(rawValue: UInt32(pds))), requestID: frame.requestID)
-        default:
-            errors += 1
-            return Reply(message: .error(ErrorReply(errno: Errno.protocolError, reason: "stub: unexpected \(frame.message.kind)")), requestID: frame.requestID)
         }
+        if frame.message.request(AllocPDRequest.self) != nil, version != nil {
+            pds += 1
+            return Reply(message: Message.reply(to: AllocPDRequest.self, PDHandle(rawValue: UInt32(pds))), requestID: frame.requestID)
+        }
+        errors += 1
+        return Reply(message: .error(ErrorReply(errno: Errno.protocolError, reason: "stub: unexpected \(frame.message.kind)")),
+                     requestID: frame.requestID)
     }
 
     func close() { recorder.didClose(context) }
@@ -114,15 +114,15 @@ struct TestClient {
 
     /// Says hello; the reply.
     mutating func hello() throws -> HelloReply {
-        let reply = try call(.hello(Hello(minVersion: 1, maxVersion: 1, clientName: "test")))
-        guard case .helloReply(let hello) = reply else { throw ErrorReply(errno: -1, reason: "hello answered \(String(describing: reply))") }
+        let reply = try call(Message(Hello(minVersion: 1, maxVersion: 1, clientName: "test")))
+        guard let hello = reply?.reply(to: Hello.self) else { throw ErrorReply(errno: -1, reason: "hello answered \(String(describing: reply))") }
         return hello
     }
 
     /// One call that must succeed.
     mutating func allocPD() throws -> PDHandle {
-        let reply = try call(.allocPD)
-        guard case .allocPDReply(let pd) = reply else { throw ErrorReply(errno: -1, reason: "alloc_pd answered \(String(describing: reply))") }
+        let reply = try call(Message(AllocPDRequest()))
+        guard let pd = reply?.reply(to: AllocPDRequest.self) else { throw ErrorReply(errno: -1, reason: "alloc_pd answered \(String(describing: reply))") }
         return pd
     }
 }
@@ -179,7 +179,7 @@ final class RouterIOTests: XCTestCase {
         _ = try client.hello()
         try client.socket.send([])
         let datagram = try XCTUnwrap(try client.socket.receive(timeoutMilliseconds: 10_000), "an empty datagram must not end the session")
-        guard case .error(let error) = try Frame.decode(datagram.bytes).message else { return XCTFail("expected an error reply") }
+        guard let error = (try Frame.decode(datagram.bytes).message).errorReply else { return XCTFail("expected an error reply") }
         XCTAssertEqual(error.errno, Errno.protocolError)
         XCTAssertEqual(try client.allocPD(), PDHandle(rawValue: 1), "the session goes on")
         XCTAssertTrue(recorder.closedSessions.isEmpty)
@@ -191,8 +191,8 @@ final class RouterIOTests: XCTestCase {
     func testAVersionMismatchHelloIsRefusedAndTheConnectionClosed() async throws {
         let router = try makeRouter()
         var client = try TestClient(path: socket("a"))
-        let reply = try client.call(.hello(Hello(minVersion: 2, maxVersion: 3, clientName: "future")), version: 3)
-        guard case .error(let refusal) = reply else { return XCTFail("expected a refusal, got \(String(describing: reply))") }
+        let reply = try client.call(Message(Hello(minVersion: 2, maxVersion: 3, clientName: "future")), version: 3)
+        guard let refusal = reply?.errorReply else { return XCTFail("expected a refusal, got \(String(describing: reply))") }
         XCTAssertEqual(refusal.errno, Errno.protocolNotSupported)
         XCTAssertNil(try client.socket.receive(timeoutMilliseconds: 10_000), "the router closes the connection after the refusal")
         XCTAssertTrue(eventually { recorder.closedSessions.count == 1 })
@@ -205,7 +205,7 @@ final class RouterIOTests: XCTestCase {
         let slowSession = try slow.hello().sessionID
         var good = try TestClient(path: socket("b"))
         _ = try good.hello()
-        let request = try Frame(requestID: 99, message: .allocPD).encode()
+        let request = try Frame(requestID: 99, message: Message(AllocPDRequest())).encode()
         var worst: Int64 = 0
         var calls = 0
         var cutOffAt: Int64?

@@ -15,10 +15,10 @@ final class SessionFakeBackendTests: XCTestCase {
 
         // SEND with immediate: B posts a receive at offset 1024 of its memory, A sends 5 bytes from offset 0.
         memA.bytes.copyBytes(from: Array("hello".utf8))
-        b.ok(.postRecv(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 7, sgList: [ScatterGatherEntry(address: memB.address + 1024, length: 64, lkey: mrB.lkey)])])))
+        b.ok(Message(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 7, sgList: [ScatterGatherEntry(address: memB.address + 1024, length: 64, lkey: mrB.lkey)])])))
         let send = SendWorkRequest(wrID: 1, opcode: .sendWithImmediate, immData: UInt32(0xABCD).bigEndian,
                                    sgList: [ScatterGatherEntry(address: memA.address, length: 5, lkey: mrA.lkey)])
-        guard case .postSendReply(let posted) = a.ok(.postSend(PostSendRequest(qp: qpA, requests: [send]))) else { return XCTFail() }
+        guard let posted = a.ok(Message(PostSendRequest(qp: qpA, requests: [send]))).reply(to: PostSendRequest.self) else { return XCTFail() }
         XCTAssertEqual(posted.errno, 0)
         XCTAssertEqual(a.poll(cqA).map(\.status), [.success])
         let received = b.poll(cqB)
@@ -31,14 +31,14 @@ final class SessionFakeBackendTests: XCTestCase {
         memA.bytes.copyBytes(from: Array("written".utf8))
         let write = SendWorkRequest(wrID: 2, opcode: .rdmaWrite, remoteAddress: memB.address + 2048, rkey: mrB.rkey,
                                     sgList: [ScatterGatherEntry(address: memA.address, length: 7, lkey: mrA.lkey)])
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [write])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [write])))
         XCTAssertEqual(a.poll(cqA).map(\.opcode), [.rdmaWrite])
         XCTAssertEqual(Array(memB.bytes[2048..<2055]), Array("written".utf8))
 
         // RDMA READ back from B into A at offset 4096.
         let read = SendWorkRequest(wrID: 3, opcode: .rdmaRead, remoteAddress: memB.address + 1024, rkey: mrB.rkey,
                                    sgList: [ScatterGatherEntry(address: memA.address + 4096, length: 5, lkey: mrA.lkey)])
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [read])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [read])))
         XCTAssertEqual(a.poll(cqA).map(\.status), [.success])
         XCTAssertEqual(Array(memA.bytes[4096..<4101]), Array("hello".utf8))
 
@@ -46,17 +46,17 @@ final class SessionFakeBackendTests: XCTestCase {
         memB.bytes.storeBytes(of: UInt64(40), toByteOffset: 4096, as: UInt64.self)
         let faa = SendWorkRequest(wrID: 4, opcode: .atomicFetchAndAdd, remoteAddress: memB.address + 4096, rkey: mrB.rkey, compareAdd: 2,
                                   sgList: [ScatterGatherEntry(address: memA.address + 6144, length: 8, lkey: mrA.lkey)])
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [faa])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [faa])))
         XCTAssertEqual(memA.bytes.load(fromByteOffset: 6144, as: UInt64.self), 40)
         let cas = SendWorkRequest(wrID: 5, opcode: .atomicCompareAndSwap, remoteAddress: memB.address + 4096, rkey: mrB.rkey, compareAdd: 42, swap: 7,
                                   sgList: [ScatterGatherEntry(address: memA.address + 6144, length: 8, lkey: mrA.lkey)])
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [cas])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [cas])))
         XCTAssertEqual(a.poll(cqA).map(\.opcode), [.fetchAndAdd, .compareAndSwap])
         XCTAssertEqual(memB.bytes.load(fromByteOffset: 4096, as: UInt64.self), 7)
 
         // An inline send needs no lkey.
-        b.ok(.postRecv(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 8, sgList: [ScatterGatherEntry(address: memB.address, length: 64, lkey: mrB.lkey)])])))
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [SendWorkRequest(wrID: 6, opcode: .send, flags: [.signaled, .inline], inlineData: Array("inline".utf8))])))
+        b.ok(Message(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 8, sgList: [ScatterGatherEntry(address: memB.address, length: 64, lkey: mrB.lkey)])])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [SendWorkRequest(wrID: 6, opcode: .send, flags: [.signaled, .inline], inlineData: Array("inline".utf8))])))
         XCTAssertEqual(b.poll(cqB).first?.byteLength, 6)
         XCTAssertEqual(Array(memB.bytes[0..<6]), Array("inline".utf8))
 
@@ -70,13 +70,13 @@ final class SessionFakeBackendTests: XCTestCase {
         let pair = try PodPair(backend: FakeBackend())
         let (a, memB, mrB) = (pair.a, pair.memB, pair.mrB)
         // B's handles mean nothing in A's session.
-        XCTAssertEqual(a.refused(.deregMR(MRHandle(rawValue: 99))).errno, Errno.badHandle)
-        XCTAssertEqual(a.refused(.deallocPD(PDHandle(rawValue: 42))).errno, Errno.badHandle)
+        XCTAssertEqual(a.refused(Message(DeregMRRequest(mr: MRHandle(rawValue: 99)))).errno, Errno.badHandle)
+        XCTAssertEqual(a.refused(Message(DeallocPDRequest(pd: PDHandle(rawValue: 42)))).errno, Errno.badHandle)
         // B's lkey used by A's QP is a local protection error: the MR is in another PD.
         let (cqA, qpA) = (pair.cqA, pair.qpA)
         let steal = SendWorkRequest(wrID: 1, opcode: .rdmaWrite, remoteAddress: memB.address, rkey: mrB.rkey,
                                     sgList: [ScatterGatherEntry(address: memB.address, length: 8, lkey: mrB.lkey)])
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [steal])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [steal])))
         XCTAssertEqual(a.poll(cqA).map(\.status), [.localProtectionError])
     }
 
@@ -88,16 +88,16 @@ final class SessionFakeBackendTests: XCTestCase {
         let pd = a.allocPD(), cq = a.createCQ()
         for (requested, sge, inline) in [((1, 0), 1, 16), ((2, 100), 6, 100), ((4, 0), 4, 64)] as [((UInt32, UInt32), UInt32, UInt32)] {
             let caps = QPCapabilities(maxSendWR: 4, maxRecvWR: 4, maxSendSGE: requested.0, maxRecvSGE: 1, maxInlineData: requested.1)
-            guard case .createQPReply(let reply) = a.ok(.createQP(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: .ud, signalAll: false,
-                                                                                  capabilities: caps))) else { continue }
+            guard let reply = (a.ok(Message(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: .ud, signalAll: false,
+                                                                                  capabilities: caps)))).reply(to: CreateQPRequest.self) else { continue }
             XCTAssertEqual(reply.capabilities.maxSendSGE, sge, "\(requested)")
             XCTAssertEqual(reply.capabilities.maxInlineData, inline, "\(requested)")
             var attributes = FFProtocol.QPAttributes()
             attributes.state = .initialized
             attributes.port = 1
             attributes.qkey = 0x0123_4567
-            a.ok(.modifyQP(ModifyQPRequest(qp: reply.qp, mask: [.state, .pkeyIndex, .port, .qkey], attributes: attributes)))
-            guard case .queryQPReply(let query) = a.ok(.queryQP(QueryQPRequest(qp: reply.qp, mask: [.state, .qkey]))) else { continue }
+            a.ok(Message(ModifyQPRequest(qp: reply.qp, mask: [.state, .pkeyIndex, .port, .qkey], attributes: attributes)))
+            guard let query = a.ok(Message(QueryQPRequest(qp: reply.qp, mask: [.state, .qkey]))).reply(to: QueryQPRequest.self) else { continue }
             XCTAssertEqual(query.attributes.qkey, 0x0123_4567)
         }
     }
@@ -108,14 +108,14 @@ final class SessionFakeBackendTests: XCTestCase {
         let (qp, _) = a.createQP(pd, cq)
         var attributes = FFProtocol.QPAttributes()
         attributes.state = .readyToReceive
-        XCTAssertEqual(a.refused(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state], attributes: attributes))).errno, Errno.invalidArgument,
+        XCTAssertEqual(a.refused(Message(ModifyQPRequest(qp: qp, mask: [.state], attributes: attributes))).errno, Errno.invalidArgument,
                        "RESET→RTR is not a transition")
         attributes.state = .initialized
         attributes.port = 1
-        a.ok(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: attributes)))
+        a.ok(Message(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: attributes)))
         attributes.state = .readyToReceive
         attributes.addressVector = AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: IPv4Address("10.99.0.1")!)), port: 1)
-        let error = a.refused(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer],
+        let error = a.refused(Message(ModifyQPRequest(qp: qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer],
                                                         attributes: attributes)))
         XCTAssertEqual(error.errno, Errno.hostUnreachable)
         XCTAssertTrue(error.reason.contains("10.99.0.1"), error.reason)
@@ -128,16 +128,16 @@ final class SessionFakeBackendTests: XCTestCase {
         defer { close(fd) }
         let (a, b, memA, memB, mrA, mrB) = (pair.a, pair.b, pair.memA, pair.memB, pair.mrA, pair.mrB)
         let (cqA, cqB, qpA, qpB) = (pair.cqA, pair.cqB, pair.qpA, pair.qpB)
-        b.ok(.reqNotifyCQ(ReqNotifyCQRequest(cq: cqB, solicitedOnly: false)))
-        b.ok(.postRecv(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 1, sgList: [ScatterGatherEntry(address: memB.address, length: 64, lkey: mrB.lkey)])])))
-        a.ok(.postSend(PostSendRequest(qp: qpA, requests: [SendWorkRequest(wrID: 1, opcode: .send, sgList: [ScatterGatherEntry(address: memA.address, length: 4, lkey: mrA.lkey)])])))
+        b.ok(Message(ReqNotifyCQRequest(cq: cqB, solicitedOnly: false)))
+        b.ok(Message(PostRecvRequest(target: qpB, requests: [ReceiveWorkRequest(wrID: 1, sgList: [ScatterGatherEntry(address: memB.address, length: 64, lkey: mrB.lkey)])])))
+        a.ok(Message(PostSendRequest(qp: qpA, requests: [SendWorkRequest(wrID: 1, opcode: .send, sgList: [ScatterGatherEntry(address: memA.address, length: 4, lkey: mrA.lkey)])])))
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         XCTAssertEqual(poll(&pfd, 1, 10_000), 1, "the event arrives on the client's descriptor")
         var record = [UInt8](repeating: 0, count: 16)
         let n = read(fd, &record, 16)
         XCTAssertEqual(try CompletionEvent.decode(Array(record.prefix(max(0, n)))).cq, cqB)
         // A CQ without a channel cannot be armed (docs/protocol.md: EINVAL).
-        XCTAssertEqual(a.refused(.reqNotifyCQ(ReqNotifyCQRequest(cq: cqA, solicitedOnly: false))).errno, Errno.invalidArgument)
+        XCTAssertEqual(a.refused(Message(ReqNotifyCQRequest(cq: cqA, solicitedOnly: false))).errno, Errno.invalidArgument)
         b.session.close()
         a.session.close()
         // The channel goes once its forwarding task has ended.
@@ -149,10 +149,10 @@ final class SessionFakeBackendTests: XCTestCase {
         let a = SessionDriver(backend: FakeBackend(), map: map)
         let pd = a.allocPD()
         let ah = CreateAHRequest(pd: pd, attributes: AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: SessionDriver.vipB)), port: 1))
-        let early = a.refused(.createAH(ah))
+        let early = a.refused(Message(ah))
         XCTAssertEqual(early.errno, Errno.tryAgain)
         XCTAssertTrue(early.reason.contains("not loaded yet"), early.reason)
         map.isReady = true
-        a.ok(.createAH(ah))
+        a.ok(Message(ah))
     }
 }

@@ -39,27 +39,28 @@ final class SessionFuzzTests: XCTestCase {
             let requestID = rng.extremeU64()
             guard let bytes = try? Frame(requestID: requestID, message: message).encode() else { continue }
             var descriptors: [Int32] = []
-            if message.kind == .regMR { descriptors = [pool.memoryDescriptor(&rng)] }
+            if message.kind == RegMRRequest.kind { descriptors = [pool.memoryDescriptor(&rng)] }
             let reply = hostile.rawBytes(bytes, descriptors: descriptors)
             for fd in reply.descriptors { close(fd) }
             sent += 1
             kinds[message.kind, default: 0] += 1
             XCTAssertEqual(reply.requestID, requestID, "the reply answers its request")
-            if case .error(let e) = reply.message {
+            if let e = reply.message.errorReply {
                 if ProcessInfo.processInfo.environment["FFFUZZ_DEBUG"] == "\(message.kind)" { print("\(message.kind) refused: \(e.reason)") }
                 errors += 1
             } else {
                 XCTAssertEqual(reply.message.kind.rawValue, message.kind.rawValue | 0x8000, "\(message.kind) answered with \(reply.message.kind)")
                 pool.learn(from: reply.message)
                 pool.forget(after: message)
-                if case .postSendReply(let p) = reply.message, p.errno == 0 { accepted[.postSend, default: 0] += 1 }
-                if case .modifyQPReply = reply.message { accepted[.modifyQP, default: 0] += 1 }
+                if let p = reply.message.reply(to: PostSendRequest.self), p.errno == 0 { accepted[PostSendRequest.kind, default: 0] += 1 }
+                if reply.message.reply(to: ModifyQPRequest.self) != nil { accepted[ModifyQPRequest.kind, default: 0] += 1 }
             }
             if sent % 500 == 0 { try good.roundTrip(sent) }
             if sent % 200 == 0 { pool.replenish(hostile) }
         }
         print("session fuzz: \(sent) sent (\(attempts - sent) not well-formed, skipped), \(errors) refused, \(kinds.count) kinds, "
-              + "\(accepted[.modifyQP, default: 0]) QP transitions and \(accepted[.postSend, default: 0]) posts accepted")
+              + "\(accepted[ModifyQPRequest.kind, default: 0]) QP transitions and "
+              + "\(accepted[PostSendRequest.kind, default: 0]) posts accepted")
         XCTAssertEqual(kinds.count, FuzzGenerator.kindCount, "every request kind was sent")
         XCTAssertGreaterThan(sent - errors, sent / 50, "some requests got past the checks and ran")
         hostile.session.close()
@@ -114,26 +115,26 @@ struct HandlePool {
     mutating func replenish(_ client: SessionDriver) {
         func created(_ message: Message, descriptors: [Int32] = []) -> Message? {
             let reply = client.raw(message, descriptors: descriptors).message
-            if case .error = reply { return nil }
+            if reply.errorReply != nil { return nil }
             learn(from: reply)
             return reply
         }
-        if pds.isEmpty { _ = created(.allocPD) }
+        if pds.isEmpty { _ = created(Message(AllocPDRequest())) }
         guard let pd = pds.last.map(PDHandle.init(rawValue:)) else { return }
         if mrs.isEmpty {
-            _ = created(.regMR(RegMRRequest(pd: pd, access: [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic], address: memory.address,
+            _ = created(Message(RegMRRequest(pd: pd, access: [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic], address: memory.address,
                                             length: UInt64(memory.bytes.count), memfdOffset: 0)), descriptors: [memory.descriptor.rawValue])
         }
-        if channels.isEmpty { _ = created(.createCompChannel) }
-        if cqs.isEmpty { _ = created(.createCQ(CreateCQRequest(cqe: 256, channel: channels.last.map(CompChannelHandle.init(rawValue:))))) }
-        if srqs.isEmpty { _ = created(.createSRQ(CreateSRQRequest(pd: pd, maxWR: 16, maxSGE: 1))) }
+        if channels.isEmpty { _ = created(Message(CreateCompChannelRequest())) }
+        if cqs.isEmpty { _ = created(Message(CreateCQRequest(cqe: 256, channel: channels.last.map(CompChannelHandle.init(rawValue:))))) }
+        if srqs.isEmpty { _ = created(Message(CreateSRQRequest(pd: pd, maxWR: 16, maxSGE: 1))) }
         guard let cq = cqs.last.map(CQHandle.init(rawValue:)) else { return }
         if qps.count < 2 {
             var rc: [(QPHandle, UInt32)] = []
             for type in [QPType.rc, .rc, .uc, .ud] {
                 let caps = QPCapabilities(maxSendWR: 16, maxRecvWR: 16, maxSendSGE: 3, maxRecvSGE: 3, maxInlineData: 64)
-                if case .createQPReply(let r) = created(.createQP(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: type, signalAll: false,
-                                                                                  capabilities: caps))), type == .rc {
+                if let r = created(Message(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: type, signalAll: false,
+                                                                                  capabilities: caps)))?.reply(to: CreateQPRequest.self), type == .rc {
                     rc.append((r.qp, r.qpNum))
                 }
             }
@@ -148,30 +149,24 @@ struct HandlePool {
     func memoryDescriptor(_ rng: inout FuzzRandom) -> Int32 { rng.chance(3) ? junk.randomElement(using: &rng)! : memory.descriptor.rawValue }
 
     mutating func learn(from reply: Message) {
-        switch reply {
-        case .allocPDReply(let h): pds.append(h.rawValue)
-        case .regMRReply(let r): mrs.append(r.mr.rawValue); keys += [r.lkey, r.rkey]
-        case .createCompChannelReply(let h): channels.append(h.rawValue)
-        case .createCQReply(let r): cqs.append(r.cq.rawValue)
-        case .createQPReply(let r): qps.append(r.qp.rawValue); qpns.append(r.qpNum)
-        case .createSRQReply(let r): srqs.append(r.srq.rawValue)
-        case .createAHReply(let h): ahs.append(h.rawValue)
-        default: break
-        }
+        if let h = reply.reply(to: AllocPDRequest.self) { pds.append(h.rawValue) }
+        if let r = reply.reply(to: RegMRRequest.self) { mrs.append(r.mr.rawValue); keys += [r.lkey, r.rkey] }
+        if let h = reply.reply(to: CreateCompChannelRequest.self) { channels.append(h.rawValue) }
+        if let r = reply.reply(to: CreateCQRequest.self) { cqs.append(r.cq.rawValue) }
+        if let r = reply.reply(to: CreateQPRequest.self) { qps.append(r.qp.rawValue); qpns.append(r.qpNum) }
+        if let r = reply.reply(to: CreateSRQRequest.self) { srqs.append(r.srq.rawValue) }
+        if let h = reply.reply(to: CreateAHRequest.self) { ahs.append(h.rawValue) }
     }
 
     /// Drops a handle the session destroyed, so that later requests keep reaching live objects.
     mutating func forget(after request: Message) {
-        switch request {
-        case .deallocPD(let h): pds.removeAll { $0 == h.rawValue }
-        case .deregMR(let h): mrs.removeAll { $0 == h.rawValue }
-        case .destroyCompChannel(let h): channels.removeAll { $0 == h.rawValue }
-        case .destroyCQ(let h): cqs.removeAll { $0 == h.rawValue }
-        case .destroyQP(let h): qps.removeAll { $0 == h.rawValue }
-        case .destroySRQ(let h): srqs.removeAll { $0 == h.rawValue }
-        case .destroyAH(let h): ahs.removeAll { $0 == h.rawValue }
-        default: break
-        }
+        if let r = request.request(DeallocPDRequest.self) { pds.removeAll { $0 == r.pd.rawValue } }
+        if let r = request.request(DeregMRRequest.self) { mrs.removeAll { $0 == r.mr.rawValue } }
+        if let r = request.request(DestroyCompChannelRequest.self) { channels.removeAll { $0 == r.channel.rawValue } }
+        if let r = request.request(DestroyCQRequest.self) { cqs.removeAll { $0 == r.cq.rawValue } }
+        if let r = request.request(DestroyQPRequest.self) { qps.removeAll { $0 == r.qp.rawValue } }
+        if let r = request.request(DestroySRQRequest.self) { srqs.removeAll { $0 == r.srq.rawValue } }
+        if let r = request.request(DestroyAHRequest.self) { ahs.removeAll { $0 == r.ah.rawValue } }
     }
 
     func close() { for fd in junk { Glibc.close(fd) } }
@@ -248,31 +243,31 @@ enum FuzzGenerator {
     /// One request; the caller skips it when it does not encode (not well-formed).
     static func message(_ rng: inout FuzzRandom, _ pool: HandlePool) -> Message {
         switch Int.random(in: 0..<kindCount, using: &rng) {
-        case 0: return .queryDevice
-        case 1: return .queryPort(QueryPortRequest(port: rng.extremeU8()))
-        case 2: return .queryGID(QueryGIDRequest(port: rng.chance(2) ? 1 : rng.extremeU8(), index: Int32(bitPattern: rng.extremeU32())))
-        case 3: return .allocPD
-        case 4: return .deallocPD(PDHandle(rawValue: handle(&rng, pool.pds)))
+        case 0: return Message(QueryDeviceRequest())
+        case 1: return Message(QueryPortRequest(port: rng.extremeU8()))
+        case 2: return Message(QueryGIDRequest(port: rng.chance(2) ? 1 : rng.extremeU8(), index: Int32(bitPattern: rng.extremeU32())))
+        case 3: return Message(AllocPDRequest())
+        case 4: return Message(DeallocPDRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds))))
         case 5:
             let offset = rng.chance(2) ? UInt64.random(in: 0...70_000, using: &rng) : rng.extremeU64()
             let length = rng.chance(2) ? UInt64.random(in: 1...70_000, using: &rng) : rng.extremeU64()
             let address = rng.chance(2) ? pool.memory.address &+ offset : rng.extremeU64()
-            return .regMR(RegMRRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), access: AccessFlags(rawValue: UInt32.random(in: 0...15, using: &rng)),
+            return Message(RegMRRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), access: AccessFlags(rawValue: UInt32.random(in: 0...15, using: &rng)),
                                        address: address, length: length, memfdOffset: offset))
-        case 6: return .deregMR(MRHandle(rawValue: handle(&rng, pool.mrs)))
-        case 7: return .createCompChannel
-        case 8: return .destroyCompChannel(CompChannelHandle(rawValue: handle(&rng, pool.channels)))
+        case 6: return Message(DeregMRRequest(mr: MRHandle(rawValue: handle(&rng, pool.mrs))))
+        case 7: return Message(CreateCompChannelRequest())
+        case 8: return Message(DestroyCompChannelRequest(channel: CompChannelHandle(rawValue: handle(&rng, pool.channels))))
         case 9:
-            return .createCQ(CreateCQRequest(cqe: rng.extremeU32(), channel: rng.chance(2) ? CompChannelHandle(rawValue: handle(&rng, pool.channels)) : nil,
+            return Message(CreateCQRequest(cqe: rng.extremeU32(), channel: rng.chance(2) ? CompChannelHandle(rawValue: handle(&rng, pool.channels)) : nil,
                                              compVector: rng.extremeU32()))
-        case 10: return .destroyCQ(CQHandle(rawValue: handle(&rng, pool.cqs)))
-        case 11: return .reqNotifyCQ(ReqNotifyCQRequest(cq: CQHandle(rawValue: handle(&rng, pool.cqs)), solicitedOnly: rng.chance(2)))
+        case 10: return Message(DestroyCQRequest(cq: CQHandle(rawValue: handle(&rng, pool.cqs))))
+        case 11: return Message(ReqNotifyCQRequest(cq: CQHandle(rawValue: handle(&rng, pool.cqs)), solicitedOnly: rng.chance(2)))
         case 12:
             let caps = QPCapabilities(maxSendWR: rng.chance(2) ? UInt32.random(in: 0...64, using: &rng) : rng.extremeU32(),
                                       maxRecvWR: rng.chance(2) ? UInt32.random(in: 0...64, using: &rng) : rng.extremeU32(),
                                       maxSendSGE: UInt32.random(in: 0...40, using: &rng), maxRecvSGE: UInt32.random(in: 0...40, using: &rng),
                                       maxInlineData: rng.chance(2) ? UInt32.random(in: 0...600, using: &rng) : rng.extremeU32())
-            return .createQP(CreateQPRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), sendCQ: CQHandle(rawValue: handle(&rng, pool.cqs)),
+            return Message(CreateQPRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), sendCQ: CQHandle(rawValue: handle(&rng, pool.cqs)),
                                              recvCQ: CQHandle(rawValue: handle(&rng, pool.cqs)),
                                              srq: rng.chance(4) ? SRQHandle(rawValue: handle(&rng, pool.srqs)) : nil,
                                              type: FFProtocol.QPType.allCases.randomElement(using: &rng)!, signalAll: rng.chance(2), capabilities: caps))
@@ -284,32 +279,32 @@ enum FuzzGenerator {
             a.addressVector = AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: SessionDriver.vipB)), port: 1)
             let all: QPAttributeMask = [.state, .pkeyIndex, .port, .accessFlags, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic,
                                         .minRNRTimer, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic]
-            return .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)), mask: all, attributes: a))
+            return Message(ModifyQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)), mask: all, attributes: a))
         case 13:
-            return .modifyQP(ModifyQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)),
+            return Message(ModifyQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)),
                                              mask: QPAttributeMask(rawValue: UInt32.random(in: 0...UInt32.max, using: &rng)).intersection(.supported),
                                              attributes: attributes(&rng, pool)))
-        case 14: return .queryQP(QueryQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)), mask: QPAttributeMask(rawValue: rng.extremeU32()).intersection(.supported)))
-        case 15: return .destroyQP(QPHandle(rawValue: handle(&rng, pool.qps)))
+        case 14: return Message(QueryQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)), mask: QPAttributeMask(rawValue: rng.extremeU32()).intersection(.supported)))
+        case 15: return Message(DestroyQPRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps))))
         case 16:
-            return .createSRQ(CreateSRQRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), maxWR: rng.extremeU32(), maxSGE: rng.extremeU32(),
+            return Message(CreateSRQRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), maxWR: rng.extremeU32(), maxSGE: rng.extremeU32(),
                                                limit: rng.extremeU32()))
         case 17:
-            return .modifySRQ(ModifySRQRequest(srq: SRQHandle(rawValue: handle(&rng, pool.srqs)),
+            return Message(ModifySRQRequest(srq: SRQHandle(rawValue: handle(&rng, pool.srqs)),
                                                mask: SRQAttributeMask(rawValue: UInt32.random(in: 0...3, using: &rng)), maxWR: rng.extremeU32(), limit: rng.extremeU32()))
-        case 18: return .destroySRQ(SRQHandle(rawValue: handle(&rng, pool.srqs)))
-        case 19: return .createAH(CreateAHRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), attributes: av(&rng)))
-        case 20: return .destroyAH(AHHandle(rawValue: handle(&rng, pool.ahs)))
+        case 18: return Message(DestroySRQRequest(srq: SRQHandle(rawValue: handle(&rng, pool.srqs))))
+        case 19: return Message(CreateAHRequest(pd: PDHandle(rawValue: handle(&rng, pool.pds)), attributes: av(&rng)))
+        case 20: return Message(DestroyAHRequest(ah: AHHandle(rawValue: handle(&rng, pool.ahs))))
         case 21:
-            return .postSend(PostSendRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)),
+            return Message(PostSendRequest(qp: QPHandle(rawValue: handle(&rng, pool.qps)),
                                              requests: (0..<Int.random(in: 0...4, using: &rng)).map { _ in sendRequest(&rng, pool) }))
         case 22:
-            return .postRecv(PostRecvRequest(target: QPHandle(rawValue: handle(&rng, pool.qps)),
+            return Message(PostRecvRequest(target: QPHandle(rawValue: handle(&rng, pool.qps)),
                                              requests: (0..<Int.random(in: 0...4, using: &rng)).map { _ in ReceiveWorkRequest(wrID: rng.extremeU64(), sgList: sges(&rng, pool)) }))
         case 23:
-            return .postSRQRecv(PostRecvRequest(target: SRQHandle(rawValue: handle(&rng, pool.srqs)),
+            return Message(PostRecvRequest(target: SRQHandle(rawValue: handle(&rng, pool.srqs)),
                                                 requests: (0..<Int.random(in: 0...4, using: &rng)).map { _ in ReceiveWorkRequest(wrID: rng.extremeU64(), sgList: sges(&rng, pool)) }))
-        default: return .pollCQ(PollCQRequest(cq: CQHandle(rawValue: handle(&rng, pool.cqs)), maxEntries: rng.chance(2) ? UInt32.random(in: 0...256, using: &rng) : rng.extremeU32()))
+        default: return Message(PollCQRequest(cq: CQHandle(rawValue: handle(&rng, pool.cqs)), maxEntries: rng.chance(2) ? UInt32.random(in: 0...256, using: &rng) : rng.extremeU32()))
         }
     }
 }
@@ -337,12 +332,12 @@ final class GoodClient {
 
     /// Sends `tag` from the first half of its memory to the second and checks the bytes and both completions.
     func roundTrip(_ tag: Int, file: StaticString = #filePath, line: UInt = #line) throws {
-        guard case .queryDeviceReply(let device) = driver.ok(.queryDevice) else { return XCTFail("queryDevice", file: file, line: line) }
+        guard let device = driver.ok(Message(QueryDeviceRequest())).reply(to: QueryDeviceRequest.self) else { return XCTFail("queryDevice", file: file, line: line) }
         XCTAssertEqual(device.vendorPartID, VirtualDevice.vendorPartID, file: file, line: line)
         let payload = Array("round trip \(tag)".utf8)
         memory.bytes.copyBytes(from: payload)
-        driver.ok(.postRecv(PostRecvRequest(target: receiver, requests: [ReceiveWorkRequest(wrID: UInt64(tag), sgList: [ScatterGatherEntry(address: memory.address + 4096, length: 128, lkey: mr.lkey)])])))
-        driver.ok(.postSend(PostSendRequest(qp: sender, requests: [SendWorkRequest(wrID: UInt64(tag), opcode: .send,
+        driver.ok(Message(PostRecvRequest(target: receiver, requests: [ReceiveWorkRequest(wrID: UInt64(tag), sgList: [ScatterGatherEntry(address: memory.address + 4096, length: 128, lkey: mr.lkey)])])))
+        driver.ok(Message(PostSendRequest(qp: sender, requests: [SendWorkRequest(wrID: UInt64(tag), opcode: .send,
                                                                                       sgList: [ScatterGatherEntry(address: memory.address, length: UInt32(payload.count), lkey: mr.lkey)])])))
         let completions = driver.poll(cq)
         XCTAssertEqual(completions.map(\.status), [.success, .success], file: file, line: line)

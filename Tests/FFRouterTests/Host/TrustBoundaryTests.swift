@@ -21,15 +21,15 @@ final class TrustBoundaryTests: XCTestCase {
     }
 
     private func regMR(address: UInt64? = nil, length: UInt64, offset: UInt64, access: AccessFlags = [.localWrite], fd: Int32? = nil) -> ErrorReply {
-        client.refused(.regMR(RegMRRequest(pd: pd, access: access, address: address ?? memory.address + offset % 4096, length: length, memfdOffset: offset)),
+        client.refused(Message(RegMRRequest(pd: pd, access: access, address: address ?? memory.address + offset % 4096, length: length, memfdOffset: offset)),
                        descriptors: [fd ?? memory.descriptor.rawValue])
     }
 
     func testACompletionVectorPastInt32IsInvalidNotATrap() {
-        let error = client.refused(.createCQ(CreateCQRequest(cqe: 16, compVector: 0x8000_0000)))
+        let error = client.refused(Message(CreateCQRequest(cqe: 16, compVector: 0x8000_0000)))
         XCTAssertEqual(error.errno, Errno.invalidArgument)
         XCTAssertTrue(error.reason.contains("comp_vector"), error.reason)
-        XCTAssertEqual(client.refused(.createCQ(CreateCQRequest(cqe: 1 << 30))).errno, Errno.invalidArgument, "past the device's max_cqe")
+        XCTAssertEqual(client.refused(Message(CreateCQRequest(cqe: 1 << 30))).errno, Errno.invalidArgument, "past the device's max_cqe")
     }
 
     func testMemoryRangesThatOverflowOrPassTheMemfdAreRefused() {
@@ -75,10 +75,10 @@ final class TrustBoundaryTests: XCTestCase {
                      QPCapabilities(maxSendWR: 1, maxRecvWR: 1, maxSendSGE: 5, maxRecvSGE: 1, maxInlineData: 0),
                      QPCapabilities(maxSendWR: 1, maxRecvWR: 1, maxSendSGE: 1, maxRecvSGE: 1, maxInlineData: 65)] {
             let request = CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, type: .rc, signalAll: false, capabilities: caps)
-            XCTAssertEqual(client.refused(.createQP(request)).errno, Errno.invalidArgument)
+            XCTAssertEqual(client.refused(Message(request)).errno, Errno.invalidArgument)
         }
-        XCTAssertEqual(client.refused(.createSRQ(CreateSRQRequest(pd: pd, maxWR: .max, maxSGE: 1, limit: 0))).errno, Errno.invalidArgument)
-        XCTAssertEqual(client.refused(.createSRQ(CreateSRQRequest(pd: pd, maxWR: 16, maxSGE: 1, limit: 17))).errno, Errno.invalidArgument)
+        XCTAssertEqual(client.refused(Message(CreateSRQRequest(pd: pd, maxWR: .max, maxSGE: 1, limit: 0))).errno, Errno.invalidArgument)
+        XCTAssertEqual(client.refused(Message(CreateSRQRequest(pd: pd, maxWR: 16, maxSGE: 1, limit: 17))).errno, Errno.invalidArgument)
     }
 
     func testAQPMayAllowRemoteWriteWithoutLocalWriteAsPerftestsDo() {
@@ -88,7 +88,7 @@ final class TrustBoundaryTests: XCTestCase {
         a.state = .initialized
         a.port = 1
         a.accessFlags = [.remoteWrite]
-        client.ok(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: a)))
+        client.ok(Message(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, .accessFlags], attributes: a)))
     }
 
     func testAnUnknownOrReservedQPStateCannotBeRequested() {
@@ -96,10 +96,10 @@ final class TrustBoundaryTests: XCTestCase {
         let (qp, _) = client.createQP(pd, cq)
         var a = FFProtocol.QPAttributes()
         a.state = .unknown
-        XCTAssertEqual(client.refused(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state], attributes: a))).errno, Errno.invalidArgument)
+        XCTAssertEqual(client.refused(Message(ModifyQPRequest(qp: qp, mask: [.state], attributes: a))).errno, Errno.invalidArgument)
         a.state = .initialized
         a.port = 200
-        XCTAssertEqual(client.refused(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .port, .pkeyIndex, .accessFlags], attributes: a))).errno,
+        XCTAssertEqual(client.refused(Message(ModifyQPRequest(qp: qp, mask: [.state, .port, .pkeyIndex, .accessFlags], attributes: a))).errno,
                        Errno.invalidArgument)
     }
 }

@@ -187,7 +187,7 @@ final class RouterLabTests: XCTestCase {
                 if round % 2 == 0 && bytes.count >= 4 { bytes.replaceSubrange(0..<4, with: Array("FFRP".utf8)) }
                 try fuzzer.send(bytes)
                 if let reply = try fuzzer.receive(timeoutMilliseconds: 10_000), let frame = try? Frame.decode(reply.bytes) {
-                    guard case .error(let error) = frame.message else { return XCTFail("garbage got \(frame.message.kind)") }
+                    guard let error = frame.message.errorReply else { return XCTFail("garbage got \(frame.message.kind)") }
                     XCTAssertTrue([Errno.protocolError, Errno.protocolNotSupported].contains(error.errno), "\(error)")
                 }
             }

@@ -44,8 +44,8 @@ final class SessionDriver {
                           connectionManager: connectionManager)
         if hello {
             let offered: Capabilities = dataPath == nil ? capabilities : capabilities.union([.sharedMemoryRings])
-            let reply = raw(.hello(Hello(minVersion: 1, maxVersion: 1, capabilities: offered, clientName: "test")))
-            guard case .helloReply = reply.message else { fatalError("hello refused: \(reply.message)") }
+            let reply = raw(Message(Hello(minVersion: 1, maxVersion: 1, capabilities: offered, clientName: "test")))
+            guard reply.message.reply(to: Hello.self) != nil else { fatalError("hello refused: \(reply.message)") }
         }
     }
 
@@ -75,14 +75,14 @@ final class SessionDriver {
     @discardableResult
     func ok(_ message: Message, descriptors: [Int32] = [], file: StaticString = #filePath, line: UInt = #line) -> Message {
         let reply = raw(message, descriptors: descriptors).message
-        if case .error(let e) = reply { XCTFail("\(message.kind) refused: \(e)", file: file, line: line) }
+        if let e = reply.errorReply { XCTFail("\(message.kind) refused: \(e)", file: file, line: line) }
         return reply
     }
 
     /// The error reply to `message`, failing the test if it succeeded.
     func refused(_ message: Message, descriptors: [Int32] = [], file: StaticString = #filePath, line: UInt = #line) -> ErrorReply {
         let reply = raw(message, descriptors: descriptors).message
-        guard case .error(let e) = reply else {
+        guard let e = reply.errorReply else {
             XCTFail("\(message.kind) was accepted: \(reply)", file: file, line: line)
             return ErrorReply(errno: 0, reason: "")
         }
@@ -90,7 +90,7 @@ final class SessionDriver {
     }
 
     func allocPD() -> PDHandle {
-        guard case .allocPDReply(let h) = ok(.allocPD) else { return PDHandle(rawValue: 0) }
+        guard let h = ok(Message(AllocPDRequest())).reply(to: AllocPDRequest.self) else { return PDHandle(rawValue: 0) }
         return h
     }
 
@@ -98,19 +98,19 @@ final class SessionDriver {
                         access: AccessFlags = [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic]) -> RegMRReply {
         let count = length ?? (memory.bytes.count - offset)
         let request = RegMRRequest(pd: pd, access: access, address: memory.address + UInt64(offset), length: UInt64(count), memfdOffset: UInt64(offset))
-        guard case .regMRReply(let r) = ok(.regMR(request), descriptors: [memory.descriptor.rawValue]) else { return RegMRReply(mr: MRHandle(rawValue: 0), lkey: 0, rkey: 0) }
+        guard let r = ok(Message(request), descriptors: [memory.descriptor.rawValue]).reply(to: RegMRRequest.self) else { return RegMRReply(mr: MRHandle(rawValue: 0), lkey: 0, rkey: 0) }
         return r
     }
 
     func createCQ(_ cqe: UInt32 = 64, channel: CompChannelHandle? = nil) -> CQHandle {
-        guard case .createCQReply(let r) = ok(.createCQ(CreateCQRequest(cqe: cqe, channel: channel))) else { return CQHandle(rawValue: 0) }
+        guard let r = ok(Message(CreateCQRequest(cqe: cqe, channel: channel))).reply(to: CreateCQRequest.self) else { return CQHandle(rawValue: 0) }
         return r.cq
     }
 
     func createQP(_ pd: PDHandle, _ cq: CQHandle, type: QPType = .rc, srq: SRQHandle? = nil, depth: UInt32 = 32) -> (QPHandle, UInt32) {
         let caps = QPCapabilities(maxSendWR: depth, maxRecvWR: depth, maxSendSGE: 2, maxRecvSGE: 2, maxInlineData: 64)
         let request = CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, srq: srq, type: type, signalAll: false, capabilities: caps)
-        guard case .createQPReply(let r) = ok(.createQP(request)) else { return (QPHandle(rawValue: 0), 0) }
+        guard let r = ok(Message(request)).reply(to: CreateQPRequest.self) else { return (QPHandle(rawValue: 0), 0) }
         return (r.qp, r.qpNum)
     }
 
@@ -121,7 +121,7 @@ final class SessionDriver {
         a.port = 1
         a.accessFlags = [.localWrite, .remoteWrite, .remoteRead, .remoteAtomic]
         a.qkey = 0x1111_1111
-        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, type == .ud ? .qkey : .accessFlags], attributes: a)), file: file, line: line)
+        ok(Message(ModifyQPRequest(qp: qp, mask: [.state, .pkeyIndex, .port, type == .ud ? .qkey : .accessFlags], attributes: a)), file: file, line: line)
         a.state = .readyToReceive
         a.addressVector = AHAttributes(globalRoute: FFProtocol.GlobalRoute(destinationGID: GID(ipv4Mapped: peerVIP)), port: 1)
         a.pathMTU = .mtu1024
@@ -133,18 +133,18 @@ final class SessionDriver {
         case .uc: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN]
         case .ud: [.state]
         }
-        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: rtr, attributes: a)), file: file, line: line)
+        ok(Message(ModifyQPRequest(qp: qp, mask: rtr, attributes: a)), file: file, line: line)
         a.state = .readyToSend
         a.timeout = 14
         a.retryCount = 7
         a.rnrRetry = 7
         a.maxReadAtomic = 1
         let rts: QPAttributeMask = type == .rc ? [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic] : [.state, .sqPSN]
-        ok(.modifyQP(ModifyQPRequest(qp: qp, mask: rts, attributes: a)), file: file, line: line)
+        ok(Message(ModifyQPRequest(qp: qp, mask: rts, attributes: a)), file: file, line: line)
     }
 
     func poll(_ cq: CQHandle, max: UInt32 = 16) -> [WorkCompletion] {
-        guard case .pollCQReply(let r) = ok(.pollCQ(PollCQRequest(cq: cq, maxEntries: max))) else { return [] }
+        guard let r = ok(Message(PollCQRequest(cq: cq, maxEntries: max))).reply(to: PollCQRequest.self) else { return [] }
         return r.completions
     }
 }
@@ -168,7 +168,7 @@ struct PodPair {
     init(backend: FakeBackend, channelOnB: Bool = false, dataPath: DataPath? = nil) throws {
         a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1, dataPath: dataPath)
         b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2, dataPath: dataPath)
-        if channelOnB, case let reply = b.raw(.createCompChannel), case .createCompChannelReply(let handle) = reply.message {
+        if channelOnB, case let reply = b.raw(Message(CreateCompChannelRequest())), let handle = reply.message.reply(to: CreateCompChannelRequest.self) {
             channel = handle
             channelDescriptor = reply.descriptors.first
         } else {
