@@ -86,11 +86,14 @@ let package = Package(
                 .product(name: "HashTreeCollections", package: "swift-collections"),
             ]
         ),
+        // The router's admin API (requests, answers, status) and its client: what ffctl and the device plugin
+        // need of the router, without the router or libibverbs.
+        .target(name: "FFRouterAPI", dependencies: ["FFSystem"]),
         // The per-node router: sessions, ownership, vip translation, on the real device.
         .target(
             name: "FFRouter",
             dependencies: [
-                "Verbs", "FFProtocol", "FFSystem", "Etcd",
+                "Verbs", "FFProtocol", "FFSystem", "Etcd", "FFRouterAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -130,7 +133,7 @@ let package = Package(
             name: "ffdevice-plugin",
             dependencies: [
                 "FFDevicePlugin",
-                "FFRouter",
+                "FFRouterAPI",
                 "FFOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,6 +160,7 @@ let package = Package(
             name: "ffrouter",
             dependencies: [
                 "FFRouter",
+                "FFRouterAPI",
                 "FFOperations",
                 "Etcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -179,7 +183,7 @@ let package = Package(
             name: "ffctl",
             dependencies: [
                 "Verbs",
-                "FFRouter",
+                "FFRouterAPI",
                 "FFClient",
                 "Etcd",
                 .product(name: "Logging", package: "swift-log"),
@@ -233,7 +237,8 @@ let package = Package(
         .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
         .testTarget(
             name: "FFRouterTests",
-            dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport", "CAllocationCounter"]
+            dependencies: ["FFRouter", "FFRouterAPI", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport",
+                           "CAllocationCounter"]
         ),
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
         .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),

@@ -2,7 +2,7 @@ import ArgumentParser
 import Dispatch
 import FFDevicePlugin
 import FFOperations
-import FFRouter
+import FFRouterAPI
 import Logging
 import ServiceLifecycle
 

@@ -3,6 +3,7 @@ import Etcd
 import FFOperations
 import FFProtocol
 import FFRouter
+import FFRouterAPI
 import FFSystem
 import Logging
 import ServiceLifecycle

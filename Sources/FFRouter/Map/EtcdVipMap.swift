@@ -1,5 +1,6 @@
 import Etcd
 import FFProtocol
+import FFRouterAPI
 
 /// The vip→pip map as `iphunter` publishes it in etcd (docs/etcd-map-schema.md), read through a
 /// `MapMirror`: listed at revision R, watched from R+1, relisted after compaction. Lookups read the

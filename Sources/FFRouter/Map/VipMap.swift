@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouterAPI
 import Foundation
 import Synchronization
 
@@ -12,26 +13,6 @@ public protocol VipResolver: Sendable {
     /// Whether the map holds what its source says rather than nothing yet: a file once loaded, the etcd
     /// mirror once its first list completed. Until then every translation would fail, so the router is not ready.
     var isReady: Bool { get }
-}
-
-/// Size and revision of a map, as the status shows them.
-public struct MapSummary: Sendable, Equatable, Codable {
-    /// Number of vip entries.
-    public var entries: Int
-    /// The revision the map reflects (the etcd revision; for a file, how often it was loaded).
-    public var revision: Int64
-    /// Where the map comes from.
-    public var source: String
-    /// Whether the map has been loaded (see ``VipResolver/isReady``); false: still waiting for the first etcd list.
-    public var ready: Bool
-
-    /// A summary; a map is ready unless said otherwise.
-    public init(entries: Int, revision: Int64, source: String, ready: Bool = true) {
-        self.entries = entries
-        self.revision = revision
-        self.source = source
-        self.ready = ready
-    }
 }
 
 /// A vip→pip map read from a file of lines `VIP PIP [NODE]` (`#` starts a comment), for clusters without

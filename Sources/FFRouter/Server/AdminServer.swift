@@ -1,3 +1,4 @@
+import FFRouterAPI
 import FFSystem
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouterAPI
 import Foundation
 
 /// A pod the router serves: its name, its vip, and the socket its containers connect to. Identity comes
@@ -73,40 +74,3 @@ extension UInt8 {
     }
 }
 
-/// A pod as the admin API takes it (`pod-add`).
-public struct PodSpec: Sendable, Codable, Equatable {
-    /// Pod name.
-    public var name: String
-    /// Namespace.
-    public var namespace: String
-    /// Pod uid.
-    public var uid: String
-    /// Virtual IP, dotted quad.
-    public var vip: String
-
-    /// A pod to add.
-    public init(name: String, namespace: String, uid: String, vip: String) {
-        self.name = name
-        self.namespace = namespace
-        self.uid = uid
-        self.vip = vip
-    }
-}
-
-/// A served pod, as status and `pod-list` report it.
-public struct PodStatus: Sendable, Codable, Equatable {
-    /// Pod name.
-    public var name: String
-    /// Namespace ("" for a `--pod` flag).
-    public var namespace: String
-    /// Pod uid ("" for a `--pod` flag).
-    public var uid: String
-    /// Virtual IP.
-    public var vip: String
-    /// The socket its containers connect to.
-    public var socket: String
-    /// `flag` (declared with --pod) or `admin` (added at runtime).
-    public var origin: String
-    /// Connected clients now.
-    public var clients: Int
-}

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FFRouterAPI
 import Metrics
 
 /// The router's Prometheus metrics. Counters are counted where things happen; gauges are set from the

@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouterAPI
 import FFSystem
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouterAPI
 import FFSystem
 
 /// The request logic of one connection, as the router's I/O layer drives it; `Session` is the real one.

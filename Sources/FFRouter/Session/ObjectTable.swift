@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouterAPI
 import FFSystem
 
 /// Every verbs object one client session owns, by the handles the client was given. Handles are numbered
@@ -86,33 +87,3 @@ final class ObjectTable {
     }
 }
 
-/// Objects by kind.
-public struct ObjectCounts: Sendable, Equatable, Codable {
-    /// Protection domains.
-    public var pd = 0
-    /// Memory regions.
-    public var mr = 0
-    /// Completion channels.
-    public var compChannel = 0
-    /// Completion queues.
-    public var cq = 0
-    /// Queue pairs.
-    public var qp = 0
-    /// Shared receive queues.
-    public var srq = 0
-    /// Address handles.
-    public var ah = 0
-    /// rdma_cm ids (kept by the router's connection manager, docs/rdma-cm.md).
-    public var cmID = 0
-    /// rdma_cm ids listening.
-    public var cmListener = 0
-
-    /// All verbs objects (cm ids are not verbs objects).
-    public var total: Int { pd + mr + compChannel + cq + qp + srq + ah }
-
-    /// Adds another set of counts.
-    public static func + (a: ObjectCounts, b: ObjectCounts) -> ObjectCounts {
-        ObjectCounts(pd: a.pd + b.pd, mr: a.mr + b.mr, compChannel: a.compChannel + b.compChannel, cq: a.cq + b.cq,
-                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah, cmID: a.cmID + b.cmID, cmListener: a.cmListener + b.cmListener)
-    }
-}

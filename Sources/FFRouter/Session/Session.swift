@@ -1,20 +1,8 @@
 import FFProtocol
+import FFRouterAPI
 import FFSystem
 import Logging
 import Verbs
-
-/// Who a session belongs to, as the router decided it: the pod socket the client connected to and the
-/// kernel's peer credentials. Nothing here comes from what the client says.
-public struct ClientIdentity: Sendable, Equatable, Codable {
-    /// The pod the socket was declared for.
-    public var pod: String
-    /// The pod's virtual IP.
-    public var vip: String
-    /// The client process (SO_PEERCRED).
-    public var pid: Int32
-    /// Its user id.
-    public var uid: UInt32
-}
 
 /// One client's session: decodes its requests, checks every value against the trust boundary and the session's
 /// limits, runs them on the backend with the client's own objects, and answers. Used by one thread at a time (the

@@ -1,6 +1,6 @@
 import ArgumentParser
 import FFProtocol
-import FFRouter
+import FFRouterAPI
 import Foundation
 
 /// `ffctl router pod …`: the pods a router serves, changed at runtime (what the device plugin does).

@@ -1,5 +1,5 @@
 import ArgumentParser
-import FFRouter
+import FFRouterAPI
 import FFSystem
 import Foundation
 

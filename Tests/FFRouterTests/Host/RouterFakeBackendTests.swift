@@ -1,6 +1,7 @@
 import FFClient
 import FFProtocol
 @testable import FFRouter
+import FFRouterAPI
 import FFSystem
 import Foundation
 import Logging

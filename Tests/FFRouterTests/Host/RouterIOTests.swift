@@ -1,5 +1,6 @@
 import FFProtocol
 @testable import FFRouter
+import FFRouterAPI
 import FFSystem
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import FFRouter
+import FFRouterAPI
 
 /// The router status as `ffctl router status` fetches it.
 enum AdminStatus {
