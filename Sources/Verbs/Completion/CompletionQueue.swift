@@ -104,8 +104,7 @@ public final class CompletionQueue: @unchecked Sendable {
     /// `ibv_poll_cq(3)` for one completion, without allocating; nil when the CQ is empty.
     public func pollOne() throws(VerbsError) -> WorkCompletion? {
         var wc = ibv_wc()
-        let n = ibv_poll_cq(raw, 1, &wc)
-        if n < 0 { throw VerbsError(operation: "ibv_poll_cq", errno: -n == 0 ? EIO : -n) }
+        let n = try Call.returnsCountOrNegative("ibv_poll_cq") { ibv_poll_cq(raw, 1, &wc) }
         return n == 0 ? nil : WorkCompletion(wc)
     }
 
@@ -115,8 +114,7 @@ public final class CompletionQueue: @unchecked Sendable {
             throw VerbsError(operation: "ibv_poll_cq", errno: EINVAL, detail: "poll for \(max) completions")
         }
         var wcs = [ibv_wc](repeating: ibv_wc(), count: max)
-        let n = ibv_poll_cq(raw, count, &wcs)
-        if n < 0 { throw VerbsError(operation: "ibv_poll_cq", errno: EIO) }
-        return wcs.prefix(Int(n)).map(WorkCompletion.init)
+        let n = try Call.returnsCountOrNegative("ibv_poll_cq") { ibv_poll_cq(raw, count, &wcs) }
+        return wcs.prefix(n).map(WorkCompletion.init)
     }
 }

@@ -248,14 +248,12 @@ public final class ConnectionID: @unchecked Sendable {
 
     /// `rdma_connect(3)`: an established (or rejected/unreachable) event follows.
     public func connect(_ parameters: ConnectionParameters = ConnectionParameters()) throws(VerbsError) {
-        let rc = parameters.withRaw { rdma_connect(raw, $0) }
-        if rc != 0 { throw VerbsError(operation: "rdma_connect", errno: Glibc.errno) }
+        try Call.returnsMinusOne("rdma_connect") { parameters.withRaw { rdma_connect(raw, $0) } }
     }
 
     /// `rdma_accept(3)` of a connect request received on this cm_id.
     public func accept(_ parameters: ConnectionParameters = ConnectionParameters()) throws(VerbsError) {
-        let rc = parameters.withRaw { rdma_accept(raw, $0) }
-        if rc != 0 { throw VerbsError(operation: "rdma_accept", errno: Glibc.errno) }
+        try Call.returnsMinusOne("rdma_accept") { parameters.withRaw { rdma_accept(raw, $0) } }
     }
 
     /// `rdma_disconnect(3)`: both sides get a disconnected event.
@@ -265,8 +263,9 @@ public final class ConnectionID: @unchecked Sendable {
 
     /// `rdma_reject(3)` of a connect request received on this cm_id.
     public func reject(privateData: [UInt8] = []) throws(VerbsError) {
-        let rc = privateData.withUnsafeBytes { rdma_reject(raw, $0.baseAddress, UInt8(min($0.count, 255))) }
-        if rc != 0 { throw VerbsError(operation: "rdma_reject", errno: Glibc.errno) }
+        try Call.returnsMinusOne("rdma_reject", detail: "\(privateData.count) bytes of private data") {
+            privateData.withUnsafeBytes { rdma_reject(raw, $0.baseAddress, UInt8(min($0.count, 255))) }
+        }
     }
 
     /// `rdma_establish(3)`: after a connect response, once the owner moved its QP to RTS (sends the RTU).

@@ -20,11 +20,13 @@ public enum Devices {
     /// empty list, not an error.
     public static func list() throws(VerbsError) -> [DeviceInfo] {
         var count: Int32 = 0
-        Glibc.errno = 0
-        guard let list = ibv_get_device_list(&count) else {
-            let code = Glibc.errno
-            if code == ENOSYS || code == ENOENT || code == ENODEV || code == 0 { return [] }
-            throw VerbsError(operation: "ibv_get_device_list", errno: code)
+        let list: UnsafeMutablePointer<UnsafeMutablePointer<ibv_device>?>
+        do {
+            // A NULL without errno is taken as ENODEV: no devices, as with ENOSYS (no kernel support) and ENOENT.
+            list = try Call.returnsPointer("ibv_get_device_list", unsetErrno: ENODEV) { ibv_get_device_list(&count) }
+        } catch {
+            if error.errno == ENOSYS || error.errno == ENOENT || error.errno == ENODEV { return [] }
+            throw error
         }
         defer { ibv_free_device_list(list) }
         var result: [DeviceInfo] = []
@@ -45,12 +47,14 @@ public enum Devices {
     /// Throws ENODEV, naming the devices that exist, when there is no such device.
     public static func open(_ name: String? = nil) throws(VerbsError) -> Context {
         var count: Int32 = 0
-        Glibc.errno = 0
-        guard let list = ibv_get_device_list(&count) else {
+        let list: UnsafeMutablePointer<UnsafeMutablePointer<ibv_device>?>
+        do {
+            list = try Call.returnsPointer("ibv_get_device_list", unsetErrno: ENODEV) { ibv_get_device_list(&count) }
+        } catch {
             // ENOSYS: the kernel has no RDMA support at all; for the caller that is "no such device".
-            let code = Glibc.errno
-            let why = code == ENOSYS ? "this host has no RDMA devices (no kernel RDMA support)" : "this host has no RDMA devices"
-            throw VerbsError(operation: "ibv_open_device", errno: code == ENOSYS || code == 0 ? ENODEV : code,
+            let noSupport = error.errno == ENOSYS
+            let why = "this host has no RDMA devices" + (noSupport ? " (no kernel RDMA support)" : "")
+            throw VerbsError(operation: "ibv_open_device", errno: noSupport ? ENODEV : error.errno,
                              detail: name.map { "no device \($0): \(why)" } ?? why)
         }
         defer { ibv_free_device_list(list) }
@@ -128,8 +132,9 @@ public final class Context: @unchecked Sendable {
         for port in 1...max(1, ports) { capacity += Int(try queryPort(UInt8(port)).gidTableLength) }
         capacity = max(capacity, 1)
         var entries = [ibv_gid_entry](repeating: ibv_gid_entry(), count: capacity)
-        let n = ibv_query_gid_table(raw, &entries, capacity, 0)
-        if n < 0 { throw VerbsError(operation: "ibv_query_gid_table", errno: Int32(-n), detail: name) }
+        let n = try Call.returnsCountOrNegativeErrno("ibv_query_gid_table", detail: name) {
+            ibv_query_gid_table(raw, &entries, capacity, 0)
+        }
         return entries.prefix(n).map {
             GIDEntry(gid: GID($0.gid), index: Int($0.gid_index), port: Int($0.port_num),
                      type: GIDType(rawValue: $0.gid_type), netdevIndex: $0.ndev_ifindex)

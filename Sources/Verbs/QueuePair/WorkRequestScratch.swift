@@ -107,10 +107,9 @@ public final class WorkRequestScratch: @unchecked Sendable {
         guard count > 0 else { return }
         defer { dropHandles() }
         var bad: UnsafeMutablePointer<WR>?
-        let rc = call(list, &bad)
-        guard rc != 0 else { return }
-        let index = bad.map { list.distance(to: $0) } ?? 0
-        throw VerbsError(operation: operation, errno: rc > 0 ? rc : -rc, detail: "work request \(index) of \(count)", failedWorkRequest: index)
+        // The index is worked out only when the post failed: the autoclosures run on the failure path alone.
+        try Call.returnsErrno(operation, detail: "work request \(bad.map { list.distance(to: $0) } ?? 0) of \(count)",
+                              failedWorkRequest: bad.map { list.distance(to: $0) } ?? 0) { call(list, &bad) }
     }
 }
 
@@ -137,9 +136,8 @@ extension CompletionQueue {
     /// `ibv_poll_cq(3)` for up to `max` completions (at most the scratch's capacity) into `scratch`; read them with
     /// `scratch.completion(_:)`. Allocates nothing unless it fails.
     public func poll(into scratch: WorkRequestScratch, max: Int) throws(VerbsError) -> Int {
-        let n = ibv_poll_cq(raw, Int32(clamping: Swift.min(Swift.max(0, max), scratch.capacity)), scratch.completions)
-        if n < 0 { throw VerbsError(operation: "ibv_poll_cq", errno: EIO) }
-        return Int(n)
+        let entries = Int32(clamping: Swift.min(Swift.max(0, max), scratch.capacity))
+        return try Call.returnsCountOrNegative("ibv_poll_cq") { ibv_poll_cq(raw, entries, scratch.completions) }
     }
 }
 
