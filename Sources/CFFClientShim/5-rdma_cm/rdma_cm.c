@@ -9,7 +9,7 @@
  * response arrives), with the attributes the router put in the event and the peer's virtual GID ::ffff:vip.
  */
 #define _GNU_SOURCE
-#include "shim.h"
+#include "../2-device/device.h"
 #include "ffshim_cm_bridge.h"
 
 #include <rdma/rdma_cma.h>
@@ -147,13 +147,6 @@ static void set_sin(struct sockaddr_in *sin, uint32_t addr, uint16_t port) {
     sin->sin_port = htons(port);
 }
 
-static void mapped_gid(union ibv_gid *gid, uint32_t addr) {
-    memset(gid, 0, sizeof(*gid));
-    gid->raw[10] = 0xff;
-    gid->raw[11] = 0xff;
-    memcpy(&gid->raw[12], &addr, 4);
-}
-
 /* Reads an IPv4 address (or the unspecified address for NULL); AF_INET6 only as ::ffff:a.b.c.d or ::. */
 static int read_sockaddr(const struct sockaddr *sa, uint32_t *addr, uint16_t *port) {
     *addr = 0;
@@ -179,8 +172,8 @@ static int read_sockaddr(const struct sockaddr *sa, uint32_t *addr, uint16_t *po
 static void set_addresses(struct ffcm_id *id, uint32_t local, uint16_t local_port, uint32_t remote, uint16_t remote_port) {
     set_sin(&id->id.route.addr.src_sin, local, local_port);
     set_sin(&id->id.route.addr.dst_sin, remote, remote_port);
-    mapped_gid(&id->id.route.addr.addr.ibaddr.sgid, local ? local : cm_vip);
-    mapped_gid(&id->id.route.addr.addr.ibaddr.dgid, remote);
+    ffs_mapped_gid(&id->id.route.addr.addr.ibaddr.sgid, local ? local : cm_vip);
+    ffs_mapped_gid(&id->id.route.addr.addr.ibaddr.dgid, remote);
     id->id.route.addr.addr.ibaddr.pkey = htobe16(0xffff);
 }
 
@@ -470,7 +463,7 @@ static int modify_rtr(struct ffcm_id *c, uint8_t responder_resources) {
     attr.ah_attr.port_num = 1;
     attr.ah_attr.grh.hop_limit = 64;
     attr.ah_attr.grh.sgid_index = 0;
-    mapped_gid(&attr.ah_attr.grh.dgid, c->id.route.addr.dst_sin.sin_addr.s_addr);
+    ffs_mapped_gid(&attr.ah_attr.grh.dgid, c->id.route.addr.dst_sin.sin_addr.s_addr);
     return ibv_modify_qp(c->id.qp, &attr, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                                               IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
 }
@@ -726,7 +719,7 @@ FFSHIM_EXPORT int rdma_get_cm_event(struct rdma_event_channel *channel, struct r
             out->param.ud.ah_attr.is_global = 1;
             out->param.ud.ah_attr.port_num = 1;
             out->param.ud.ah_attr.grh.hop_limit = 64;
-            mapped_gid(&out->param.ud.ah_attr.grh.dgid, id->id.route.addr.dst_sin.sin_addr.s_addr);
+            ffs_mapped_gid(&out->param.ud.ah_attr.grh.dgid, id->id.route.addr.dst_sin.sin_addr.s_addr);
         } else {
             out->param.conn.private_data = e.private_data_len ? made->private_data : NULL;
             out->param.conn.private_data_len = e.private_data_len;
@@ -954,7 +947,7 @@ FFSHIM_EXPORT int rdma_init_qp_attr(struct rdma_cm_id *id, struct ibv_qp_attr *q
         qp_attr->ah_attr.is_global = 1;
         qp_attr->ah_attr.port_num = 1;
         qp_attr->ah_attr.grh.hop_limit = 64;
-        mapped_gid(&qp_attr->ah_attr.grh.dgid, id->route.addr.dst_sin.sin_addr.s_addr);
+        ffs_mapped_gid(&qp_attr->ah_attr.grh.dgid, id->route.addr.dst_sin.sin_addr.s_addr);
         *qp_attr_mask = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                         IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
         return 0;
