@@ -69,7 +69,8 @@ FFSHIM_EXPORT int ibv_init_ah_from_wc(struct ibv_context *context, uint8_t port_
          * knows which pod's QP sent it (its own pods' ids, and the peers of its UD connects) and answers with its
          * vip, so the reply's address is virtual like every other (docs/rdma-cm.md). */
         uint32_t vip = 0;
-        int error = ffshim_swift_cm_bridge()->resolve_sender(ffs_session(context), source.raw, wc->src_qp, wc->qp_num, &vip);
+        int error =
+            ffshim_swift_cm_bridge()->resolve_sender(ffs_session(context), source.raw, wc->src_qp, wc->qp_num, &vip);
         if (error) return ffs_fail(error);
         ffs_mapped_gid(&source, vip);
     }

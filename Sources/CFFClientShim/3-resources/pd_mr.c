@@ -49,11 +49,12 @@ FFSHIM_EXPORT struct ibv_mr *ibv_reg_mr_iova2(struct ibv_pd *pd, void *addr, siz
     int error = ffs_region_acquire(addr, length, &mr->regions, &mr->region_count, segments);
     /* The optional-access bits are hints a device may ignore; the router's device is not told them. */
     unsigned int device_access = access & ~IBV_ACCESS_OPTIONAL_RANGE;
+    void *session = ffs_session(pd->context);
     if (!error && mr->region_count == 1)
-        error = ffs_bridge()->reg_mr(ffs_session(pd->context), pd->handle, device_access, iova, length, segments[0].memfd,
+        error = ffs_bridge()->reg_mr(session, pd->handle, device_access, iova, length, segments[0].memfd,
                                      segments[0].offset, &mr->mr.handle, &mr->mr.lkey, &mr->mr.rkey);
     else if (!error) {
-        error = ffs_bridge()->reg_mr_segments(ffs_session(pd->context), pd->handle, device_access, iova, length, segments,
+        error = ffs_bridge()->reg_mr_segments(session, pd->handle, device_access, iova, length, segments,
                                               mr->region_count, &mr->mr.handle, &mr->mr.lkey, &mr->mr.rkey);
         if (error == EOPNOTSUPP) {
             ffs_refuse("it partly overlaps an earlier registration, and the router cannot register memory over several "
