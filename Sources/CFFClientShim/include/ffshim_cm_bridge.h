@@ -1,8 +1,8 @@
 /*
- * The bridge between libffclient's librdmacm layer (Sources/CFFClientShim/rdma_cm.c) and its Swift side
+ * The bridge between libffclient's librdmacm layer (Sources/CFFClientShim/5-rdma_cm) and its Swift side
  * (Sources/FFClientShim/Bridge/CMBridgeTable.swift), as ffshim_bridge.h is for verbs: router handles and plain
  * values only, each function returns 0 or a positive errno. `session` is the session of the context the
- * connection manager uses (rdma_cm.c opens one for the whole process). Addresses are IPv4 in network order
+ * connection manager uses (5-rdma_cm/cm.c opens one for the whole process). Addresses are IPv4 in network order
  * (sin_addr.s_addr), ports in host order.
  */
 #ifndef FFSHIM_CM_BRIDGE_H

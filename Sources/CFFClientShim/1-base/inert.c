@@ -11,7 +11,7 @@
  * Their prototypes live in rdma-core's private driver.h and in the old ABI, neither shipped by Debian;
  * on x86-64 a definition that ignores its arguments is safe for any caller.
  */
-#include "shim.h"
+#include "base.h"
 
 #include <errno.h>
 #include <stdbool.h>

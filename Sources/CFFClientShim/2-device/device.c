@@ -1,17 +1,18 @@
 /* Device list, contexts and queries: the part of libibverbs a program calls before it makes objects. */
 #define _GNU_SOURCE
-#include "shim.h"
+#include "device.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #undef ibv_query_port
 #undef ibv_get_device_list
+
+/* Where the router's pod socket is when FFCLIENT_SOCKET is not set: the path the device plugin mounts. */
+#define FFSHIM_DEFAULT_SOCKET "/run/freeflow/ffclient.sock"
+#define FFSHIM_DEVICE_NAME "freeflow0"
 
 static pthread_once_t bridge_once = PTHREAD_ONCE_INIT;
 static const ffshim_bridge *bridge;
@@ -45,12 +46,7 @@ const ffshim_bridge *ffs_bridge(void) {
     return bridge;
 }
 
-int ffs_fail(int error) {
-    errno = error;
-    return error;
-}
-
-const char *ffs_socket_path(void) {
+static const char *socket_path(void) {
     const char *path = getenv("FFCLIENT_SOCKET");
     return (path && *path) ? path : FFSHIM_DEFAULT_SOCKET;
 }
@@ -83,7 +79,7 @@ FFSHIM_EXPORT struct ibv_device **ibv_get_device_list(int *num_devices) {
     if (!list) return NULL; /* calloc set errno to ENOMEM */
     char reason[512] = "";
     uint64_t guid = 0;
-    const char *path = ffs_socket_path();
+    const char *path = socket_path();
     int error = ffs_bridge()->probe(path, &guid, reason, sizeof(reason));
     if (error) {
         /* The program's own "no devices" handling runs next; this line says why there are none. */
@@ -141,7 +137,7 @@ static int op_query_device_ex(struct ibv_context *context, const struct ibv_quer
     return 0;
 }
 
-FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
+struct ffs_context *ffs_context_open(struct ibv_device *dev) {
     if (dev != &device) {
         errno = ENODEV;
         return NULL;
@@ -149,11 +145,11 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     struct ffs_context *context = calloc(1, sizeof(*context));
     if (!context) return NULL; /* calloc set errno to ENOMEM */
     char reason[512] = "";
-    int error = ffs_bridge()->open(ffs_socket_path(), program_invocation_short_name, &context->session,
+    int error = ffs_bridge()->open(socket_path(), program_invocation_short_name, &context->session,
                                    &context->socket_fd, reason, sizeof(reason));
     if (error) {
         fprintf(stderr, "libffclient: ibv_open_device: cannot reach the FreeFlow router at %s: %s (errno %d)\n",
-                ffs_socket_path(), reason, error);
+                socket_path(), reason, error);
         free(context);
         errno = error;
         return NULL;
@@ -179,15 +175,12 @@ FFSHIM_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev) {
     pthread_mutex_init(&vctx->context.mutex, NULL);
     vctx->query_port = op_query_port;
     vctx->query_device_ex = op_query_device_ex;
-    vctx->create_qp_ex = ffs_create_qp_ex;
-    vctx->create_cq_ex = ffs_create_cq_ex;
-    ffs_install_ops(context);
     pthread_mutex_lock(&contexts_lock);
     context->generation = fork_generation;
     context->next = contexts;
     contexts = context;
     pthread_mutex_unlock(&contexts_lock);
-    return &vctx->context;
+    return context;
 }
 
 FFSHIM_EXPORT int ibv_close_device(struct ibv_context *ctx) {
@@ -253,56 +246,4 @@ FFSHIM_EXPORT int ibv_get_pkey_index(struct ibv_context *context, uint8_t port_n
     if (port_num == 1 && be16toh(pkey) == 0xffff) return 0;
     errno = ENOENT;
     return -1;
-}
-
-/* rdma-core's driver.h (a private header Debian does not ship): ibv_devinfo asks for each GID's type. */
-enum ibv_gid_type_sysfs { IBV_GID_TYPE_SYSFS_IB_ROCE_V1, IBV_GID_TYPE_SYSFS_ROCE_V2 };
-FFSHIM_EXPORT int ibv_query_gid_type(struct ibv_context *context, uint8_t port_num, unsigned int index,
-                                     enum ibv_gid_type_sysfs *type);
-
-/* The router's GIDs are RoCE v2 (an IPv4-mapped GID routed by the router's device). */
-FFSHIM_EXPORT int ibv_query_gid_type(struct ibv_context *context, uint8_t port_num, unsigned int index,
-                                     enum ibv_gid_type_sysfs *type) {
-    union ibv_gid gid;
-    if (index > INT32_MAX || ibv_query_gid(context, port_num, (int)index, &gid)) return -1;
-    *type = IBV_GID_TYPE_SYSFS_ROCE_V2;
-    return 0;
-}
-
-FFSHIM_EXPORT int ibv_get_async_event(struct ibv_context *context, struct ibv_async_event *event) {
-    (void)event;
-    uint64_t value;
-    /* Blocks (or fails with EAGAIN on a non-blocking descriptor): there are no async events. */
-    ssize_t got = read(context->async_fd, &value, sizeof(value));
-    if (got < 0) return -1;
-    errno = EIO;
-    return -1;
-}
-
-FFSHIM_EXPORT void ibv_ack_async_event(struct ibv_async_event *event) { (void)event; }
-
-/* fork(2) cannot break a registration: registered pages are a shared memfd mapping, so the parent keeps
- * its pages (no copy-on-write), and the child's copy is made private at once (memory.c). */
-FFSHIM_EXPORT int ibv_fork_init(void) { return 0; }
-
-/* libibverbs' generic sysfs reader (ibv_devinfo reads board_id with it): works on any directory, and our
- * device's paths do not exist, so it fails as it would for a missing file. */
-FFSHIM_EXPORT int ibv_read_sysfs_file(const char *dir, const char *file, char *buf, size_t size) {
-    char *path;
-    if (asprintf(&path, "%s/%s", dir, file) < 0) return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0) return -1;
-    ssize_t len = read(fd, buf, size);
-    close(fd);
-    if (len <= 0) return -1;
-    size_t end = (size_t)len < size ? (size_t)len : size - 1;
-    buf[end] = '\0';
-    if (end > 0 && buf[end - 1] == '\n') buf[end - 1] = '\0';
-    return (int)len;
-}
-
-FFSHIM_EXPORT const char *ibv_get_sysfs_path(void) {
-    const char *env = getenv("SYSFS_PATH");
-    return (env && *env) ? env : "/sys";
 }

@@ -20,7 +20,7 @@
  * one segment per region (protocol capability memorySegments) and maps them side by side.
  */
 #define _GNU_SOURCE
-#include "shim.h"
+#include "resources.h"
 
 #include <errno.h>
 #include <linux/memfd.h>

@@ -3,11 +3,9 @@
  * ibv_wr_set_* calls fill it, and ibv_wr_complete posts the whole batch through the bridge's data path as
  * one chain (so the router sees what ibv_post_send would have sent); ibv_wr_abort drops it.
  */
-#include "shim.h"
+#include "datapath.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* The opcodes the protocol carries; others (bind MW, local/send invalidate, TSO, atomic write) are refused
  * at create time with EOPNOTSUPP. */
@@ -260,13 +258,6 @@ struct ibv_qp *ffs_create_qp_ex(struct ibv_context *context, struct ibv_qp_init_
         qp->has_send_ops = 1;
     }
     return ibqp;
-}
-
-void ffs_qp_ex_free(struct ffs_qp *qp) {
-    free(qp->batch.wrs);
-    free(qp->batch.first_sge);
-    free(qp->batch.sges);
-    free(qp->batch.inline_bytes);
 }
 
 /* As libibverbs: only QPs made by ibv_create_qp_ex with send_ops_flags have the ibv_wr_* interface. */

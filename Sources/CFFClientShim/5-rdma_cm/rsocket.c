@@ -7,7 +7,7 @@
  * other librdmacm) and fail at the first call with ENOSYS and one line on stderr, instead of misbehaving.
  */
 #define _GNU_SOURCE
-#include "shim.h"
+#include "../1-base/base.h"
 
 #include <rdma/rsocket.h>
 

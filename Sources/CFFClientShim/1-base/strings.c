@@ -1,5 +1,5 @@
 /* libibverbs' *_str helpers, with rdma-core's texts (programs print them in their error messages). */
-#include "shim.h"
+#include "base.h"
 
 #define TABLE_LOOKUP(table, value) \
     (((unsigned)(value) < sizeof(table) / sizeof((table)[0]) && (table)[(value)]) ? (table)[(value)] : "unknown")

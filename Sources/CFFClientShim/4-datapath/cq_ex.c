@@ -4,10 +4,7 @@
  * read_* calls read it. The standard wc_flags are served; timestamps, VLAN, flow tags and tag matching
  * are refused with EOPNOTSUPP at create time.
  */
-#include "shim.h"
-
-#include <errno.h>
-#include <string.h>
+#include "datapath.h"
 
 static struct ffs_cq *cq_of(struct ibv_cq_ex *cq) { return (struct ffs_cq *)cq; }
 

@@ -1,8 +1,7 @@
 /* The context's ops table: what verbs.h's inline ibv_post_send, ibv_post_recv, ibv_poll_cq and
- * ibv_req_notify_cq call. Each goes to the bridge's data path. */
-#include "shim.h"
-
-#include <errno.h>
+ * ibv_req_notify_cq call. Each goes to the bridge's data path. ffs_install_datapath puts them, with this layer's
+ * create_qp_ex and create_cq_ex, into the context ibv_open_device assembles. */
+#include "datapath.h"
 
 static int op_poll_cq(struct ibv_cq *cq, int num_entries, struct ibv_wc *wc) {
     if (num_entries < 0) {
@@ -39,8 +38,10 @@ static int op_post_srq_recv(struct ibv_srq *srq, struct ibv_recv_wr *wr, struct 
     return error ? ffs_fail(error) : 0;
 }
 
-void ffs_install_ops(struct ffs_context *context) {
-    struct ibv_context_ops *ops = &context->vctx.context.ops;
+void ffs_install_datapath(struct verbs_context *context) {
+    context->create_qp_ex = ffs_create_qp_ex;
+    context->create_cq_ex = ffs_create_cq_ex;
+    struct ibv_context_ops *ops = &context->context.ops;
     ops->poll_cq = op_poll_cq;
     ops->req_notify_cq = op_req_notify_cq;
     ops->post_send = op_post_send;
