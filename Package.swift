@@ -86,6 +86,11 @@ let package = Package(
                 .product(name: "HashTreeCollections", package: "swift-collections"),
             ]
         ),
+        // What the command lines of ffctl, iphunter and ffrouter share: the etcd connection options, one spelling each.
+        .target(
+            name: "FFCommandLine",
+            dependencies: ["Etcd", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // The per-node router: sessions, ownership, vip translation, on the real device.
         .target(
             name: "FFRouter",
@@ -159,6 +164,7 @@ let package = Package(
                 "FFRouter",
                 "FFOperations",
                 "Etcd",
+                "FFCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -169,6 +175,7 @@ let package = Package(
             dependencies: [
                 "IPHunter",
                 "Etcd",
+                "FFCommandLine",
                 "FFOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -182,6 +189,7 @@ let package = Package(
                 "FFRouter",
                 "FFClient",
                 "Etcd",
+                "FFCommandLine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -237,6 +245,7 @@ let package = Package(
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
         .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
+        .testTarget(name: "FFCommandLineTests", dependencies: ["FFCommandLine", "Etcd"]),
         .testTarget(
             name: "FFDevicePluginTests",
             dependencies: [
