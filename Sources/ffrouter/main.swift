@@ -22,7 +22,8 @@ struct FFRouterCommand: AsyncParsableCommand {
             the router runs, over the admin socket (`ffctl router pod add|remove|list`); such a pod's socket is \
             <socket-dir>/pod-<UID>.sock. The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
-            (iphunter's map in etcd at --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]` instead), and the source is always the GID of --node-ip. Every \
+            (iphunter's map in etcd at --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]` instead), \
+            and the source is always the GID of --node-ip. Every \
             object belongs to the session that made it and is destroyed when that client disconnects or dies. \
             Each session runs on its own thread; a client that leaves replies unread for --reply-timeout is \
             disconnected and its objects destroyed. At start the router raises its open-file limit to the hard \
@@ -49,7 +50,15 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("pod"), help: "A pod served from the start, as NAME=VIP (repeatable; more can be added at runtime).")
     var pods: [String] = []
 
-    @Option(name: .customLong("client-socket"), help: "The shared client socket (e.g. /run/freeflow/ffclient.sock, which the device plugin mounts into every pod): each connection is served as the pod its process belongs to (peer pid → <proc-root>/PID/cgroup → pod UID → that pod's vip on this node in the etcd map); others are refused with the reason. Needs the etcd map (not --map).")
+    @Option(
+        name: .customLong("client-socket"),
+        help: """
+            The shared client socket (e.g. /run/freeflow/ffclient.sock, which the device plugin mounts into every \
+            pod): each connection is served as the pod its process belongs to (peer pid → <proc-root>/PID/cgroup → \
+            pod UID → that pod's vip on this node in the etcd map); others are refused with the reason. Needs the \
+            etcd map (not --map).
+            """
+    )
     var clientSocket: String?
 
     @Option(name: .customLong("proc-root"), help: "Where the node's processes are, for --client-socket: /proc of the host's pid namespace (the router must share it: hostPID).")
