@@ -89,6 +89,11 @@ let package = Package(
         // The router's admin API (requests, answers, status) and its client: what ffctl and the device plugin
         // need of the router, without the router or libibverbs.
         .target(name: "FFRouterAPI", dependencies: ["FFSystem"]),
+        // What the command lines of ffctl, iphunter and ffrouter share: the etcd connection options, one spelling each.
+        .target(
+            name: "FFCommandLine",
+            dependencies: ["Etcd", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // The per-node router: sessions, ownership, vip translation, on the real device.
         .target(
             name: "FFRouter",
@@ -163,6 +168,7 @@ let package = Package(
                 "FFRouterAPI",
                 "FFOperations",
                 "Etcd",
+                "FFCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -173,6 +179,7 @@ let package = Package(
             dependencies: [
                 "IPHunter",
                 "Etcd",
+                "FFCommandLine",
                 "FFOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -186,6 +193,7 @@ let package = Package(
                 "FFRouterAPI",
                 "FFClient",
                 "Etcd",
+                "FFCommandLine",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -243,6 +251,7 @@ let package = Package(
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
         .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
+        .testTarget(name: "FFCommandLineTests", dependencies: ["FFCommandLine", "Etcd"]),
         .testTarget(
             name: "FFDevicePluginTests",
             dependencies: [

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 import FFOperations
 import FFProtocol
 import FFRouter
@@ -22,7 +23,8 @@ struct FFRouterCommand: AsyncParsableCommand {
             the router runs, over the admin socket (`ffctl router pod add|remove|list`); such a pod's socket is \
             <socket-dir>/pod-<UID>.sock. The pod sees a virtual device whose GID \
             is ::ffff:VIP; destination GIDs in modify_qp and create_ah are translated vip→pip through the map \
-            (iphunter's map in etcd with --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]`), and the source is always the GID of --node-ip. Every \
+            (iphunter's map in etcd at --etcd-endpoints, or --map FILE with lines `VIP PIP [NODE]` instead), \
+            and the source is always the GID of --node-ip. Every \
             object belongs to the session that made it and is destroyed when that client disconnects or dies. \
             Each session runs on its own thread; a client that leaves replies unread for --reply-timeout is \
             disconnected and its objects destroyed. At start the router raises its open-file limit to the hard \
@@ -49,29 +51,26 @@ struct FFRouterCommand: AsyncParsableCommand {
     @Option(name: .customLong("pod"), help: "A pod served from the start, as NAME=VIP (repeatable; more can be added at runtime).")
     var pods: [String] = []
 
-    @Option(name: .customLong("client-socket"), help: "The shared client socket (e.g. /run/freeflow/ffclient.sock, which the device plugin mounts into every pod): each connection is served as the pod its process belongs to (peer pid → <proc-root>/PID/cgroup → pod UID → that pod's vip on this node in the etcd map); others are refused with the reason. Needs --etcd-endpoints.")
+    @Option(
+        name: .customLong("client-socket"),
+        help: """
+            The shared client socket (e.g. /run/freeflow/ffclient.sock, which the device plugin mounts into every \
+            pod): each connection is served as the pod its process belongs to (peer pid → <proc-root>/PID/cgroup → \
+            pod UID → that pod's vip on this node in the etcd map); others are refused with the reason. Needs the \
+            etcd map (not --map).
+            """
+    )
     var clientSocket: String?
 
     @Option(name: .customLong("proc-root"), help: "Where the node's processes are, for --client-socket: /proc of the host's pid namespace (the router must share it: hostPID).")
     var procRoot = "/proc"
 
-    @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd).")
+    @Option(name: .long, help: "vip→pip map file: lines `VIP PIP [NODE]`, # comments (instead of etcd's map).")
     var map: String?
 
-    @Option(name: .customLong("etcd-endpoints"), help: "etcd client URLs, comma-separated: mirror iphunter's map from there.")
-    var etcdEndpoints: String?
-
-    @Option(name: .customLong("etcd-cacert"), help: "CA bundle that signs etcd's certificate.")
-    var etcdCacert: String?
-
-    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd.")
-    var etcdCert: String?
-
-    @Option(name: .customLong("etcd-key"), help: "Private key of the etcd client certificate.")
-    var etcdKey: String?
-
-    @Option(help: "Key prefix of the map in etcd (as iphunter's and ffctl's --root).")
-    var root = MapSchema.v1.root
+    /// The vip map's source unless --map is given: iphunter's map in etcd.
+    @OptionGroup
+    var etcd: EtcdOptions
 
     @Option(name: .customLong("admin-socket"), help: "Admin socket for `ffctl router status` and `ffctl router pod` (root only; default: <socket-dir>/admin.sock).")
     var adminSocket: String?
@@ -144,8 +143,8 @@ struct FFRouterCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard IPv4Address(nodeIP) != nil else { throw ValidationError("--node-ip \(nodeIP) is not an IPv4 address") }
-        guard (map == nil) != (etcdEndpoints == nil) else {
-            throw ValidationError("give the vip map with exactly one of --etcd-endpoints URLS or --map FILE")
+        if map != nil, etcd.endpoints != nil {
+            throw ValidationError("the vip map comes from --etcd-endpoints URLS or from --map FILE: give only one")
         }
         guard replyTimeout > 0, replyTimeout <= 3600 else { throw ValidationError("--reply-timeout \(replyTimeout): give 0 < seconds <= 3600") }
         guard (1...65536).contains(replyQueue) else { throw ValidationError("--reply-queue \(replyQueue): give 1...65536 replies") }
@@ -166,11 +165,13 @@ struct FFRouterCommand: AsyncParsableCommand {
             where value < 0 {
             throw ValidationError("\(flag) \(value) is negative")
         }
-        if map != nil, root != MapSchema.v1.root {
+        if map != nil, etcd.root != MapSchema.v1.root {
             throw ValidationError("--root sets the etcd map prefix; it has no meaning with --map FILE")
         }
-        if clientSocket != nil, etcdEndpoints == nil {
-            throw ValidationError("--client-socket identifies pods by their UID in iphunter's map: give --etcd-endpoints (a --map file has no pod UIDs)")
+        if clientSocket != nil, map != nil {
+            throw ValidationError(
+                "--client-socket identifies pods by their UID in iphunter's map in etcd: a --map file has no pod UIDs"
+            )
         }
         if let clientSocket, !clientSocket.hasPrefix("/") { throw ValidationError("--client-socket \(clientSocket): give an absolute path") }
         for pod in pods where PodDeclaration(argument: pod) == nil {
@@ -192,10 +193,10 @@ struct FFRouterCommand: AsyncParsableCommand {
         if let map {
             vipMap = try StaticVipMap(path: map)
         } else {
-            let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
-            let client = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints!, tls: tls), logger: logger)
+            let client = try EtcdClient(etcd.configuration(), logger: logger)
             etcdClient = client
-            etcdMap = EtcdVipMap(mirror: MapMirror(client: client, schema: MapSchema(root: root), logger: logger), endpoints: etcdEndpoints!)
+            let mirror = MapMirror(client: client, schema: etcd.schema, logger: logger)
+            etcdMap = EtcdVipMap(mirror: mirror, endpoints: etcd.endpointList())
             vipMap = etcdMap!
         }
         let node: any VerbsBackend = fakeDevice

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 import FFOperations
 import Foundation
 import IPHunter
@@ -15,16 +16,8 @@ struct IPHunterCommand: AsyncParsableCommand {
         discussion: "See docs/iphunter.md for RBAC, metrics and leader election."
     )
 
-    @Option(help: "Comma-separated etcd client URLs.")
-    var etcdEndpoints = "http://127.0.0.1:2379"
-    @Option(help: "CA (PEM) of etcd's server certificate.")
-    var etcdCacert: String?
-    @Option(help: "Client certificate (PEM) for etcd.")
-    var etcdCert: String?
-    @Option(help: "Client key (PEM) for etcd.")
-    var etcdKey: String?
-    @Option(help: "Key prefix of the map in etcd.")
-    var root = MapSchema.v1.root
+    @OptionGroup
+    var etcd: EtcdOptions
 
     @Option(help: "kubeconfig to use outside a cluster (default: $KUBECONFIG, else in-cluster config).")
     var kubeconfig: String?
@@ -71,28 +64,28 @@ struct IPHunterCommand: AsyncParsableCommand {
         let registry = DaemonBootstrap.start(logLevel: logLevel)
         let logger = Logger(label: "iphunter")
 
-        let tls = EtcdTLS.fromFlags(caFile: etcdCacert, certFile: etcdCert, keyFile: etcdKey)
         // Configuration errors first, before any client exists that would need a shutdown.
         let kubeConfig = try kubeConfiguration()
         let kube = try KubeClient(kubeConfig, logger: logger)
-        let etcd: EtcdClient
+        let etcdClient: EtcdClient
         do {
-            etcd = try EtcdClient(EtcdConfiguration(endpointList: etcdEndpoints, tls: tls), logger: logger)
+            etcdClient = try EtcdClient(etcd.configuration(), logger: logger)
         } catch {
             try? await kube.shutdown()
             throw error
         }
         var options = IPHunterOptions()
-        options.schema = MapSchema(root: root)
+        options.schema = etcd.schema
         options.labelSelector = labelSelector
         options.leaderElection = !noLeaderElection
         options.leaseTTL = leaseTTL
         options.identity = identity ?? ProcessInfo.processInfo.environment["POD_NAME"] ?? ProcessInfo.processInfo.hostName
         options.resyncInterval = .seconds(resyncSeconds)
-        let hunter = IPHunter(kube: kube, etcd: etcd, options: options, logger: logger)
+        let hunter = IPHunter(kube: kube, etcd: etcdClient, options: options, logger: logger)
         let http = HunterHTTP.makeApplication(hunter: hunter, registry: registry, host: listenHost, port: listenPort, logger: logger)
         logger.notice("starting", metadata: [
-            "etcd": "\(etcdEndpoints)", "api_server": "\(kube.configuration.server)", "identity": "\(options.identity)",
+            "etcd": "\(etcd.endpointList())", "api_server": "\(kube.configuration.server)",
+            "identity": "\(options.identity)",
             "leader_election": "\(options.leaderElection)", "listen": "\(listenHost):\(listenPort)",
         ])
         let group = ServiceGroup(configuration: .init(
@@ -106,7 +99,7 @@ struct IPHunterCommand: AsyncParsableCommand {
             logger.error("stopped with an error", metadata: ["error": "\(error)"])
         }
         try? await kube.shutdown()
-        try? await etcd.shutdown()
+        try? await etcdClient.shutdown()
         logger.notice("stopped")
     }
 }

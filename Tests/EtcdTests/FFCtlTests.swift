@@ -51,7 +51,7 @@ struct FFCtlTests {
         try await withEtcd { etcd, _ in
             let process = Process()
             process.executableURL = FFCtlProcess.executable
-            process.arguments = ["watch", "--endpoints", etcd.clientURL]
+            process.arguments = ["watch", "--etcd-endpoints", etcd.clientURL]
             let pipe = Pipe()
             let errors = Pipe()
             process.standardOutput = pipe
@@ -85,7 +85,7 @@ struct FFCtlTests {
             try await client.put("/freeflow/v1/vips/10.0.0.1", "a")
             let last = try await client.put("/freeflow/v1/vips/10.0.0.1", "b")
             try await client.compact(revision: last.revision)
-            let result = try FFCtlProcess.run(["watch", "--endpoints", etcd.clientURL, "--from-revision", "2"])
+            let result = try FFCtlProcess.run(["watch", "--etcd-endpoints", etcd.clientURL, "--from-revision", "2"])
             #expect(result.status == 2)
             #expect(result.output.contains("revision 2 has been compacted"))
             #expect(result.output.contains("--from-revision \(last.revision) or later"))
@@ -96,19 +96,31 @@ struct FFCtlTests {
         try await withEtcd { etcd, _ in
             try etcdctl(etcd.clientURL, ["put", "/freeflow/v1/nodes/node-a", nodeJSON])
             try etcdctl(etcd.clientURL, ["put", "/freeflow/v1/vips/10.244.1.5", vipJSON])
-            let map = try FFCtlProcess.run(["map", "--endpoints", etcd.clientURL])
+            let map = try FFCtlProcess.run(["map", "--etcd-endpoints", etcd.clientURL])
             #expect(map.status == 0)
             #expect(map.output.contains("10.244.1.5  192.168.0.11  node-a  default/rdma-0"))
-            let lookup = try FFCtlProcess.run(["lookup", "10.244.1.5", "--endpoints", etcd.clientURL])
+            let lookup = try FFCtlProcess.run(["lookup", "10.244.1.5", "--etcd-endpoints", etcd.clientURL])
             #expect(lookup.status == 0)
             #expect(lookup.output.contains("pgid:      ::ffff:192.168.0.11"))
-            let missing = try FFCtlProcess.run(["lookup", "10.1.1.1", "--endpoints", etcd.clientURL])
+            let missing = try FFCtlProcess.run(["lookup", "10.1.1.1", "--etcd-endpoints", etcd.clientURL])
             #expect(missing.status == 1)
             #expect(missing.output.contains("vip 10.1.1.1 is not in the map"))
-            let down = try FFCtlProcess.run(["map", "--endpoints", "127.0.0.1:\(try LocalEtcdPort.free())", "--timeout", "2"])
+            let port = try LocalEtcdPort.free()
+            let down = try FFCtlProcess.run([
+                "map", "--etcd-endpoints", "127.0.0.1:\(port)", "--etcd-request-timeout", "2",
+            ])
             #expect(down.status == 1)
             #expect(down.output.contains("etcd unavailable"))
         }
+    }
+
+    @Test func theOldSpellingsStillReachEtcdAndNameTheirReplacements() throws {
+        let port = try LocalEtcdPort.free()
+        let down = try FFCtlProcess.run(["map", "--endpoints", "127.0.0.1:\(port)", "--timeout", "2"])
+        #expect(down.status == 1)
+        #expect(down.output.contains("etcd unavailable at http://127.0.0.1:\(port)"))
+        #expect(down.output.contains("ffctl: --endpoints is deprecated: use --etcd-endpoints\n"))
+        #expect(down.output.contains("ffctl: --timeout is deprecated: use --etcd-request-timeout\n"))
     }
 }
 

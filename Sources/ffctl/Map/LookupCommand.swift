@@ -1,5 +1,6 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 
 /// `ffctl lookup VIP`: where one virtual IP lives.
 struct LookupCommand: AsyncParsableCommand {

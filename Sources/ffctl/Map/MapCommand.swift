@@ -1,5 +1,6 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 
 /// `ffctl map`: the whole map as a table.
 struct MapCommand: AsyncParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 import Foundation
 
 /// `ffctl watch`: every change to the map, as it happens.

@@ -1,36 +1,11 @@
 import ArgumentParser
 import Etcd
+import FFCommandLine
 import Foundation
 import Logging
 
-/// Options shared by the commands that read the map from etcd.
-struct EtcdOptions: ParsableArguments {
-    @Option(help: "Comma-separated etcd client URLs (also $ETCDCTL_ENDPOINTS).")
-    var endpoints: String = ProcessInfo.processInfo.environment["ETCDCTL_ENDPOINTS"] ?? "http://127.0.0.1:2379"
-
-    @Option(help: "Key prefix of the map (schema version 1).")
-    var root: String = MapSchema.v1.root
-
-    @Option(help: "CA certificate (PEM) that signed etcd's server certificate.")
-    var cacert: String?
-
-    @Option(help: "Client certificate (PEM) for etcd's client-cert auth.")
-    var cert: String?
-
-    @Option(help: "Key (PEM) of the client certificate.")
-    var key: String?
-
-    @Option(help: "Seconds allowed for one etcd request.")
-    var timeout: Int = 5
-
-    var schema: MapSchema { MapSchema(root: root) }
-
-    func configuration() -> EtcdConfiguration {
-        var config = EtcdConfiguration(endpointList: endpoints, tls: .fromFlags(caFile: cacert, certFile: cert, keyFile: key))
-        config.requestTimeout = .seconds(timeout)
-        return config
-    }
-
+/// ffctl's way of using the shared etcd options (FFCommandLine): errors become one line and exit status 1.
+extension EtcdOptions {
     /// Runs `body` with a client, turning etcd errors into a one-line message and exit code 1.
     func withClient<R: Sendable>(_ body: (EtcdClient) async throws -> R) async throws -> R {
         do {
