@@ -235,7 +235,7 @@ let package = Package(
             dependencies: ["FFRouter", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport", "CAllocationCounter"]
         ),
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
-        .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
+        .testTarget(name: "FFClientShimTests", dependencies: ["FreeFlowTestSupport"], exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(
             name: "FFDevicePluginTests",

@@ -3,18 +3,6 @@ import FreeFlowTestSupport
 import Foundation
 import IPHunter
 import Logging
-import Testing
-
-/// Fails the test with `message` if `condition` does not hold within `timeout`.
-func eventually(_ message: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(25))
-    }
-    Issue.record("timed out: \(message)")
-    throw CancellationError()
-}
 
 func podJSON(_ name: String, ip: String?, node: String?, namespace: String = "default", phase: String = "Running",
              hostNetwork: Bool = false, uid: String? = nil, labels: [String: String]? = nil) -> Data {
