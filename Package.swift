@@ -249,7 +249,7 @@ let package = Package(
                            "CAllocationCounter"]
         ),
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
-        .testTarget(name: "FFClientShimTests", exclude: ["Programs"]),
+        .testTarget(name: "FFClientShimTests", dependencies: ["FreeFlowTestSupport"], exclude: ["Programs"]),
         .testTarget(name: "EtcdTests", dependencies: ["Etcd", "FreeFlowTestSupport"]),
         .testTarget(name: "FFCommandLineTests", dependencies: ["FFCommandLine", "Etcd"]),
         .testTarget(

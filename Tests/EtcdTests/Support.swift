@@ -1,7 +1,6 @@
 import Etcd
 import FreeFlowTestSupport
 import Foundation
-import Testing
 
 /// Runs `body` against a fresh etcd and a client for it; always stops etcd and the client.
 func withEtcd(
@@ -25,17 +24,6 @@ func withEtcd(
     }
     try await client.shutdown()
     await etcd.stop()
-}
-
-/// Fails the test with `message` if `condition` does not hold within `timeout`.
-func eventually(_ message: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("timed out: \(message)")
-    throw CancellationError()
 }
 
 /// The map as a fresh range reads it, decoded like the mirror decodes it.

@@ -42,16 +42,21 @@ struct WatchTests {
             try await client.put("/w/a", "2")
             try await client.delete(.key("/w/a"))
             try await client.put("/other", "ignored")
-            try await eventually("three events") { collector.snapshot.events.count >= 3 }
+            // A later marker: once its event is in, the key outside the prefix would have shown before it.
+            let sentinel = try await client.put("/w/sentinel", "end")
+            try await eventually("the sentinel's event") {
+                collector.snapshot.events.contains { $0.kv.key == "/w/sentinel" }
+            }
             task.cancel()
             _ = await task.value
             let events = collector.snapshot.events
-            #expect(events.map(\.kind) == [.put, .put, .delete])
-            #expect(events.map(\.kv.key) == ["/w/a", "/w/a", "/w/a"])
+            #expect(events.map(\.kind) == [.put, .put, .delete, .put])
+            #expect(events.map(\.kv.key) == ["/w/a", "/w/a", "/w/a", "/w/sentinel"])
             #expect(events[1].previous?.valueString == "1")
             #expect(events[1].kv.valueString == "2")
             #expect(events[2].previous?.valueString == "2")
-            #expect(events.map(\.revision) == [start.revision + 1, start.revision + 2, start.revision + 3])
+            #expect(events.map(\.revision)
+                    == [start.revision + 1, start.revision + 2, start.revision + 3, sentinel.revision])
         }
     }
 
@@ -67,14 +72,18 @@ struct WatchTests {
             // These writes land while the watch is still disconnected or just reconnecting.
             for i in 30..<60 { try await client.put("/r/\(i)", "\(i)") }
             try await client.delete(.key("/r/3"))
-            try await eventually("all 61 events after the restart", timeout: .seconds(20)) { collector.snapshot.events.count >= 61 }
-            try await Task.sleep(for: .milliseconds(300))
+            // A later marker: events come in revision order, so a lost or repeated one shows before the sentinel's.
+            let sentinel = try await client.put("/r/sentinel", "end")
+            try await eventually("the sentinel's event after the restart", timeout: .seconds(20)) {
+                collector.snapshot.events.contains { $0.kv.key == "/r/sentinel" }
+            }
             task.cancel()
             _ = await task.value
             let (events, updates, _) = collector.snapshot
-            #expect(events.count == 61)
+            #expect(events.count == 62)
             // Every write is one revision: contiguous revisions mean nothing lost and nothing repeated.
-            #expect(events.map(\.revision) == Array((start.revision + 1)...(start.revision + 61)))
+            #expect(events.map(\.revision) == Array((start.revision + 1)...sentinel.revision))
+            #expect(sentinel.revision == start.revision + 62)
             #expect(updates.contains { if case .reconnected = $0 { true } else { false } })
         }
     }

@@ -1,3 +1,4 @@
+import FreeFlowTestSupport
 import Foundation
 import XCTest
 
@@ -175,7 +176,9 @@ final class ConnectionManagerShimTests: XCTestCase {
         let client = try RunningProgram("/usr/bin/rping", ["-c", "-a", Self.vipA, "-p", port, "-C", "100000"],
                                         environment: router.environment(pod: "b", mode: .preload), directory: router.directory)
         // Kill the server once it is serving (its ping data shows up), mid-transfer.
-        XCTAssertTrue(waitFor(seconds: 60) { server.outputSoFar.contains("server ping data") }, "the server never served")
+        try eventuallyBlocking("the server to serve", timeout: .seconds(60)) {
+            server.outputSoFar.contains("server ping data")
+        }
         server.kill()
         let clientResult = client.finish()
         XCTAssertTrue(clientResult.errors.contains("DISCONNECT EVENT"), "the client hears its peer is gone: \(clientResult.errors)")
@@ -203,13 +206,4 @@ final class ConnectionManagerShimTests: XCTestCase {
     func testSendBandwidthOverRDMACMPreloaded() throws { try perftest("ib_send_bw", mode: .preload) }
     func testWriteBandwidthOverRDMACMDropIn() throws { try perftest("ib_write_bw", mode: .dropIn) }
     func testSendLatencyOverRDMACMPreloaded() throws { try perftest("ib_send_lat", mode: .preload) }
-
-    private func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(50_000)
-        }
-        return condition()
-    }
 }

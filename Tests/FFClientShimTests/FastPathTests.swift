@@ -1,3 +1,4 @@
+import FreeFlowTestSupport
 import Foundation
 import Glibc
 import XCTest
@@ -33,7 +34,9 @@ final class FastPathTests: XCTestCase {
             let held = try hold(1)
             defer { release(held) }
             let pid = router.routerPIDs[0]
-            waitUntilTrue("the data-path thread ffr-dp0 in SCHED_FIFO") { Self.schedulingPolicy(of: "ffr-dp0", in: pid) == SCHED_FIFO }
+            try eventuallyBlocking("the data-path thread ffr-dp0 in SCHED_FIFO", timeout: .seconds(60)) {
+                Self.schedulingPolicy(of: "ffr-dp0", in: pid) == SCHED_FIFO
+            }
         }
         try pingpong([], environment: [:])
         try pingpong(["-e"], environment: [:])
@@ -65,7 +68,7 @@ final class FastPathTests: XCTestCase {
             let running = try RunningProgram(program, fill ? ["fill"] : [], environment: router.environment(pod: i % 2 == 0 ? "a" : "b", mode: .preload),
                                              directory: router.directory, seconds: 120)
             var pid: Int32 = 0
-            waitUntilTrue("program \(i) to set up its session") {
+            try eventuallyBlocking("program \(i) to set up its session", timeout: .seconds(60)) {
                 let words = running.outputSoFar.split(whereSeparator: \.isWhitespace)
                 guard let at = words.firstIndex(of: "pid"), at + 1 < words.count, let p = Int32(words[at + 1]) else { return false }
                 pid = p
@@ -87,7 +90,7 @@ final class FastPathTests: XCTestCase {
         let pid = try XCTUnwrap(router.routerPIDs.first)
         // After the set-up traffic the data-path thread sleeps within a few milliseconds: wait (bounded) for a 200 ms
         // window that costs the router at most a tick, then measure 2 s.
-        waitUntilTrue("the router to go quiet", seconds: 30) {
+        try eventuallyBlocking("the router to go quiet", timeout: .seconds(30)) {
             let before = cpuTicks(pid)
             usleep(200_000)
             return cpuTicks(pid) - before <= 1
@@ -123,13 +126,4 @@ private func cpuTicks(_ pid: Int32) -> Int {
     // After "pid (comm)": field 3 (state) is fields[0], so utime (14) is fields[11] and stime (15) fields[12].
     guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
     return user + system
-}
-
-/// Waits, checking every 20 ms for at most `seconds`, until `condition` holds; fails the test if it never does.
-private func waitUntilTrue(_ what: String, seconds: Double = 60, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        guard Date() < deadline else { return XCTFail("timed out after \(seconds) s waiting for \(what)", file: file, line: line) }
-        usleep(20_000)
-    }
 }

@@ -32,13 +32,17 @@ final class DevicePluginExecutableTests: XCTestCase {
                                                    "--cdi-dir", "\(directory)/cdi", "--devices", "2", "--health-interval", "0.2"])
         defer { if plugin.isRunning { plugin.terminate() } }
 
-        await eventually("the plugin's registration", seconds: 30) { kubelet.registrations.count == 1 }
-        await eventually("healthy devices", seconds: 30) { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false }
+        try await eventually("the plugin's registration", timeout: .seconds(30)) { kubelet.registrations.count == 1 }
+        try await eventually("healthy devices", timeout: .seconds(30)) {
+            kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false
+        }
         XCTAssertEqual(kubelet.deviceLists.last?.map(\.id), ["vrdma-0", "vrdma-1"])
 
         router.terminate()
         router.waitUntilExit()
-        await eventually("unhealthy devices once the router is gone", seconds: 30) { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false }
+        try await eventually("unhealthy devices once the router is gone", timeout: .seconds(30)) {
+            kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false
+        }
 
         plugin.terminate()
         plugin.waitUntilExit()

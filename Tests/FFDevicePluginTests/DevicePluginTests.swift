@@ -60,15 +60,15 @@ final class DevicePluginTests: XCTestCase {
 
     func testThePluginRegistersAndAdvertisesItsDevicesAsHealthy() async throws {
         startPlugin()
-        await eventually("a registration") { kubelet.registrations.count == 1 }
+        try await eventually("a registration") { kubelet.registrations.count == 1 }
         let registration = try XCTUnwrap(kubelet.registrations.first)
         XCTAssertEqual(registration.version, "v1beta1")
         XCTAssertEqual(registration.endpoint, "freeflow-vrdma.sock")
         XCTAssertEqual(registration.resourceName, "freeflow.io/vrdma")
         XCTAssertTrue(registration.options.getPreferredAllocationAvailable)
-        await eventually("the kubelet's options call") { kubelet.options.count == 1 }
+        try await eventually("the kubelet's options call") { kubelet.options.count == 1 }
         XCTAssertFalse(kubelet.options.first?.preStartRequired ?? true)
-        await eventually("a device list") { !kubelet.deviceLists.isEmpty }
+        try await eventually("a device list") { !kubelet.deviceLists.isEmpty }
         let list = try XCTUnwrap(kubelet.deviceLists.last)
         XCTAssertEqual(list.map(\.id), ["vrdma-0", "vrdma-1", "vrdma-2", "vrdma-3"])
         XCTAssertEqual(Set(list.map(\.health)), ["Healthy"])
@@ -76,17 +76,21 @@ final class DevicePluginTests: XCTestCase {
 
     func testListAndWatchReportsTheDevicesUnhealthyWhenTheRouterIsAndHealthyAgainAfter() async throws {
         startPlugin()
-        await eventually("a healthy list") { kubelet.deviceLists.last?.first?.health == "Healthy" }
+        try await eventually("a healthy list") { kubelet.deviceLists.last?.first?.health == "Healthy" }
         healthy.on = false
-        await eventually("an unhealthy list") { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false }
+        try await eventually("an unhealthy list") {
+            kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Unhealthy"] } ?? false
+        }
         healthy.on = true
-        await eventually("a healthy list again") { kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false }
+        try await eventually("a healthy list again") {
+            kubelet.deviceLists.last.map { Set($0.map(\.health)) == ["Healthy"] } ?? false
+        }
         XCTAssertGreaterThanOrEqual(kubelet.deviceLists.count, 3)
     }
 
     func testAllocateHandsTheContainerTheRouterSocketTheShimAndCDIDevices() async throws {
         startPlugin()
-        await eventually("a registration") { kubelet.registrations.count == 1 }
+        try await eventually("a registration") { kubelet.registrations.count == 1 }
         let response = try await kubelet.plugin { plugin in
             try await plugin.allocate(.with { $0.containerRequests = [.with { $0.devicesIds = ["vrdma-1", "vrdma-3"] }] })
         }
@@ -111,7 +115,7 @@ final class DevicePluginTests: XCTestCase {
 
     func testBadRequestsAreRefusedWithAStatusAndThePluginKeepsServing() async throws {
         startPlugin()
-        await eventually("a registration") { kubelet.registrations.count == 1 }
+        try await eventually("a registration") { kubelet.registrations.count == 1 }
         do {
             _ = try await kubelet.plugin { plugin in
                 try await plugin.allocate(.with { $0.containerRequests = [.with { $0.devicesIds = ["vrdma-0", "vrdma-99"] }] })
@@ -146,13 +150,13 @@ final class DevicePluginTests: XCTestCase {
 
     func testAfterAKubeletRestartThePluginServesAndRegistersAgain() async throws {
         startPlugin()
-        await eventually("a registration") { kubelet.registrations.count == 1 }
-        await eventually("a device list") { !kubelet.deviceLists.isEmpty }
+        try await eventually("a registration") { kubelet.registrations.count == 1 }
+        try await eventually("a device list") { !kubelet.deviceLists.isEmpty }
         let listsBefore = kubelet.deviceLists.count
         try await kubelet.restart()
         XCTAssertFalse(FileManager.default.fileExists(atPath: configuration.socketPath), "the restart deleted the plugin's socket")
-        await eventually("a second registration") { kubelet.registrations.count == 2 }
-        await eventually("a device list from the new registration") { kubelet.deviceLists.count > listsBefore }
+        try await eventually("a second registration") { kubelet.registrations.count == 2 }
+        try await eventually("a device list from the new registration") { kubelet.deviceLists.count > listsBefore }
         let response = try await kubelet.plugin { plugin in
             try await plugin.allocate(.with { $0.containerRequests = [.with { $0.devicesIds = ["vrdma-0"] }] })
         }

@@ -46,6 +46,11 @@ struct IPHunterTests {
             try await eventually("initial map") { try await world.vips().count == 20 }
             try await hunter.waitForSync()
             let afterSync = await hunter.hunter.currentStats.writes
+            // etcd's own record of what the hunter writes from now on, in revision order.
+            let synced = try await world.client.rangeAll(.prefix(world.schema.vipsPrefix)).revision
+            let written = WatchedWrites()
+            let watching = written.start(world.client.watch(.prefix(world.schema.vipsPrefix),
+                                                            options: WatchOptions(startRevision: synced + 1)))
             // A pod gets an IP late, one is deleted, one finishes, one is rescheduled with a new IP on node-b.
             try await world.kube.apply("pods", podJSON("late", ip: nil, node: "node-b", phase: "Pending"))
             try await world.kube.apply("pods", podJSON("late", ip: "10.244.9.9", node: "node-b"))
@@ -59,12 +64,22 @@ struct IPHunterTests {
                     && placement["10.244.5.5"] == "node-b 192.168.0.2 default/p2" && placement["10.244.0.1"] == nil
                     && placement["10.244.0.2"] == nil && placement["10.244.0.3"] == nil
             }
+            // A later marker: the churn's events all reached the hunter before this pod's, so whatever the churn
+            // writes, etcd shows before this pod's key.
+            try await world.kube.apply("pods", podJSON("sentinel", ip: "10.244.7.7", node: "node-a"))
+            let sentinel = "PUT \(world.schema.vipKey("10.244.7.7"))"
+            try await eventually("the sentinel pod's key written") { written.writes.contains(sentinel) }
             // Only the touched keys were written: 1 add (late) + 3 deletes (p0, p1, old p2) + 1 add (new p2).
+            let churn = written.writes.prefix { $0 != sentinel }
+            let expected = [("PUT", "10.244.9.9"), ("DELETE", "10.244.0.1"), ("DELETE", "10.244.0.2"),
+                            ("DELETE", "10.244.0.3"), ("PUT", "10.244.5.5")]
+                .map { "\($0.0) \(world.schema.vipKey($0.1))" }
+            #expect(churn.sorted() == expected.sorted())
             // The counters are updated when the transaction returns, just after etcd shows the change.
-            try await eventually("counters caught up") { await hunter.hunter.currentStats.writes - afterSync >= 5 }
-            try await Task.sleep(for: .milliseconds(200))
-            let churnWrites = await hunter.hunter.currentStats.writes - afterSync
-            #expect(churnWrites == 5)
+            try await eventually("counters caught up") { await hunter.hunter.currentStats.writes - afterSync >= 6 }
+            #expect(await hunter.hunter.currentStats.writes - afterSync == 6, "the churn's 5 keys and the sentinel's")
+            watching.cancel()
+            _ = await watching.value
             await hunter.stop()
         }
     }
@@ -187,7 +202,10 @@ struct IPHunterTests {
             await world.kube.delete("pods", namespace: "default", name: "p0")
             try await world.kube.apply("pods", podJSON("p9", ip: "10.10.0.9", node: "node-a"))
             try await world.kube.apply("nodes", nodeJSON("node-a", ip: "192.168.0.7"))
-            try await Task.sleep(for: .seconds(3))
+            // Gone for longer than the lease: the hunter sees a whole TTL without a renewal and steps down.
+            try await eventually("the hunter to step down while etcd is gone", timeout: .seconds(15)) {
+                await !hunter.hunter.currentStats.isLeader
+            }
             try await world.etcd.resume()
             try await eventually("map repaired after etcd came back", timeout: .seconds(30)) {
                 let vips = try await world.vips()

@@ -3,18 +3,7 @@ import FreeFlowTestSupport
 import Foundation
 import IPHunter
 import Logging
-import Testing
-
-/// Fails the test with `message` if `condition` does not hold within `timeout`.
-func eventually(_ message: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(25))
-    }
-    Issue.record("timed out: \(message)")
-    throw CancellationError()
-}
+import Synchronization
 
 func podJSON(_ name: String, ip: String?, node: String?, namespace: String = "default", phase: String = "Running",
              hostNetwork: Bool = false, uid: String? = nil, labels: [String: String]? = nil) -> Data {
@@ -120,5 +109,27 @@ struct RunningHunter: Sendable {
         task.cancel()
         await task.value
         try? await kube.shutdown()
+    }
+}
+
+/// What a watch reported, in revision order ("PUT key", "DELETE key"), collected in a task while the test goes on.
+final class WatchedWrites: Sendable {
+    private let seen = Mutex<[String]>([])
+
+    /// Every change so far; an error that ended the watch is kept as the last entry.
+    var writes: [String] { seen.withLock { $0 } }
+
+    /// Collects `watch` until it ends or the returned task is cancelled.
+    func start(_ watch: EtcdWatch) -> Task<Void, Never> {
+        Task {
+            do {
+                for try await update in watch {
+                    guard case .events(let batch) = update else { continue }
+                    seen.withLock { $0 += batch.map { "\($0.kind.rawValue) \($0.kv.key)" } }
+                }
+            } catch {
+                seen.withLock { $0.append("watch error: \(error)") }
+            }
+        }
     }
 }

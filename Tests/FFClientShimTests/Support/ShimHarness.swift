@@ -1,3 +1,4 @@
+import FreeFlowTestSupport
 import Foundation
 import XCTest
 
@@ -278,28 +279,30 @@ final class FakeRouterFixture {
     private func waitForStatus(of pod: String, _ what: String, seconds: Double, _ condition: ([[String: Any]]) -> Bool) throws {
         let admin = "\(directory)/sockets/\(nodeOf[pod] ?? "fake")/admin.sock"
         let ffctl = ShimArtifacts.directory.appendingPathComponent("ffctl").path
-        let deadline = Date().addingTimeInterval(seconds)
-        while true {
-            let result = try RunningProgram.run(ffctl, ["router", "status", "--json", "--admin-socket", admin], directory: directory)
-            if result.status == 0, let data = result.output.data(using: .utf8),
-               let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-               let clients = status["clients"] as? [[String: Any]], condition(clients) {
-                return
+        var last = ""
+        do {
+            try eventuallyBlocking(what, timeout: .seconds(seconds), every: .milliseconds(100)) {
+                let result = try RunningProgram.run(ffctl, ["router", "status", "--json", "--admin-socket", admin],
+                                                    directory: directory)
+                last = "\(result.output) \(result.errors)"
+                guard result.status == 0, let data = result.output.data(using: .utf8),
+                      let status = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                      let clients = status["clients"] as? [[String: Any]] else { return false }
+                return condition(clients)
             }
-            guard Date() < deadline else { throw HarnessError("no \(what) within \(seconds) s: \(result.output) \(result.errors)") }
-            usleep(100_000)
+        } catch let timedOut as ConditionTimedOut {
+            throw HarnessError("\(timedOut); the last status: \(last)")
         }
     }
 
     /// The router starts in well under a second; wait for its socket with a generous bound.
     private func waitForSocket(_ path: String, seconds: Double = 60) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !FileManager.default.fileExists(atPath: path) {
+        try eventuallyBlocking("router socket \(path) to appear", timeout: .seconds(seconds)) {
+            if FileManager.default.fileExists(atPath: path) { return true }
             if let dead = routers.first(where: { !$0.isRunning }) {
                 throw HarnessError("ffrouter exited with status \(dead.terminationStatus) during start-up")
             }
-            guard Date() < deadline else { throw HarnessError("router socket \(path) did not appear in \(seconds) s") }
-            usleep(20_000)
+            return false
         }
     }
 }
@@ -337,18 +340,15 @@ func compileProgram(_ name: String, into directory: String, libraries: [String] 
 /// network's /proc tables (this process's own network by default).
 func waitForListener(port: Int, tables: [String] = ["/proc/net/tcp", "/proc/net/tcp6"], seconds: Double = 60) throws {
     let hex = String(format: ":%04X", port)
-    let deadline = Date().addingTimeInterval(seconds)
-    while true {
-        for table in tables {
+    try eventuallyBlocking("something to listen on port \(port)", timeout: .seconds(seconds)) {
+        tables.contains { table in
             let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
             // local_address is the second column, state 0A is LISTEN.
-            for line in text.split(separator: "\n").dropFirst() {
+            return text.split(separator: "\n").dropFirst().contains { line in
                 let fields = line.split(separator: " ")
-                if fields.count > 3, fields[1].hasSuffix(hex), fields[3] == "0A" { return }
+                return fields.count > 3 && fields[1].hasSuffix(hex) && fields[3] == "0A"
             }
         }
-        guard Date() < deadline else { throw HarnessError("nothing listened on port \(port) within \(seconds) s") }
-        usleep(20_000)
     }
 }
 

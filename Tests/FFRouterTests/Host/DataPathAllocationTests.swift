@@ -2,6 +2,7 @@ import CAllocationCounter
 import FFProtocol
 @testable import FFRouter
 import FFSystem
+import FreeFlowTestSupport
 import Glibc
 import XCTest
 
@@ -27,7 +28,7 @@ final class DataPathAllocationTests: XCTestCase {
         let p = try RingPair(tuning: DataPathTuning(spinNanoseconds: 60_000_000_000, yieldNanoseconds: 60_000_000_000))
         defer { p.close() }
         var poller: UInt = 0
-        waitUntil("the data-path thread to run") {
+        try eventuallyBlocking("the data-path thread to run") {
             poller = p.dataPath.threads.first ?? 0
             return poller != 0
         }

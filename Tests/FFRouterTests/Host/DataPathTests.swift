@@ -1,6 +1,7 @@
 import FFProtocol
 @testable import FFRouter
 import FFSystem
+import FreeFlowTestSupport
 import Glibc
 import Logging
 import XCTest
@@ -91,13 +92,16 @@ final class RingPair {
     static func take(_ count: Int, from consumer: inout RingConsumer, seconds: Double = 20,
                      file: StaticString = #filePath, line: UInt = #line) -> [RingSlots.RawCompletion] {
         var got: [RingSlots.RawCompletion] = []
-        let done = eventually(within: seconds) {
-            let n = consumer.available()
-            for i in 0..<n { got.append(RingSlots.readCompletion(consumer.slot(i))) }
-            consumer.release(n)
-            return got.count >= count
+        do {
+            try eventuallyBlocking("\(count) completions", timeout: .seconds(seconds), file: file, line: line) {
+                let n = consumer.available()
+                for i in 0..<n { got.append(RingSlots.readCompletion(consumer.slot(i))) }
+                consumer.release(n)
+                return got.count >= count
+            }
+        } catch {
+            XCTFail("only \(got.count) of \(count) completions arrived in \(seconds) s", file: file, line: line)
         }
-        XCTAssertTrue(done, "only \(got.count) of \(count) completions arrived in \(seconds) s", file: file, line: line)
         return got
     }
 
@@ -193,7 +197,7 @@ final class DataPathTests: XCTestCase {
         }
         // The data-path thread took every slot (each posted or completed in error), and B saw none of it.
         let shared = try XCTUnwrap(p.pair.a.session.fast?.shared)
-        waitUntil("the poller to go through every slot") {
+        try eventuallyBlocking("the poller to go through every slot") {
             p.completionsA.release(p.completionsA.available())
             return shared.posts.load(ordering: .relaxed) == UInt64(sent)
         }
@@ -206,15 +210,15 @@ final class DataPathTests: XCTestCase {
     func testHostileIndicesAreIgnoredAndTheSessionGoesOn() throws {
         let p = try RingPair()
         defer { p.close() }
-        waitUntil("the poller to sleep") { p.qpA.sleeping }
+        try eventuallyBlocking("the poller to sleep") { p.qpA.sleeping }
         // A tail far beyond the ring, and a completion-ring head that claims more room than exists.
         (p.qpA.ring(0).header + RingLayout.tailOffset).storeBytes(of: UInt64(1) << 50, as: UInt64.self)
         (p.cqB.ring(0).header + RingLayout.headOffset).storeBytes(of: UInt64.max, as: UInt64.self)
         var one: UInt64 = 1
         _ = write(p.doorbellA, &one, 8)
         let shared = try XCTUnwrap(p.pair.a.session.fast?.shared)
-        waitUntil("the poller to wake on the doorbell") { shared.doorbells.load(ordering: .relaxed) >= 1 }
-        waitUntil("the poller to go over the hostile rings and sleep again") { p.qpA.sleeping }
+        try eventuallyBlocking("the poller to wake on the doorbell") { shared.doorbells.load(ordering: .relaxed) >= 1 }
+        try eventuallyBlocking("the poller to go over the hostile rings and sleep again") { p.qpA.sleeping }
         XCTAssertEqual(shared.posts.load(ordering: .relaxed), 0, "nothing was taken from a ring with a bogus tail")
         // Sane indices again: the session is served as before.
         (p.cqB.ring(0).header + RingLayout.headOffset).storeBytes(of: 0, as: UInt64.self)
@@ -250,20 +254,20 @@ final class DataPathTests: XCTestCase {
         XCTAssertEqual(p.dataPath.runningThreads, 0, "the data-path thread is told to end with its last session")
         // Everything of both sessions is gone at once; the poller's own completion channel goes with its thread.
         XCTAssertEqual(p.backend.liveObjects.filter { $0.key != "comp_channel" }, [:])
-        waitUntil("the data-path thread's channel to go") { p.backend.liveObjectCount == 0 }
+        try eventuallyBlocking("the data-path thread's channel to go") { p.backend.liveObjectCount == 0 }
     }
 
     func testIdlePollerSleepsAndADoorbellWakesIt() throws {
         let p = try RingPair()
         defer { p.close() }
-        waitUntil("the poller to say it sleeps") { p.qpA.sleeping }
+        try eventuallyBlocking("the poller to say it sleeps") { p.qpA.sleeping }
         let wakeups = p.pair.a.session.fast?.shared.doorbells.load(ordering: .relaxed) ?? 0
         p.postReceiveB(wrID: 1, offset: 0, length: 8)
         p.postSendA(wrID: 2, offset: 0, length: 8)
         XCTAssertEqual(RingPair.take(1, from: &p.completionsA).first?.wrID, 2)
         let rung = (p.pair.a.session.fast?.shared.doorbells.load(ordering: .relaxed) ?? 0) + (p.pair.b.session.fast?.shared.doorbells.load(ordering: .relaxed) ?? 0)
         XCTAssertGreaterThan(rung, wakeups, "a post to a sleeping router rings its doorbell")
-        waitUntil("the poller to sleep again") { p.qpA.sleeping }
+        try eventuallyBlocking("the poller to sleep again") { p.qpA.sleeping }
     }
 
     func testEventIsDeliveredOnlyAfterItsCompletionIsInTheRing() throws {

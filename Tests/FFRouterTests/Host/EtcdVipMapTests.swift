@@ -7,14 +7,6 @@ import XCTest
 
 /// The router's etcd map source against a real etcd: what iphunter writes is what the router resolves.
 final class EtcdVipMapTests: XCTestCase {
-    private func eventually(_ what: String, seconds: Double = 15, _ condition: () -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            guard Date() < deadline else { return XCTFail("timed out: \(what)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     func testWritesDeletesAndMovesInEtcdReachTheRoutersLookups() async throws {
         let etcd = try await LocalEtcd.start()
         let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL], requestTimeout: .seconds(5), connectTimeout: .seconds(1)))
@@ -68,7 +60,7 @@ final class EtcdVipMapTests: XCTestCase {
         XCTAssertTrue(map.summary.source.hasSuffix("(not listed yet)"), map.summary.source)
         XCTAssertNil(map.physicalIP(for: IPv4Address("10.9.0.1")!))
         etcd.thaw()
-        try await eventually("the first list makes the map ready", seconds: 30) { map.isReady }
+        try await eventually("the first list makes the map ready", timeout: .seconds(30)) { map.isReady }
         XCTAssertTrue(map.summary.ready)
         XCTAssertEqual(map.summary.source, "etcd \(etcd.clientURL)")
         XCTAssertEqual(map.physicalIP(for: IPv4Address("10.9.0.1")!), IPv4Address("10.0.2.15"))

@@ -265,7 +265,9 @@ final class ClientSocketTests: XCTestCase {
         XCTAssertEqual(backend.liveObjectCount, 4)
 
         _ = try await client.delete(.key(schema.vipKey(entry.vip)))
-        waitUntil("the deleted pod's objects destroyed", seconds: 20) { backend.liveObjectCount == 1 }
+        try await eventually("the deleted pod's objects destroyed", timeout: .seconds(20)) {
+            backend.liveObjectCount == 1
+        }
         XCTAssertThrowsError(try pod.allocatePD(), "the deleted pod's connection is closed")
         XCTAssertEqual(router.status.clients.map(\.identity.pod), ["a"], "the other pod's session goes on")
         _ = try flagged.allocatePD()
@@ -288,7 +290,7 @@ final class ClientSocketTests: XCTestCase {
 
         // A client that connects and never says hello holds nothing but its refusal thread, for a bounded time.
         let silent = try SeqPacketSocket.connect(path: clientSocket)
-        waitUntil("the silent client refused") { router.status.refusedConnections == 2 }
+        try await eventually("the silent client refused") { router.status.refusedConnections == 2 }
         XCTAssertEqual(router.status.clients.count, 0)
         try writeOwnCgroup("0::/kubepods/besteffort/pod\(uid)/c\n")
         let pod = try RouterConnection(path: clientSocket, name: "pod-process")
@@ -298,7 +300,9 @@ final class ClientSocketTests: XCTestCase {
 
         // A pod that moves to another vip is a different pod: its sessions end.
         pods.set(PodDeclaration(name: "web-0", namespace: "team", uid: uid, vip: IPv4Address("10.244.1.8")!), uid: uid)
-        waitUntil("the session of the pod whose vip changed closed") { backend.liveObjectCount == 0 && router.status.clients.isEmpty }
+        try await eventually("the session of the pod whose vip changed closed") {
+            backend.liveObjectCount == 0 && router.status.clients.isEmpty
+        }
         let again = try RouterConnection(path: clientSocket, name: "pod-process")
         XCTAssertEqual(again.session.vip, IPv4Address("10.244.1.8"))
         again.close()

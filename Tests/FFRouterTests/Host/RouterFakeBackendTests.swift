@@ -3,6 +3,7 @@ import FFProtocol
 @testable import FFRouter
 import FFRouterAPI
 import FFSystem
+import FreeFlowTestSupport
 import Foundation
 import Logging
 import XCTest
@@ -49,7 +50,7 @@ final class RouterFakeBackendTests: XCTestCase {
 
         let removed = try router.removePod("team/web-0")
         XCTAssertEqual(removed.closed, 1)
-        waitUntil("the removed pod's objects destroyed") { backend.liveObjectCount == 4 }
+        try await eventually("the removed pod's objects destroyed") { backend.liveObjectCount == 4 }
         XCTAssertThrowsError(try pod.allocatePD(), "the removed pod's connection is closed")
         // The other pod's session and objects are untouched and it goes on working.
         _ = try steady.allocatePD()
@@ -84,14 +85,16 @@ final class RouterFakeBackendTests: XCTestCase {
                 break flooding
             }
         }
-        waitUntil("the flooding client cut off", seconds: 20) { router.status.slowClientsDisconnected >= 1 }
-        waitUntil("the cut-off client's PD destroyed") { backend.liveObjectCount == 4 }
+        try await eventually("the flooding client cut off", timeout: .seconds(20)) {
+            router.status.slowClientsDisconnected >= 1
+        }
+        try await eventually("the cut-off client's PD destroyed") { backend.liveObjectCount == 4 }
         // The other clients are still served.
         _ = try steady.allocatePD()
         _ = try hog.queryDevice()
         XCTAssertEqual(backend.liveObjectCount, 5)
         hog.close()
-        waitUntil("a closed client's objects destroyed") { backend.liveObjectCount == 1 }
+        try await eventually("a closed client's objects destroyed") { backend.liveObjectCount == 1 }
         socket.close()
         steady.close()
         await router.shutdown()

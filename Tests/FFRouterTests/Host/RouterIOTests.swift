@@ -2,6 +2,7 @@ import FFProtocol
 @testable import FFRouter
 import FFRouterAPI
 import FFSystem
+import FreeFlowTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -128,16 +129,6 @@ struct TestClient {
     }
 }
 
-/// Waits up to `seconds` for `condition`; true if it became true.
-func eventually(within seconds: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Poll.nowMilliseconds() + Int64(seconds * 1000)
-    while Poll.nowMilliseconds() < deadline {
-        if try condition() { return true }
-        usleep(5000)
-    }
-    return try condition()
-}
-
 final class RouterIOTests: XCTestCase {
     private var directory = ""
     private let recorder = StubRecorder()
@@ -170,7 +161,7 @@ final class RouterIOTests: XCTestCase {
         let admin = AdminServer(path: path, router: router, logger: logger)
         let task = Task { try await admin.run() }
         let client = AdminClient(path: path, timeoutMilliseconds: 20_000)
-        XCTAssertTrue(eventually { (try? client.listPods()) != nil }, "the admin socket never answered")
+        try eventuallyBlocking("the admin socket to answer") { (try? client.listPods()) != nil }
         return (client, task)
     }
 
@@ -196,7 +187,7 @@ final class RouterIOTests: XCTestCase {
         guard let refusal = reply?.errorReply else { return XCTFail("expected a refusal, got \(String(describing: reply))") }
         XCTAssertEqual(refusal.errno, Errno.protocolNotSupported)
         XCTAssertNil(try client.socket.receive(timeoutMilliseconds: 10_000), "the router closes the connection after the refusal")
-        XCTAssertTrue(eventually { recorder.closedSessions.count == 1 })
+        try await eventually("the refused session to close") { recorder.closedSessions.count == 1 }
         await router.shutdown()
     }
 
@@ -288,7 +279,7 @@ final class RouterIOTests: XCTestCase {
         XCTAssertEqual(router.status.refusedConnections, UInt64(refused), "each refusal is counted before its client sees it")
         for index in served.indices { XCTAssertNotNil(try served[index].allocPD(), "an existing client is still served") }
         served.removeAll()
-        XCTAssertTrue(eventually { router.status.clients.isEmpty })
+        try await eventually("every served client to close") { router.status.clients.isEmpty }
         var fresh = try TestClient(path: socket("a"))
         XCTAssertNoThrow(try fresh.hello(), "connections are accepted again once others closed")
         XCTAssertEqual(try fresh.allocPD(), PDHandle(rawValue: 1))
@@ -307,7 +298,7 @@ final class RouterIOTests: XCTestCase {
         XCTAssertNoThrow(try other.hello(), "pod b is not limited by pod a's connections")
         XCTAssertEqual(router.status.refusedConnections, 1)
         first.socket.close()
-        XCTAssertTrue(eventually { router.status.pods.first { $0.name == "a" }?.clients == 1 })
+        try await eventually("pod a to hold one client") { router.status.pods.first { $0.name == "a" }?.clients == 1 }
         var again = try TestClient(path: socket("a"))
         XCTAssertNoThrow(try again.hello(), "a slot freed is usable again")
         await router.shutdown()

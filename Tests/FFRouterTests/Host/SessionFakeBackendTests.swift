@@ -1,6 +1,7 @@
 import FFProtocol
 @testable import FFRouter
 import FFSystem
+import FreeFlowTestSupport
 import Glibc
 import XCTest
 
@@ -141,7 +142,7 @@ final class SessionFakeBackendTests: XCTestCase {
         b.session.close()
         a.session.close()
         // The channel goes once its forwarding task has ended.
-        waitUntil("every object destroyed") { backend.liveObjects.isEmpty }
+        try eventuallyBlocking("every object destroyed") { backend.liveObjects.isEmpty }
     }
 
     func testTranslationBeforeTheFirstMapListSaysTryAgainNotUnknownHost() {

@@ -67,7 +67,7 @@ final class SessionFuzzTests: XCTestCase {
         try good.roundTrip(sent)
         good.close()
         pool.close()
-        waitUntil("every object destroyed") { backend.liveObjects.isEmpty }
+        try eventuallyBlocking("every object destroyed") { backend.liveObjects.isEmpty }
     }
 }
 

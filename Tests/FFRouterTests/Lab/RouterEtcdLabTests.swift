@@ -20,8 +20,10 @@ final class RouterEtcdLabTests: XCTestCase {
             let lab = try TwoNodeLab(etcdEndpoint: etcd.clientURL)
             // The routers list the map at start; wait (bounded) until both have both entries.
             for node in [1, 2] {
-                let deadline = Date().addingTimeInterval(60)
-                while try AdminStatus.fetch(lab.admin(node)).map.entries < 2, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+                try await eventually("node \(node)'s router to list both entries", timeout: .seconds(60),
+                                     every: .milliseconds(100)) {
+                    try AdminStatus.fetch(lab.admin(node)).map.entries >= 2
+                }
                 let status = try AdminStatus.fetch(lab.admin(node))
                 XCTAssertEqual(status.map.entries, 2, "node \(node)")
                 XCTAssertTrue(status.map.source.hasPrefix("etcd "), status.map.source)

@@ -87,13 +87,13 @@ final class TwoNodeLab {
 
     /// Routers start in about a second under TCG; wait for their sockets, but not for ever.
     private func waitForFile(_ path: String, seconds: Double = 60) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !FileManager.default.fileExists(atPath: path) {
-            guard Date() < deadline else { throw LabError("router socket \(path) did not appear in \(seconds) s") }
+        try eventuallyBlocking("router socket \(path) to appear", timeout: .seconds(seconds),
+                               every: .milliseconds(50)) {
+            if FileManager.default.fileExists(atPath: path) { return true }
             if let exited = routers.first(where: { !$0.isRunning }) {
                 throw LabError("a router exited during start-up with status \(exited.terminationStatus) (its stderr is above)")
             }
-            usleep(50_000)
+            return false
         }
     }
 

@@ -1,6 +1,7 @@
 import FFClient
 import FFProtocol
 import FFSystem
+import FreeFlowTestSupport
 import Foundation
 import XCTest
 
@@ -140,13 +141,17 @@ final class RouterLabTests: XCTestCase {
     private func killAndExpectNothingLeft(_ probe: Process, baseline: [String: Int], _ what: String) throws {
         kill(probe.processIdentifier, SIGKILL)
         probe.waitUntilExit()
-        let cleanDeadline = Date().addingTimeInterval(60)
         var after = try TwoNodeLab.kernelResources()
         var status = try AdminStatus.fetch(lab.admin(1))
-        while after != baseline || !status.clients.isEmpty, Date() < cleanDeadline {
-            usleep(100_000)
-            after = try TwoNodeLab.kernelResources()
-            status = try AdminStatus.fetch(lab.admin(1))
+        do {
+            try eventuallyBlocking("\(what): the kernel's objects back to their baseline, router 1 without clients",
+                                   timeout: .seconds(60), every: .milliseconds(100)) {
+                after = try TwoNodeLab.kernelResources()
+                status = try AdminStatus.fetch(lab.admin(1))
+                return after == baseline && status.clients.isEmpty
+            }
+        } catch is ConditionTimedOut {
+            // The assertions below name what was left.
         }
         XCTAssertEqual(after, baseline, "\(what): rdma res show counts are back to their baseline")
         XCTAssertEqual(status.objects.total, 0, what)

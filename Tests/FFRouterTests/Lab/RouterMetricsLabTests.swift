@@ -1,5 +1,6 @@
 import FFClient
 import FFProtocol
+import FreeFlowTestSupport
 import Foundation
 import XCTest
 
@@ -9,12 +10,10 @@ final class RouterMetricsLabTests: XCTestCase {
         let lab = try TwoNodeLab()
         // The HTTP endpoint may come up a moment after the sockets.
         var health = (0, "")
-        let deadline = Date().addingTimeInterval(30)
-        while health.0 != 200, Date() < deadline {
+        try eventuallyBlocking("node 1's /healthz to answer 200", timeout: .seconds(30), every: .milliseconds(200)) {
             health = try lab.http(node: 1, "/healthz")
-            if health.0 != 200 { usleep(200_000) }
+            return health.0 == 200
         }
-        XCTAssertEqual(health.0, 200, health.1)
         XCTAssertTrue(health.1.hasPrefix("ok: device rxe0 port 1 PORT_ACTIVE"), health.1)
 
         let a = try ClientEndpoint(RouterConnection(path: lab.socket("node1", "a"), name: "lab-a"))

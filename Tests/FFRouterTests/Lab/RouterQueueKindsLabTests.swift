@@ -1,6 +1,7 @@
 import FFClient
 import FFProtocol
 import FFSystem
+import FreeFlowTestSupport
 import Foundation
 import XCTest
 
@@ -56,9 +57,9 @@ final class RouterQueueKindsLabTests: XCTestCase {
         try a.postSend(qpA.qp, [SendWorkRequest(wrID: 1, opcode: .rdmaWrite, remoteAddress: memoryB.address + 1024, rkey: mrB.rkey,
                                                 sgList: [ScatterGatherEntry(address: memoryA.address, length: 8, lkey: mrA.lkey)])])
         XCTAssertEqual(try poll(a, cqA)?.status, .success)
-        let deadline = Date().addingTimeInterval(20)
-        while String(decoding: memoryB.bytes[1024..<1032], as: UTF8.self) != "uc write", Date() < deadline { usleep(1000) }
-        XCTAssertEqual(String(decoding: memoryB.bytes[1024..<1032], as: UTF8.self), "uc write")
+        try eventuallyBlocking("the UC write's bytes in B's memory", timeout: .seconds(20), every: .milliseconds(1)) {
+            String(decoding: memoryB.bytes[1024..<1032], as: UTF8.self) == "uc write"
+        }
 
         try b.postSRQReceive(srq.srq, [ReceiveWorkRequest(wrID: 33, sgList: [ScatterGatherEntry(address: memoryB.address, length: 64, lkey: mrB.lkey)])])
         memoryA.bytes.copyBytes(from: Array("to the srq".utf8))

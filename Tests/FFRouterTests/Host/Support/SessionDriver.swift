@@ -150,11 +150,6 @@ final class SessionDriver {
     }
 }
 
-/// Waits, polling every few milliseconds for at most `seconds`, until `condition` holds; fails the test if it never does.
-func waitUntil(_ what: String, seconds: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
-    XCTAssertTrue(eventually(within: seconds, condition), "timed out after \(seconds) s waiting for \(what)", file: file, line: line)
-}
-
 /// Two pods on one backend, each with 8 KiB of memory, a PD, an MR, a CQ and an RC QP connected to the other's;
 /// B's CQ reports to a completion channel when `channelOnB` (its descriptor is `channelDescriptor`).
 struct PodPair {
