@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "Verbs", dependencies: ["CVerbs", "FFSystem"]),
         // The client/router wire format: no dependencies, no I/O.
         .target(name: "FFProtocol"),
-        // The Swift core of libffclient: a session with the router, one typed call per verb.
+        // The Swift core of libffclient: a session with the router, one generic call(_:) per WireRequest.
         .target(name: "FFClient", dependencies: ["FFProtocol", "FFSystem"]),
         // libffclient's exported C layer: libibverbs' API and object layout; calls FFClientShim for the router.
         .target(name: "CFFClientShim", exclude: ["libibverbs.map"]),
