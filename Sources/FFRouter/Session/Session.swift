@@ -428,6 +428,8 @@ final class Session: SessionHandler {
         var files: [MemoryFile] = []
         for (i, descriptor) in descriptors.enumerated() {
             do {
+                // Sealed before the size is read, so that the size checked stays the size mapped while the MR lives.
+                if backend.memoryAccess == .routerCopies { try MemoryFile.sealAgainstShrinking(descriptor.rawValue) }
                 files.append(try MemoryFile.check(descriptor.rawValue))
             } catch {
                 throw Check.invalid("reg_mr\(descriptors.count > 1 ? " descriptor \(i)" : ""): \(error.detail ?? error.description)")
