@@ -428,9 +428,13 @@ final class Session: SessionHandler {
         var files: [MemoryFile] = []
         for (i, descriptor) in descriptors.enumerated() {
             do {
-                // Sealed before the size is read, so that the size checked stays the size mapped while the MR lives.
-                if backend.memoryAccess == .routerCopies { try MemoryFile.sealAgainstShrinking(descriptor.rawValue) }
-                files.append(try MemoryFile.check(descriptor.rawValue))
+                var file = try MemoryFile.check(descriptor.rawValue)
+                if backend.memoryAccess == .routerCopies {
+                    // Once sealed, the size is read again: the one checked then stays true while the MR lives.
+                    try MemoryFile.sealAgainstShrinking(descriptor.rawValue)
+                    file = try MemoryFile.check(descriptor.rawValue)
+                }
+                files.append(file)
             } catch {
                 throw Check.invalid("reg_mr\(descriptors.count > 1 ? " descriptor \(i)" : ""): \(error.detail ?? error.description)")
             }

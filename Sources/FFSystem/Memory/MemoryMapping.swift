@@ -43,7 +43,7 @@ extension MemoryFile {
     /// can cut pages off under a mapping of it, which a router that reads and writes registered memory itself needs
     /// (an access to a page past the end of the file raises SIGBUS). Refused with EINVAL and the reason when the file
     /// takes no seals: not a memfd (a hugetlbfs file opened by path), or a memfd created without MFD_ALLOW_SEALING.
-    /// Seal before `check`, so that the size it reads stays true.
+    /// `check` after sealing, so that the size it reads stays true.
     public static func sealAgainstShrinking(_ fd: Int32) throws(SystemError) {
         let seals = fcntl(fd, FFS_F_GET_SEALS)
         guard seals >= 0 else {
