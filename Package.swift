@@ -103,6 +103,9 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The in-memory verbs device of `ffrouter --fake-device`, host tests and benchmarks: an implementation of the
+        // router's public backend protocols from outside the router's module, so the production router carries no fake.
+        .target(name: "FFFakeDevice", dependencies: ["FFRouter", "Verbs", "FFProtocol", "FFSystem"]),
         // What every daemon exposes for operations: Prometheus /metrics, /healthz and /readyz over HTTP.
         .target(
             name: "FFOperations",
@@ -165,6 +168,7 @@ let package = Package(
             name: "ffrouter",
             dependencies: [
                 "FFRouter",
+                "FFFakeDevice",
                 "FFRouterAPI",
                 "FFOperations",
                 "Etcd",
@@ -211,7 +215,7 @@ let package = Package(
         .executableTarget(
             name: "ffbench-datapath",
             dependencies: [
-                "FFRouter", "FFClient", "FFProtocol", "FFSystem", "CAllocationCounter",
+                "FFRouter", "FFFakeDevice", "FFClient", "FFProtocol", "FFSystem", "CAllocationCounter",
                 .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
@@ -245,8 +249,8 @@ let package = Package(
         .testTarget(name: "FFClientTests", dependencies: ["FFClient", "FFProtocol", "FFSystem"]),
         .testTarget(
             name: "FFRouterTests",
-            dependencies: ["FFRouter", "FFRouterAPI", "FFClient", "FFProtocol", "FFSystem", "Verbs", "Etcd", "FreeFlowTestSupport",
-                           "CAllocationCounter"]
+            dependencies: ["FFRouter", "FFFakeDevice", "FFRouterAPI", "FFClient", "FFProtocol", "FFSystem", "Verbs",
+                           "Etcd", "FreeFlowTestSupport", "CAllocationCounter"]
         ),
         // Stock binaries (ibv_devinfo, pingpongs) through libffclient against `ffrouter --fake-device`.
         .testTarget(name: "FFClientShimTests", dependencies: ["FreeFlowTestSupport"], exclude: ["Programs"]),

@@ -21,6 +21,8 @@
 #define FFS_MFD_ALLOW_SEALING 0x0002U
 #define FFS_F_ADD_SEALS 1033
 #define FFS_F_SEAL_SIZE_AND_SEALS 0x0007
+/* fcntl(2) F_SEAL_SHRINK: what a router that copies registered memory itself adds to a client's memfd. */
+#define FFS_F_SEAL_SHRINK 0x0002
 /* statfs(2) f_type of hugetlbfs, which memfd_create(MFD_HUGETLB) files live on. */
 #define FFS_HUGETLBFS_MAGIC 0x958458f6L
 

@@ -1,6 +1,7 @@
 import CAllocationCounter
 import CoreMetrics
 import FFClient
+import FFFakeDevice
 import FFProtocol
 import FFRouter
 import FFSystem

@@ -2,6 +2,7 @@ import ArgumentParser
 import Etcd
 import FFCommandLine
 import FFOperations
+import FFFakeDevice
 import FFProtocol
 import FFRouter
 import FFRouterAPI

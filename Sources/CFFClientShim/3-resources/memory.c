@@ -294,7 +294,11 @@ static int region_create(uintptr_t start, uintptr_t end, int alone, struct ffs_r
         free(r);
         return error;
     }
-    int fd = memfd_create(FFS_MEMFD_NAME, MFD_CLOEXEC | huge_flags(size, MFD_HUGETLB, MFD_HUGE_SHIFT));
+    /* Sealable, so that a router that copies registered memory itself (ffrouter --fake-device) can seal it against
+     * shrinking; kernels before 4.16 refuse sealing on hugetlb memfds, and then the memfd is made without it. */
+    unsigned flags = MFD_CLOEXEC | huge_flags(size, MFD_HUGETLB, MFD_HUGE_SHIFT);
+    int fd = memfd_create(FFS_MEMFD_NAME, flags | MFD_ALLOW_SEALING);
+    if (fd < 0 && errno == EINVAL) fd = memfd_create(FFS_MEMFD_NAME, flags);
     if (fd < 0 || ftruncate(fd, (off_t)(end - start)) != 0) {
         error = errno;
         if (fd >= 0) close(fd);

@@ -18,6 +18,10 @@ extension NodeDevice: VerbsBackend {
                      completionVectors: Int32(clamping: max(1, context.completionVectorCount)))
     }
 
+    /// The device moves registered bytes through the pages it pinned; the router's code never reads them (inline
+    /// payloads come in the client's message, not from its memory), so a client's memfd needs no seal.
+    public var memoryAccess: BackendMemoryAccess { .deviceOnly }
+
     /// The device as a pod sees it.
     public func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes {
         VirtualDevice.attributes(of: attributes, vip: vip)

@@ -3,9 +3,10 @@ import FFSystem
 import Verbs
 
 /// The verbs a router runs for its sessions on one device port. `DeviceBackend` is the real device; `FakeBackend`
-/// is an in-memory device (objects, a QP state machine, loopback data movement) so that the router's session logic
-/// runs under `swift test` on a machine without RDMA. Sessions validate every client value before calling in here:
-/// a backend may assume arguments that fit the device's limits (`limits`) and reports refusals as `VerbsError`.
+/// (module FFFakeDevice, outside the router's) is an in-memory device (objects, a QP state machine, loopback data
+/// movement) so that the router's session logic runs under `swift test` on a machine without RDMA. Everything here
+/// is public so that a backend can live in another module. Sessions validate every client value before calling in
+/// here: a backend may assume arguments that fit the device's limits (`limits`) and reports refusals as `VerbsError`.
 public protocol VerbsBackend: AnyObject, Sendable {
     /// Device name (`rxe0`, or the fake's name).
     var deviceName: String { get }
@@ -17,6 +18,9 @@ public protocol VerbsBackend: AnyObject, Sendable {
     var port: UInt8 { get }
     /// What the device can do; sessions check client values against it before any verbs call.
     var limits: DeviceLimits { get }
+    /// Who touches registered memory: sessions seal a client's memfd against shrinking before mapping it for a
+    /// backend whose own code reads and writes it (docs/router.md "Client memory").
+    var memoryAccess: BackendMemoryAccess { get }
     /// The device as a pod with `vip` sees it (docs/router.md "What a pod sees").
     func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes
     /// The served port, as a pod sees it (one GID, no LIDs).
@@ -29,6 +33,17 @@ public protocol VerbsBackend: AnyObject, Sendable {
     func createCompletionChannel() throws -> any BackendCompletionChannel
     /// `ibv_create_cq` with at least `entries` entries, reporting to `channel`.
     func createCQ(entries: Int32, channel: (any BackendCompletionChannel)?, vector: Int32) throws -> any BackendCQ
+}
+
+/// Who reads and writes the pages of a registered memory region.
+public enum BackendMemoryAccess: Sendable, Equatable {
+    /// Only the device, through the pages it pinned at registration: a client that truncates its memfd takes the
+    /// pages out of its own view, not the device's, and the router's code never touches them.
+    case deviceOnly
+    /// The backend's own code, through the router's mapping (the fake device's copies): a page cut off the file
+    /// would raise SIGBUS in the router, so every memfd is sealed against shrinking (F_SEAL_SHRINK) at reg_mr, and
+    /// one that cannot be sealed is refused.
+    case routerCopies
 }
 
 /// The device maxima a session validates client values against (`ibv_query_device`, clamped to what the wire carries).

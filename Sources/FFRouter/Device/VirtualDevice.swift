@@ -4,16 +4,16 @@ import Verbs
 /// What a pod is shown of the device: the real limits, but an identity of its own. The vendor and part ids
 /// are FreeFlow's, never a real vendor's (perftest calls Mellanox-only verbs when it sees Mellanox ids), the
 /// GUIDs are made from the pod's vip, and the GID table has one entry, the pod's virtual GID.
-enum VirtualDevice {
+public enum VirtualDevice {
     /// The virtual GID table: index 0 is `::ffff:vip`.
-    static let gidTableLength: Int32 = 1
+    public static let gidTableLength: Int32 = 1
     /// Not an IEEE OUI of any NIC vendor (0 is what software devices report for "none").
-    static let vendorID: UInt32 = 0
+    public static let vendorID: UInt32 = 0
     /// FreeFlow's part id.
-    static let vendorPartID: UInt32 = 0xF4EE
+    public static let vendorPartID: UInt32 = 0xF4EE
 
     /// The node and system-image GUID a pod with `vip` sees: FreeFlow's prefix and the vip.
-    static func guid(vip: IPv4Address) -> UInt64 {
+    public static func guid(vip: IPv4Address) -> UInt64 {
         0x0246_4600_0000_0000 | UInt64(vip.bytes[0]) << 24 | UInt64(vip.bytes[1]) << 16 | UInt64(vip.bytes[2]) << 8 | UInt64(vip.bytes[3])
     }
 

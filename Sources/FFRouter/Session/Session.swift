@@ -428,7 +428,13 @@ final class Session: SessionHandler {
         var files: [MemoryFile] = []
         for (i, descriptor) in descriptors.enumerated() {
             do {
-                files.append(try MemoryFile.check(descriptor.rawValue))
+                var file = try MemoryFile.check(descriptor.rawValue)
+                if backend.memoryAccess == .routerCopies {
+                    // Once sealed, the size is read again: the one checked then stays true while the MR lives.
+                    try MemoryFile.sealAgainstShrinking(descriptor.rawValue)
+                    file = try MemoryFile.check(descriptor.rawValue)
+                }
+                files.append(file)
             } catch {
                 throw Check.invalid("reg_mr\(descriptors.count > 1 ? " descriptor \(i)" : ""): \(error.detail ?? error.description)")
             }

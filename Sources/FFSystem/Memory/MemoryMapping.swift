@@ -38,6 +38,30 @@ public struct MemoryFile: Sendable, Equatable {
     }
 }
 
+extension MemoryFile {
+    /// Seals the memory file `fd` against shrinking (F_SEAL_SHRINK), or finds it sealed so already: then no process
+    /// can cut pages off under a mapping of it, which a router that reads and writes registered memory itself needs
+    /// (an access to a page past the end of the file raises SIGBUS). Refused with EINVAL and the reason when the file
+    /// takes no seals: not a memfd (a hugetlbfs file opened by path), or a memfd created without MFD_ALLOW_SEALING.
+    /// `check` after sealing, so that the size it reads stays true.
+    public static func sealAgainstShrinking(_ fd: Int32) throws(SystemError) {
+        let seals = fcntl(fd, FFS_F_GET_SEALS)
+        guard seals >= 0 else {
+            throw SystemError(operation: "fcntl(F_GET_SEALS)", errno: EINVAL,
+                              detail: "the memory descriptor is not a memfd: only a memfd can be sealed")
+        }
+        if seals & FFS_F_SEAL_SHRINK != 0 { return }
+        guard fcntl(fd, FFS_F_ADD_SEALS, FFS_F_SEAL_SHRINK) == 0 else {
+            let error = errno
+            throw SystemError(operation: "fcntl(F_ADD_SEALS)", errno: EINVAL,
+                              detail: error == EPERM
+                                  ? "the memfd does not allow sealing (memfd_create without MFD_ALLOW_SEALING), "
+                                    + "and this router copies registered memory itself: it needs F_SEAL_SHRINK"
+                                  : "F_SEAL_SHRINK refused (errno \(error))")
+        }
+    }
+}
+
 /// A file's identity (device and inode numbers, stat(2)).
 public struct FileIdentity: Sendable, Hashable {
     /// `st_dev`.

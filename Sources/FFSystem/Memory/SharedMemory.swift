@@ -14,11 +14,12 @@ public final class SharedMemory: @unchecked Sendable {
 
     /// Creates a memfd of `size` bytes (rounded up to whole pages) and maps it read-write. `sealed`: its size is
     /// sealed (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL), so a process it is passed to cannot truncate it under this
-    /// process's mapping.
+    /// process's mapping. Unsealed, it still allows sealing, so that a router that copies registered memory itself
+    /// (the fake device) can seal it against shrinking when it is registered (`MemoryFile.sealAgainstShrinking`).
     public init(name: String, size: Int, sealed: Bool = false) throws(SystemError) {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let length = max(pageSize, (size + pageSize - 1) / pageSize * pageSize)
-        let fd = memfd_create(name, FFS_MFD_CLOEXEC | (sealed ? FFS_MFD_ALLOW_SEALING : 0))
+        let fd = memfd_create(name, FFS_MFD_CLOEXEC | FFS_MFD_ALLOW_SEALING)
         guard fd >= 0 else { throw SystemError.last("memfd_create", name) }
         let owned = OwnedDescriptor(taking: fd)
         guard ftruncate(fd, off_t(length)) == 0 else { throw SystemError.last("ftruncate", "\(name), \(length) bytes") }

@@ -1,5 +1,6 @@
 import Etcd
 import FFClient
+import FFFakeDevice
 import FFProtocol
 @testable import FFRouter
 import FFSystem

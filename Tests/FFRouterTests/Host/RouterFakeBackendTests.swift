@@ -1,4 +1,5 @@
 import FFClient
+import FFFakeDevice
 import FFProtocol
 @testable import FFRouter
 import FFRouterAPI

@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouter
 import Verbs
 
 /// A fake QP: the verbs state machine (ibv_modify_qp(3)'s transitions and required attributes), receive queues, and

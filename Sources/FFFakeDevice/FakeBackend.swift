@@ -1,4 +1,5 @@
 import FFProtocol
+import FFRouter
 import FFSystem
 import Foundation
 import Verbs
@@ -9,6 +10,12 @@ import Verbs
 /// RDMA WRITE with or without immediate, READ, both atomics; RC, UC and UD). Work completes synchronously inside
 /// `postSend`, so a completion is in the CQ when the post returns. `liveObjects` counts what exists, so tests can check
 /// that a session left nothing behind.
+///
+/// It lives outside the router's module and implements the router's public backend protocols (FFRouter's
+/// `VerbsBackend` and its objects), in the Verbs value types they speak (`QPAttributes`, `AddressVector`,
+/// `ScatterGatherElement`, `VerbsError`), so the production router carries no fake. Its data movement copies bytes
+/// through the router's mapping of clients' memfds with the CPU: `memoryAccess` is `.routerCopies`, so sessions seal
+/// each memfd against shrinking before it is mapped (docs/router.md "Client memory").
 public final class FakeBackend: VerbsBackend, @unchecked Sendable {
     // @unchecked: every mutable field of the fake's objects is guarded by `world.lock`.
     /// Device name.
@@ -21,6 +28,8 @@ public final class FakeBackend: VerbsBackend, @unchecked Sendable {
     public let port: UInt8 = 1
     /// Device maxima.
     public let limits: DeviceLimits
+    /// The fake copies registered bytes itself, through the router's mapping.
+    public let memoryAccess = BackendMemoryAccess.routerCopies
     let world: FakeWorld
 
     /// A fake device `name` on a node with IP `nodeIP`.
@@ -219,15 +228,19 @@ final class FakePD: BackendPD {
     }
 }
 
-final class FakeMR: BackendMR {
+/// A fake memory region: the router's mapping of the client's pages at the client's address, found by its keys.
+public final class FakeMR: BackendMR {
     let world: FakeWorld
     let pd: FakePD
     let region: UnsafeMutableRawBufferPointer
     let iova: UInt64
     let access: Verbs.AccessFlags
-    let keepAlive: MemoryMapping
-    let lkey: UInt32
-    let rkey: UInt32
+    /// The router's mapping the region lies in, kept while the MR lives (tests watch it go at deregistration).
+    public let keepAlive: MemoryMapping
+    /// Local key.
+    public let lkey: UInt32
+    /// Remote key.
+    public let rkey: UInt32
 
     init(world: FakeWorld, pd: FakePD, region: UnsafeMutableRawBufferPointer, iova: UInt64, access: Verbs.AccessFlags,
          keepAlive: MemoryMapping) {
@@ -256,7 +269,7 @@ final class FakeMR: BackendMR {
     }
 
     /// The router-side bytes for client addresses `address..<address+length`, if the MR covers them.
-    func bytes(at address: UInt64, length: UInt64) -> UnsafeMutableRawBufferPointer? {
+    public func bytes(at address: UInt64, length: UInt64) -> UnsafeMutableRawBufferPointer? {
         guard address >= iova else { return nil }
         let offset = address - iova
         let (end, overflow) = offset.addingReportingOverflow(length)
