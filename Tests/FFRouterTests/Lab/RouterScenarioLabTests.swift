@@ -6,7 +6,7 @@ final class RouterScenarioLabTests: XCTestCase {
     private func scenarios() throws -> RouterScenarios { RouterScenarios(try .device()) }
 
     func testASessionCannotUseAnotherSessionsHandles() throws { try scenarios().handlesAreTheSessionsOwn() }
-    func testAnotherPodsLkeyIsALocalProtectionError() throws { try scenarios().keysAreThePDsOwn() }
+    func testAnotherPodsLkeyIsALocalErrorAndMovesNothing() throws { try scenarios().keysAreThePDsOwn() }
     func testClosingASessionDestroysAllItsObjects() throws { try scenarios().closingASessionDestroysAllItsObjects() }
     func testObjectCountsPerKindAreLimited() throws { try scenarios().objectCountsPerKindAreLimited() }
     func testDescriptorsHeldAreLimitedWithEMFILE() throws { try scenarios().descriptorsHeldAreLimitedWithEMFILE() }

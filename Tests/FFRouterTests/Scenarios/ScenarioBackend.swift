@@ -107,14 +107,18 @@ final class RecordingBackend: VerbsBackend {
     }
 }
 
-/// A PD whose QPs and AHs report their address vectors to the recorder.
-private final class RecordingPD: BackendPD {
-    let inner: any BackendPD
+/// What a recording PD or QP holds: the object doing the work and the recorder to tell.
+private class Recording<Inner> {
+    let inner: Inner
     let recorder: RecordingBackend
-    init(_ inner: any BackendPD, recorder: RecordingBackend) {
+    init(_ inner: Inner, recorder: RecordingBackend) {
         self.inner = inner
         self.recorder = recorder
     }
+}
+
+/// A PD whose QPs and AHs report their address vectors to the recorder.
+private final class RecordingPD: Recording<any BackendPD>, BackendPD {
 
     func registerMemory(_ region: UnsafeMutableRawBufferPointer, iova: UInt64, access: Verbs.AccessFlags,
                         keepAlive: MemoryMapping) throws -> any BackendMR {
@@ -133,13 +137,7 @@ private final class RecordingPD: BackendPD {
 }
 
 /// A QP whose modify_qp address vectors go to the recorder.
-private final class RecordingQP: BackendQP {
-    let inner: any BackendQP
-    let recorder: RecordingBackend
-    init(_ inner: any BackendQP, recorder: RecordingBackend) {
-        self.inner = inner
-        self.recorder = recorder
-    }
+private final class RecordingQP: Recording<any BackendQP>, BackendQP {
 
     var number: UInt32 { inner.number }
     var type: Verbs.QPType { inner.type }
