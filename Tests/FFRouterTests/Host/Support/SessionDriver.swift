@@ -162,9 +162,11 @@ struct PodPair {
     let channel: CompChannelHandle?
     let channelDescriptor: Int32?
 
-    init(backend: FakeBackend, channelOnB: Bool = false, dataPath: DataPath? = nil) throws {
-        a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1, dataPath: dataPath)
-        b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2, dataPath: dataPath)
+    /// The pair on `backend`, translating through `map` (pods a and b are `SessionDriver.vipA` and `vipB`).
+    init(backend: any VerbsBackend, map: any VipResolver = SessionDriver.map, channelOnB: Bool = false,
+         dataPath: DataPath? = nil) throws {
+        a = SessionDriver(backend: backend, vip: SessionDriver.vipA, id: 1, map: map, dataPath: dataPath)
+        b = SessionDriver(backend: backend, vip: SessionDriver.vipB, id: 2, map: map, dataPath: dataPath)
         if channelOnB, case let reply = b.raw(Message(CreateCompChannelRequest())), let handle = reply.message.reply(to: CreateCompChannelRequest.self) {
             channel = handle
             channelDescriptor = reply.descriptors.first
