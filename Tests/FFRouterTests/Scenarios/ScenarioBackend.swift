@@ -1,3 +1,4 @@
+import FFFakeDevice
 import FFProtocol
 @testable import FFRouter
 import FFSystem
