@@ -105,11 +105,7 @@ extension ConnectionManagerService {
         // UD: the device answers the SIDR REQ with the pod's QP number and the port space's Q_Key.
         try device.accept(parameters)
         try locked { s throws(ErrorReply) in
-            var identifier = try s.lookup(key)
-            guard identifier.has(device), identifier.phase == .requestReceived else {
-                throw Self.invalid("rdma_accept: the connect request went away meanwhile "
-                                   + "(the id is \(identifier.phase))")
-            }
+            var identifier = try answeredRequest(key, device, "rdma_accept", s)
             releaseRequest(identifier, &s)
             identifier.qpNum = p.qpNum
             if identifier.datagram {
@@ -189,17 +185,24 @@ extension ConnectionManagerService {
         guard let device else { return CMReply() }
         try device.reject(privateData: p.privateData)
         try locked { s throws(ErrorReply) in
-            var identifier = try s.lookup(key)
-            guard identifier.has(device), identifier.phase == .requestReceived else {
-                throw Self.invalid("rdma_reject: the connect request went away meanwhile "
-                                   + "(the id is \(identifier.phase))")
-            }
+            var identifier = try answeredRequest(key, device, "rdma_reject", s)
             releaseRequest(identifier, &s)
             s.unlinkDevice(&identifier)
             identifier.phase = .disconnected
             s.store(identifier, at: key)
         }
         return CMReply()
+    }
+
+    /// `key`'s id after `call` answered its request over `device` with the lock released: EBADF if the id went
+    /// meanwhile, EINVAL if it moved on (no longer that request).
+    private func answeredRequest(_ key: Key, _ device: ConnectionID, _ call: String,
+                                 _ s: State) throws(ErrorReply) -> Identifier {
+        let identifier = try s.lookup(key)
+        guard identifier.has(device), identifier.phase == .requestReceived else {
+            throw Self.invalid("\(call): the connect request went away meanwhile (the id is \(identifier.phase))")
+        }
+        return identifier
     }
 
     /// A connect request from `source` becomes a new id of the listener's session, counted against its backlog;

@@ -194,15 +194,10 @@ extension ConnectionManagerService {
         let sourcePort = device.remotePort
         let taken: Bool = locked { s in
             // Again: the listener may have gone, or filled up, while the lock was released.
-            guard let listenKey = s.listeners[endpoint], var listener = s.identifier(listenKey),
-                  hasRoom(listener, of: listenKey, s),
-                  let (handle, request) = makeRequest(at: listenKey, &listener, port: port, destination: destination,
-                                                      source: source, sourcePort: sourcePort, &s,
-                                                      configure: { request, _ in request.device = device })
+            guard let (listenKey, key, request) = takeRequest(device, at: endpoint, destination: destination,
+                                                              source: source, sourcePort: sourcePort, &s)
             else { return false }
-            let key = Key(session: listenKey.session, id: handle)
-            s.byDevice[device.identifier] = key
-            var announced = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest,
+            var announced = self.event(for: request, id: CMIDHandle(rawValue: key.id), type: .connectRequest,
                                        vip: destination)
             announced.listenID = CMIDHandle(rawValue: listenKey.id)
             Self.apply(ready, sending, to: &announced)
@@ -229,21 +224,14 @@ extension ConnectionManagerService {
         }
         let sourcePort = device.remotePort
         let taken: Bool = locked { s in
-            guard let listenKey = s.listeners[endpoint], var listener = s.identifier(listenKey),
-                  hasRoom(listener, of: listenKey, s),
-                  let (handle, request) = makeRequest(at: listenKey, &listener, port: endpoint.port,
-                                                      destination: destination, source: source,
-                                                      sourcePort: sourcePort, &s, configure: { request, _ in
-                                                          request.device = device
-                                                          request.peerNode = from
-                                                      })
+            guard let (listenKey, key, request) = takeRequest(device, at: endpoint, destination: destination,
+                                                              source: source, sourcePort: sourcePort, peerNode: from,
+                                                              &s)
             else { return false }
-            let key = Key(session: listenKey.session, id: handle)
-            s.byDevice[device.identifier] = key
             if sourceQPN != 0 {
                 learn(Sender(node: from, qpNum: sourceQPN), vip: source, session: listenKey.session, &s)
             }
-            var announced = self.event(for: request, id: CMIDHandle(rawValue: handle), type: .connectRequest,
+            var announced = self.event(for: request, id: CMIDHandle(rawValue: key.id), type: .connectRequest,
                                        vip: destination)
             announced.listenID = CMIDHandle(rawValue: listenKey.id)
             announced.remoteQPN = sourceQPN
@@ -252,6 +240,26 @@ extension ConnectionManagerService {
             return true
         }
         if !taken { try? device.reject() }
+    }
+
+    /// A connect request over `device` becomes an id of the session listening at `endpoint`, linked to the
+    /// device's cm_id: the listener's key, the new id's key and the id; nil when nobody listens there any more or
+    /// the listener has no room.
+    private func takeRequest(_ device: ConnectionID, at endpoint: Endpoint, destination: IPv4Address,
+                             source: IPv4Address, sourcePort: UInt16, peerNode: IPv4Address? = nil,
+                             _ s: inout State) -> (listenKey: Key, key: Key, request: Identifier)? {
+        guard let listenKey = s.listeners[endpoint], var listener = s.identifier(listenKey),
+              hasRoom(listener, of: listenKey, s),
+              let (handle, request) = makeRequest(at: listenKey, &listener, port: endpoint.port,
+                                                  destination: destination, source: source, sourcePort: sourcePort,
+                                                  &s, configure: { request, _ in
+                                                      request.device = device
+                                                      request.peerNode = peerNode
+                                                  })
+        else { return nil }
+        let key = Key(session: listenKey.session, id: handle)
+        s.byDevice[device.identifier] = key
+        return (listenKey, key, request)
     }
 
     /// Records that `sender` is `vip`, taught by `session`'s exchange; a session keeps its newest
