@@ -164,6 +164,14 @@ public enum Errno {
     public static let protocolNotSupported: Int32 = 93
     /// `EOPNOTSUPP`: the router does not implement this operation.
     public static let notSupported: Int32 = 95
+    /// `EADDRINUSE`: the port is taken (rdma_cm bind, listen).
+    public static let addressInUse: Int32 = 98
+    /// `EADDRNOTAVAIL`: not an address of the pod (rdma_cm bind, resolve).
+    public static let addressNotAvailable: Int32 = 99
+    /// `ETIMEDOUT`: no answer in time (the status of an rdma_cm event).
+    public static let timedOut: Int32 = 110
+    /// `ECONNREFUSED`: nobody listens there (the status of an rdma_cm event).
+    public static let connectionRefused: Int32 = 111
     /// `EHOSTUNREACH`: destination vip unknown to the router.
     public static let hostUnreachable: Int32 = 113
 }

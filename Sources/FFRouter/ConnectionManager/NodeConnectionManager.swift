@@ -1,3 +1,4 @@
+import Dispatch
 import FFProtocol
 import FFSystem
 import Glibc
@@ -11,13 +12,13 @@ import Verbs
 /// The cm_ids have no QP: the pods' QPs are moved by their client libraries with what `rdma_init_qp_attr`
 /// reports, and announced by number.
 final class NodeConnectionManager: @unchecked Sendable {
-    // @unchecked: `listeners` is guarded by its mutex; the channel is used by the event thread and by callers of
-    // `newID` (librdmacm serializes on its own).
+    // @unchecked: `listeners` is guarded by its mutex, under which no call on the device is made; the channel is
+    // used by the event thread and by callers of `newID` (librdmacm serializes on its own).
     let nodeIP: IPv4Address
     private let channel: EventChannel
     private let wake: WakeEvent
     private let logger: Logger
-    private let listeners = Mutex<[Listener: (id: ConnectionID, users: Int)]>([:])
+    private let listeners = Mutex<[Listener: Entry]>([:])
 
     /// A node listener: a port of the TCP (RC) or the UDP (UD, SIDR) port space.
     struct Listener: Hashable {
@@ -63,31 +64,69 @@ final class NodeConnectionManager: @unchecked Sendable {
     /// A new cm_id on the node's channel: TCP port space, or UDP with `datagram`.
     func newID(datagram: Bool = false) throws -> ConnectionID { try channel.createID(datagram: datagram) }
 
-    /// Makes sure the node listens on `listener`'s port; one more pod listens there.
+    /// A node listener's entry: being set up by one caller (the others wait on `ready`), or up.
+    private enum Entry {
+        case starting(ready: DispatchGroup)
+        case up(id: ConnectionID, users: Int)
+    }
+
+    /// Makes sure the node listens on `listener`'s port; one more pod listens there. The cm_id is made, bound and
+    /// listening with the mutex released (other ports' listeners and the event thread do not wait for it); a
+    /// caller for the same port meanwhile waits for that outcome on its own thread.
     func retainListener(_ listener: Listener) throws {
-        try listeners.withLock { l throws in
-            if let entry = l[listener] {
-                l[listener] = (entry.id, entry.users + 1)
-                return
+        while true {
+            let step: (starting: DispatchGroup?, waitFor: DispatchGroup?) = listeners.withLock { l in
+                switch l[listener] {
+                case .up(let id, let users)?:
+                    l[listener] = .up(id: id, users: users + 1)
+                    return (nil, nil)
+                case .starting(let ready)?:
+                    return (nil, ready)
+                case nil:
+                    let ready = DispatchGroup()
+                    ready.enter()
+                    l[listener] = .starting(ready: ready)
+                    return (ready, nil)
+                }
             }
-            let id = try channel.createID(datagram: listener.datagram)
-            try id.bind(ipv4: nodeIP.description, port: listener.port)
-            try id.listen(backlog: 64)
-            l[listener] = (id, 1)
+            if let waitFor = step.waitFor {
+                waitFor.wait()
+                continue
+            }
+            guard let ready = step.starting else { return }
+            defer { ready.leave() }
+            do {
+                let id = try channel.createID(datagram: listener.datagram)
+                try id.bind(ipv4: nodeIP.description, port: listener.port)
+                try id.listen(backlog: 64)
+                listeners.withLock { $0[listener] = .up(id: id, users: 1) }
+            } catch {
+                listeners.withLock { $0[listener] = nil }
+                throw error
+            }
+            return
         }
     }
 
-    /// One pod fewer listens on `listener`'s port; the last one closes the node's listener.
+    /// One pod fewer listens on `listener`'s port; the last one closes the node's listener (its rdma_destroy_id
+    /// runs once the mutex is released).
     func releaseListener(_ listener: Listener) {
-        listeners.withLock { l in
-            guard let entry = l[listener] else { return }
-            l[listener] = entry.users > 1 ? (entry.id, entry.users - 1) : nil
+        let closing: ConnectionID? = listeners.withLock { l in
+            guard case .up(let id, let users)? = l[listener] else { return nil }
+            l[listener] = users > 1 ? .up(id: id, users: users - 1) : nil
+            return users > 1 ? nil : id
         }
+        // The last reference to a closed listener goes here, after the mutex.
+        _ = closing
     }
 
     /// The node listener `id` is, if it is one.
     func listener(_ id: ConnectionID.Identifier) -> Listener? {
-        listeners.withLock { l in l.first(where: { $0.value.id.identifier == id })?.key }
+        listeners.withLock { l in
+            l.first(where: { entry in
+                if case .up(let listening, _) = entry.value { listening.identifier == id } else { false }
+            })?.key
+        }
     }
 
     /// Flag of the header: the connecting pod's QP number follows the vips (UD connects, whose SIDR REQ carries no

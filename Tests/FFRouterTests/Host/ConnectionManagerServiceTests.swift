@@ -5,6 +5,7 @@ import FFSystem
 import Foundation
 import FreeFlowTestSupport
 import Logging
+import Synchronization
 import XCTest
 
 /// The router's in-process rdma_cm on the fake backend, driven as the client library drives it: cm calls over
@@ -233,10 +234,10 @@ final class ConnectionManagerServiceTests: XCTestCase {
     func testAddressesArePodsOwnAndAPortHasOneListenerPerVip() throws {
         let server = try Pod(self, vip: Self.vips[0], id: 1)
         let id = server.newID()
-        XCTAssertEqual(server.refused(.bind(id, address: Self.vips[1], port: 7000)).errno, ConnectionManagerService.addressNotAvailable)
+        XCTAssertEqual(server.refused(.bind(id, address: Self.vips[1], port: 7000)).errno, Errno.addressNotAvailable)
         _ = server.listen(port: 7000)
         let second = server.newID()
-        XCTAssertEqual(server.refused(.bind(second, address: Self.vips[0], port: 7000)).errno, ConnectionManagerService.addressInUse)
+        XCTAssertEqual(server.refused(.bind(second, address: Self.vips[0], port: 7000)).errno, Errno.addressInUse)
     }
 
     func testPrivateDataBeyondTheBudgetIsRefused() throws {
@@ -338,6 +339,100 @@ final class ConnectionManagerServiceTests: XCTestCase {
             }
         }
         for pod in pods { pod.driver.session.close() }
+        XCTAssertEqual(cm.counts.ids, 0)
+        XCTAssertEqual(cm.counts.listeners, 0)
+        XCTAssertEqual(cm.counts.channels, 0)
+    }
+
+    /// Handles are per session: every call naming an id that only another session holds is refused with EBADF, and
+    /// that other session's listener goes on working.
+    func testCallsNamingAnotherSessionsIDsAreRefusedWithEBADFAndLeaveThemAlone() throws {
+        let server = try Pod(self, vip: Self.vips[0], id: 1), intruder = try Pod(self, vip: Self.vips[1], id: 2)
+        let listen = server.listen(port: 7490)
+        let foreign = CMIDHandle(rawValue: listen.rawValue)
+        XCTAssertNotEqual(foreign, CMIDHandle(rawValue: intruder.channel.rawValue), "the id exists only in the server")
+        let parameters = CMConnectionParameters(id: foreign, qpNum: 1)
+        let calls: [CMRequest] = [
+            .destroyID(foreign), .bind(foreign, address: IPv4Address(0, 0, 0, 0), port: 7491),
+            .resolveAddress(foreign, source: IPv4Address(0, 0, 0, 0), destination: Self.vips[0], port: 7490,
+                            timeoutMilliseconds: 1),
+            .resolveRoute(foreign, timeoutMilliseconds: 1), .listen(foreign, backlog: 1), .connect(parameters),
+            .accept(parameters), .reject(parameters), .disconnect(foreign), .establish(foreign),
+            .migrate(foreign, channel: intruder.channel),
+        ]
+        for call in calls {
+            XCTAssertEqual(intruder.refused(call).errno, Errno.badHandle, "\(call)")
+        }
+        let client = try Pod(self, vip: Self.vips[2], id: 3)
+        _ = try client.connect(to: Self.vips[0], port: 7490, data: [])
+        let request = try server.event()
+        XCTAssertEqual(request.type, .connectRequest)
+        XCTAssertEqual(request.listenID, listen)
+    }
+
+    /// A call that arrives after its session was closed (the client went away while its thread still had a call
+    /// in hand) finds no id and answers EBADF; nothing of the closed session comes back.
+    func testACallAfterItsSessionWasClosedIsRefusedWithEBADF() throws {
+        let server = try Pod(self, vip: Self.vips[0], id: 1)
+        let listen = server.listen(port: 7492)
+        cm.close(session: 1)
+        for request: CMRequest in [.listen(listen, backlog: 1), .destroyID(listen), .disconnect(listen),
+                                   .createID(channel: server.channel, portSpace: .tcp)] {
+            XCTAssertThrowsError(try cm.call(request, session: 1, vip: Self.vips[0], ownsQP: { _ in true })) { error in
+                XCTAssertEqual((error as? ErrorReply)?.errno, Errno.badHandle, "\(request): \(error)")
+            }
+        }
+        XCTAssertThrowsError(try cm.attach(qpNum: 1, to: listen, session: 1)) { error in
+            XCTAssertEqual((error as? ErrorReply)?.errno, Errno.badHandle, "\(error)")
+        }
+        XCTAssertEqual(cm.counts.ids, 0)
+        XCTAssertEqual(cm.counts.listeners, 0)
+        XCTAssertEqual(cm.counts.channels, 0)
+    }
+
+    /// One thread keeps connecting to a listener while another keeps closing the listener's session and listening
+    /// again: every call either works or answers an errno, the router never traps, and nothing is left at the end.
+    func testConnectsRacingTheListenersSessionClosingAnswerErrnosAndLeaveNothing() throws {
+        let port: UInt16 = 7493
+        let allowed: Set<Int32> = [Errno.badHandle, Errno.invalidArgument, Errno.addressInUse]
+        let unexpected = Mutex<[String]>([])
+        let cm: ConnectionManagerService = cm, vips = Self.vips
+        @Sendable func attempt(_ request: CMRequest, session: UInt64, vip: IPv4Address) -> CMReply? {
+            do {
+                return try cm.call(request, session: session, vip: vip, ownsQP: { _ in true })
+            } catch let error as ErrorReply where allowed.contains(error.errno) {
+                return nil
+            } catch {
+                unexpected.withLock { $0.append("\(request): \(error)") }
+                return nil
+            }
+        }
+        let (clientChannel, clientEvents) = try cm.createChannel(session: 2, vip: Self.vips[1])
+        defer { clientEvents.close() }
+        DispatchQueue.concurrentPerform(iterations: 2) { worker in
+            for _ in 0..<300 {
+                if worker == 0 {
+                    guard let id = attempt(.createID(channel: clientChannel, portSpace: .tcp), session: 2,
+                                           vip: vips[1])?.id else { continue }
+                    _ = attempt(.resolveAddress(id, source: IPv4Address(0, 0, 0, 0), destination: vips[0],
+                                                port: port, timeoutMilliseconds: 1), session: 2, vip: vips[1])
+                    _ = attempt(.resolveRoute(id, timeoutMilliseconds: 1), session: 2, vip: vips[1])
+                    _ = attempt(.connect(CMConnectionParameters(id: id, qpNum: 1)), session: 2, vip: vips[1])
+                    _ = attempt(.destroyID(id), session: 2, vip: vips[1])
+                    while case .some(.some) = try? clientEvents.receive(timeoutMilliseconds: 0) {}
+                } else {
+                    guard let (channel, events) = try? cm.createChannel(session: 1, vip: vips[0]) else { continue }
+                    if let id = attempt(.createID(channel: channel, portSpace: .tcp), session: 1, vip: vips[0])?.id {
+                        _ = attempt(.bind(id, address: IPv4Address(0, 0, 0, 0), port: port), session: 1, vip: vips[0])
+                        _ = attempt(.listen(id, backlog: 2), session: 1, vip: vips[0])
+                    }
+                    cm.close(session: 1)
+                    events.close()
+                }
+            }
+        }
+        XCTAssertEqual(unexpected.withLock { $0 }, [])
+        cm.close(session: 2)
         XCTAssertEqual(cm.counts.ids, 0)
         XCTAssertEqual(cm.counts.listeners, 0)
         XCTAssertEqual(cm.counts.channels, 0)
