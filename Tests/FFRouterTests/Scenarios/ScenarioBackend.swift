@@ -98,6 +98,7 @@ final class RecordingBackend: VerbsBackend {
     var gidIndex: Int { inner.gidIndex }
     var port: UInt8 { inner.port }
     var limits: DeviceLimits { inner.limits }
+    var memoryAccess: BackendMemoryAccess { inner.memoryAccess }
     func virtualAttributes(vip: IPv4Address) -> FFProtocol.DeviceAttributes { inner.virtualAttributes(vip: vip) }
     func virtualPort() throws -> FFProtocol.PortAttributes { try inner.virtualPort() }
     func portHealth() -> (active: Bool, detail: String) { inner.portHealth() }
