@@ -232,7 +232,8 @@ final class WatchSession {
         return try await withThrowingTaskGroup(of: Arrival.self) { group in
             group.addTask { .chunk(try await body.next()) }
             group.addTask {
-                .silent(try await Self.silenceCheck(client: client, keys: keys, endpoint: endpoint, quiet: quiet, progressEvery: progressEvery))
+                .silent(try await Self.silenceCheck(client: client, keys: keys, endpoint: endpoint, quiet: quiet,
+                                                    progressEvery: progressEvery))
             }
             defer { group.cancelAll() }
             switch try await group.next()! {
@@ -291,7 +292,8 @@ final class WatchSession {
             prev_kv: options.prevKV ? true : nil
         ))
         let payload = try EtcdClient.encoder.encode(request)
-        var lastError: any Error = EtcdError.unavailable(endpoints: client.configuration.endpoints, underlying: "no attempt")
+        var lastError: any Error = EtcdError.unavailable(endpoints: client.configuration.endpoints,
+                                                         underlying: "no attempt")
         for candidate in client.endpointOrder() {
             do {
                 let response = try await client.streamHTTP.execute(
