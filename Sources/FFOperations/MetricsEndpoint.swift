@@ -30,7 +30,8 @@ public enum MetricsEndpoint {
             await beforeScrape()
             var buffer = ByteBuffer()
             buffer.writeBytes(registry.emitToBuffer())
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: buffer))
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: ResponseBody(byteBuffer: buffer))
         }
         router.get("/healthz") { _, _ -> Response in
             answer(await health(), good: "ok")
