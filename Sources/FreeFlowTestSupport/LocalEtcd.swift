@@ -37,9 +37,11 @@ public final class LocalEtcd: @unchecked Sendable {
         }
         var arguments = extraArguments
         if let tls {
-            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth", "--trusted-ca-file", tls.caCert]
+            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth",
+                          "--trusted-ca-file", tls.caCert]
         }
-        let etcd = try LocalEtcd(executable: executable, extraArguments: arguments, scheme: tls == nil ? "http" : "https")
+        let etcd = try LocalEtcd(executable: executable, extraArguments: arguments,
+                                 scheme: tls == nil ? "http" : "https")
         try await etcd.launch()
         return etcd
     }
@@ -86,7 +88,9 @@ public final class LocalEtcd: @unchecked Sendable {
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         return bound == 0
     }
@@ -156,7 +160,9 @@ public final class LocalEtcd: @unchecked Sendable {
         address.sin_port = UInt16(url.port!).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { return nil }
         // An https listener is ready once it accepts connections; the caller's TLS client retries.
