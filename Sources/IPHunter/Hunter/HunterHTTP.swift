@@ -14,7 +14,8 @@ public enum HunterHTTP {
     }
 
     /// Makes the HTTP application (a swift-service-lifecycle Service) on `host:port`.
-    public static func makeApplication(hunter: IPHunter, registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
+    public static func makeApplication(hunter: IPHunter, registry: PrometheusCollectorRegistry, host: String, port: Int,
+                                       logger: Logger) -> some ApplicationProtocol {
         MetricsEndpoint.makeApplication(registry: registry, host: host, port: port, logger: logger) {
             let stats = await hunter.currentStats
             let lastSync = stats.lastSync.map { ISO8601DateFormatter().string(from: $0) } ?? "never"
