@@ -27,12 +27,16 @@ struct LookupCommand: AsyncParsableCommand {
                 return (false, "vip \(vip) is not in the map at revision \(result.revision): no running pod has this IP, or the IP hunter has not published it yet (check `ffctl watch` and the iphunter logs)")
             }
             guard let entry = MapCodec.vip(kv.value) else {
-                return (false, "vip \(vip): key \(kv.key) holds a value that is not a schema-v1 entry: \(kv.valueString)")
+                return (false,
+                        "vip \(vip): key \(kv.key) holds a value that is not a schema-v1 entry: \(kv.valueString)")
             }
             let node = try await client.get(schema.nodeKey(entry.node)).flatMap { MapCodec.node($0.value) }
             if json {
-                struct Answer: Encodable { var entry: VipEntry; var node: NodeEntry?; var modRevision: Int64; var revision: Int64 }
-                return (true, jsonLine(Answer(entry: entry, node: node, modRevision: kv.modRevision, revision: result.revision)))
+                struct Answer: Encodable {
+                    var entry: VipEntry; var node: NodeEntry?; var modRevision: Int64; var revision: Int64
+                }
+                return (true, jsonLine(Answer(entry: entry, node: node, modRevision: kv.modRevision,
+                                              revision: result.revision)))
             }
             var lines = [
                 "vip:       \(entry.vip)",

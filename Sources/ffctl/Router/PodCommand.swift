@@ -49,7 +49,9 @@ struct PodAddCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (pod, created) = try admin.call { try $0.addPod(PodSpec(name: name, namespace: namespace, uid: uid, vip: vip)) }
+        let (pod, created) = try admin.call {
+            try $0.addPod(PodSpec(name: name, namespace: namespace, uid: uid, vip: vip))
+        }
         print((created ? "added  " : "already served  ") + PodCommand.line(pod))
     }
 }

@@ -69,7 +69,9 @@ struct RouterStatusCommand: ParsableCommand {
         print("map    \(status.map.entries) entries, revision \(status.map.revision), from \(status.map.source)")
         print("limits open files \(ResourceLimits.describe(files.soft)) (hard \(ResourceLimits.describe(files.hard)))"
               + "  locked memory \(ResourceLimits.describe(memlock.soft)) (hard \(ResourceLimits.describe(memlock.hard)))")
-        if let clientSocket = status.clientSocket { print("client socket \(clientSocket) (each client is the pod its process belongs to)") }
+        if let clientSocket = status.clientSocket {
+            print("client socket \(clientSocket) (each client is the pod its process belongs to)")
+        }
         print("pods   \(status.pods.count)")
         for pod in status.pods { print("  " + PodCommand.line(pod)) }
         print("objects pd \(status.objects.pd)  mr \(status.objects.mr)  cq \(status.objects.cq)  qp \(status.objects.qp)"
