@@ -39,7 +39,9 @@ func waitForTermination() async {
 /// Writes `text` to `path` through a temporary file and a rename, so that a reader polling for it sees all or nothing.
 func publish(_ text: String, to path: String) throws {
     try text.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
-    guard rename(path + ".tmp", path) == 0 else { throw ValidationError("cannot rename \(path).tmp: \(String(cString: strerror(errno)))") }
+    guard rename(path + ".tmp", path) == 0 else {
+        throw ValidationError("cannot rename \(path).tmp: \(String(cString: strerror(errno)))")
+    }
 }
 
 struct KubeAPI: AsyncParsableCommand {
@@ -59,8 +61,12 @@ struct KubeAPI: AsyncParsableCommand {
     var pods: [String] = []
 
     func validate() throws {
-        for node in nodes where node.split(separator: "=").count != 2 { throw ValidationError("--node \(node): expected NAME=IP") }
-        for pod in pods where Self.parsePod(pod) == nil { throw ValidationError("--pod \(pod): expected NAMESPACE/NAME=UID,NODE,POD_IP") }
+        for node in nodes where node.split(separator: "=").count != 2 {
+            throw ValidationError("--node \(node): expected NAME=IP")
+        }
+        for pod in pods where Self.parsePod(pod) == nil {
+            throw ValidationError("--pod \(pod): expected NAMESPACE/NAME=UID,NODE,POD_IP")
+        }
     }
 
     static func parsePod(_ text: String) -> (namespace: String, name: String, uid: String, node: String, ip: String)? {
@@ -79,7 +85,8 @@ struct KubeAPI: AsyncParsableCommand {
             let object: [String: Any] = [
                 "kind": "Node", "apiVersion": "v1",
                 "metadata": ["name": parts[0], "uid": "node-uid-\(parts[0])"],
-                "status": ["addresses": [["type": "InternalIP", "address": parts[1]], ["type": "Hostname", "address": parts[0]]]],
+                "status": ["addresses": [["type": "InternalIP", "address": parts[1]],
+                                         ["type": "Hostname", "address": parts[0]]]],
             ]
             try await server.apply("nodes", try JSONSerialization.data(withJSONObject: object))
         }
@@ -87,7 +94,8 @@ struct KubeAPI: AsyncParsableCommand {
             guard let pod = Self.parsePod(text) else { continue }
             let object: [String: Any] = [
                 "kind": "Pod", "apiVersion": "v1",
-                "metadata": ["name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "creationTimestamp": "2026-01-01T00:00:00Z"],
+                "metadata": ["name": pod.name, "namespace": pod.namespace, "uid": pod.uid,
+                             "creationTimestamp": "2026-01-01T00:00:00Z"],
                 "spec": ["nodeName": pod.node],
                 "status": ["phase": "Running", "podIP": pod.ip, "podIPs": [["ip": pod.ip]]],
             ]
@@ -143,7 +151,9 @@ struct Kubelet: AsyncParsableCommand {
             let response = try await kubelet.plugin { plugin in
                 try await plugin.allocate(.with { $0.containerRequests = [.with { $0.devicesIds = [parts[1]] }] })
             }
-            guard let container = response.containerResponses.first else { throw ValidationError("Allocate answered no container") }
+            guard let container = response.containerResponses.first else {
+                throw ValidationError("Allocate answered no container")
+            }
             var lines = container.envs.sorted { $0.key < $1.key }.map { "env \($0.key)=\($0.value)" }
             lines += container.mounts.map { "mount \($0.hostPath) \($0.containerPath) \($0.readOnly ? "ro" : "rw")" }
             lines += container.cdiDevices.map { "cdi \($0.name)" }
