@@ -35,19 +35,22 @@ struct DevicePluginCommand: AsyncParsableCommand {
     @Option(help: "File name of this plugin's socket in --plugin-dir.")
     var endpoint = PluginConfiguration().endpoint
 
-    @Option(name: .customLong("router-socket"), help: "The router's client socket on the node, mounted into containers.")
+    @Option(name: .customLong("router-socket"),
+            help: "The router's client socket on the node, mounted into containers.")
     var routerSocket = PluginConfiguration().routerSocket
 
     @Option(name: .customLong("container-socket"), help: "Where containers find the router socket (FFCLIENT_SOCKET).")
     var containerSocket = PluginConfiguration().containerSocket
 
-    @Option(name: .customLong("shim-dir"), help: "The node's folder holding libffclient.so and libibverbs.so.1 (scripts/shim-install DIR).")
+    @Option(name: .customLong("shim-dir"),
+            help: "The node's folder holding libffclient.so and libibverbs.so.1 (scripts/shim-install DIR).")
     var shimDirectory = PluginConfiguration().shimDirectory
 
     @Option(name: .customLong("container-shim-dir"), help: "Where containers find the shim folder.")
     var containerShimDirectory = PluginConfiguration().containerShimDirectory
 
-    @Option(name: .customLong("shim-mode"), help: "How the shim is loaded: drop-in (LD_LIBRARY_PATH, also for dlopen) or preload (LD_PRELOAD).")
+    @Option(name: .customLong("shim-mode"),
+            help: "How the shim is loaded: drop-in (LD_LIBRARY_PATH, also for dlopen) or preload (LD_PRELOAD).")
     var shimMode = PluginConfiguration.ShimMode.dropIn
 
     @Option(name: .customLong("cdi-dir"), help: "Folder for the CDI spec (empty: write none and name no CDI devices).")
@@ -64,11 +67,15 @@ struct DevicePluginCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard devices > 0, devices <= 1024 else { throw ValidationError("--devices \(devices): give 1...1024") }
-        guard healthInterval > 0, healthInterval <= 3600 else { throw ValidationError("--health-interval \(healthInterval): give 0 < seconds <= 3600") }
+        guard healthInterval > 0, healthInterval <= 3600 else {
+            throw ValidationError("--health-interval \(healthInterval): give 0 < seconds <= 3600")
+        }
         guard resourceName.split(separator: "/").count == 2 else {
             throw ValidationError("--resource-name \(resourceName): expected vendor-domain/resource, e.g. freeflow.io/vrdma")
         }
-        guard !endpoint.contains("/"), !endpoint.isEmpty else { throw ValidationError("--endpoint \(endpoint): a file name, not a path") }
+        guard !endpoint.contains("/"), !endpoint.isEmpty else {
+            throw ValidationError("--endpoint \(endpoint): a file name, not a path")
+        }
     }
 
     func run() async throws {
@@ -87,16 +94,19 @@ struct DevicePluginCommand: AsyncParsableCommand {
         configuration.shimMode = shimMode
         configuration.cdiDirectory = cdiDirectory.isEmpty ? nil : cdiDirectory
         let admin = AdminClient(path: adminSocket, timeoutMilliseconds: 5000)
-        let plugin = DevicePlugin(configuration: configuration, healthInterval: .milliseconds(Int64(healthInterval * 1000)), logger: logger) {
+        let plugin = DevicePlugin(configuration: configuration,
+                                  healthInterval: .milliseconds(Int64(healthInterval * 1000)), logger: logger) {
             // The admin call blocks (a socket read with a deadline), so it runs on a Dispatch thread, never on the
             // cooperative pool.
             await withCheckedContinuation { continuation in
                 DispatchQueue.global().async {
                     do {
                         let status = try admin.status()
-                        continuation.resume(returning: DeviceHealth.State(healthy: status.portActive, detail: status.portState))
+                        continuation.resume(returning: DeviceHealth.State(healthy: status.portActive,
+                            detail: status.portState))
                     } catch {
-                        continuation.resume(returning: DeviceHealth.State(healthy: false, detail: "router not answering on \(adminSocket): \(error)"))
+                        continuation.resume(returning: DeviceHealth.State(healthy: false,
+                            detail: "router not answering on \(adminSocket): \(error)"))
                     }
                 }
             }
