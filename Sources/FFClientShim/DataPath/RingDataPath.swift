@@ -17,7 +17,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
         let inlineCapacity: Int
         init(_ memory: RingMemory, receive: Bool) {
             producer = Mutex(RingProducer(memory))
-            sgeCapacity = receive ? RingSlots.receiveSGECapacity(slotSize: memory.slotSize) : RingSlots.sendSGECapacity(slotSize: memory.slotSize)
+            sgeCapacity = receive ? RingSlots.receiveSGECapacity(slotSize: memory.slotSize)
+                                  : RingSlots.sendSGECapacity(slotSize: memory.slotSize)
             inlineCapacity = receive ? 0 : RingSlots.sendInlineCapacity(slotSize: memory.slotSize)
         }
     }
