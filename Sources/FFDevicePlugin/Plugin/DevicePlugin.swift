@@ -94,7 +94,8 @@ public struct DevicePlugin: Service {
             let kubelet = try await register()
             while !Task.isCancelled {
                 try? await Task.sleep(for: watchInterval)
-                let socketNow = FileIdentity(configuration.socketPath), kubeletNow = FileIdentity(configuration.kubeletSocket)
+                let socketNow = FileIdentity(configuration.socketPath),
+                    kubeletNow = FileIdentity(configuration.kubeletSocket)
                 if socketNow != ours || kubeletNow != kubelet {
                     logger.notice("the kubelet restarted; serving and registering again", metadata: [
                         "plugin_socket": "\(socketNow == nil ? "deleted" : socketNow == ours ? "kept" : "replaced")",
@@ -120,7 +121,8 @@ public struct DevicePlugin: Service {
             try Task.checkCancellation()
             let identity = FileIdentity(configuration.kubeletSocket)
             do {
-                let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: configuration.kubeletSocket), transportSecurity: .plaintext)
+                let transport = try HTTP2ClientTransport.Posix(
+                    target: .unixDomainSocket(path: configuration.kubeletSocket), transportSecurity: .plaintext)
                 try await withGRPCClient(transport: transport) { client in
                     _ = try await V1beta1_Registration.Client(wrapping: client).register(request)
                 }
