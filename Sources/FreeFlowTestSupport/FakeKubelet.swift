@@ -80,7 +80,9 @@ public final class FakeKubelet: Sendable {
     }
 
     /// Calls the plugin that registered last, as the kubelet does, with a client on its socket.
-    public func plugin<Result: Sendable>(_ body: @Sendable (V1beta1_DevicePlugin.Client<HTTP2ClientTransport.Posix>) async throws -> Result) async throws -> Result {
+    public func plugin<Result: Sendable>(
+        _ body: @Sendable (V1beta1_DevicePlugin.Client<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
         guard let endpoint = registrations.last?.endpoint else {
             throw RPCError(code: .failedPrecondition, message: "no plugin registered")
         }
