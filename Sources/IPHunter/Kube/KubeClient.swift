@@ -38,7 +38,8 @@ public struct KubeConfiguration: Sendable {
     /// The in-cluster configuration: `KUBERNETES_SERVICE_HOST`/`_PORT`, the mounted service-account
     /// token and CA (see "Accessing the API from a Pod" in the Kubernetes docs).
     public static func inCluster(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                 serviceAccountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount") throws -> KubeConfiguration {
+                                 serviceAccountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount")
+        throws -> KubeConfiguration {
         guard let host = environment["KUBERNETES_SERVICE_HOST"],
               let port = environment["KUBERNETES_SERVICE_PORT"] else {
             throw KubeError.configuration("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set (use --kubeconfig or --api-server)")
