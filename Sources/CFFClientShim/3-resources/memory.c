@@ -137,7 +137,8 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         int anonymous = perms[3] == 'p' &&
                         (inode == 0 || huge || (perms[1] == 'w' && in_writable_segment(piece_start, piece_end)));
         if (!ours && !anonymous) {
-            ffs_refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
+            ffs_refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other "
+                                         "mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",
                    start, end);
             error = EINVAL;
@@ -281,7 +282,8 @@ static int region_create(uintptr_t start, uintptr_t end, int alone, struct ffs_r
     size_t size = page;
     int error = find_pieces(start, end, r->pieces, &r->count, &size);
     if (!error && size != page && !alone) {
-        ffs_refuse("it overlaps an earlier registration and needs huge pages besides (huge-page memory registers as one piece)",
+        ffs_refuse("it overlaps an earlier registration and needs huge pages besides (huge-page memory registers as "
+                   "one piece)",
                    start, end);
         error = EINVAL;
     }
