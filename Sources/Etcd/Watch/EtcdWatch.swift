@@ -272,13 +272,15 @@ final class WatchSession {
         while true {
             try await Task.sleep(for: half)
             if let progressEvery, start.duration(to: .now) >= max(quiet, progressEvery * 2) {
-                return "no event for \(start.duration(to: .now)), and no progress notification although the member sent one every \(progressEvery)"
+                return "no event for \(start.duration(to: .now)), and no progress notification although the member "
+                     + "sent one every \(progressEvery)"
             }
             do {
                 try await client.probeMember(endpoint, key: keys.wireKey, timeout: half)
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                return "no event or progress for \(start.duration(to: .now)), and the member did not answer a read within \(half): \(error)"
+                return "no event or progress for \(start.duration(to: .now)), and the member did not answer a read "
+                     + "within \(half): \(error)"
             }
         }
     }
