@@ -83,7 +83,8 @@ public final class RouterConnection: Sendable {
             throw .protocolViolation("unexpected \(reply.kind) for \(R.kind)")
         }
         guard received.count == Int(R.replyDescriptors) else {
-            throw .protocolViolation("\(reply.kind) carried \(received.count) descriptors, expected \(R.replyDescriptors)")
+            throw .protocolViolation("\(reply.kind) carried \(received.count) descriptors, expected "
+                                   + "\(R.replyDescriptors)")
         }
         return (body, received)
     }
