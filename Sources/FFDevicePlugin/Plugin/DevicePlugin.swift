@@ -40,8 +40,9 @@ public struct DevicePlugin: Service {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: configuration.pluginDirectory, isDirectory: &isDirectory),
               isDirectory.boolValue else {
-            throw DevicePluginError(description: "the kubelet's device-plugin folder \(configuration.pluginDirectory) does not exist "
-                                    + "(is --plugin-dir the kubelet's device-plugins folder, mounted into this container?)")
+            throw DevicePluginError(description: "the kubelet's device-plugin folder \(configuration.pluginDirectory) "
+                                    + "does not exist (is --plugin-dir the kubelet's device-plugins folder, "
+                                    + "mounted into this container?)")
         }
         if let directory = configuration.cdiDirectory {
             let spec = CDISpec(configuration: configuration)

@@ -46,7 +46,9 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
                 let size = Int(container.allocationSize)
                 guard size >= container.mustIncludeDeviceIds.count,
                       size <= container.availableDeviceIds.count + container.mustIncludeDeviceIds.count else {
-                    throw RPCError(code: .invalidArgument, message: "allocation size \(size) does not fit \(container.mustIncludeDeviceIds.count) required "
+                    throw RPCError(code: .invalidArgument,
+                                   message: "allocation size \(size) does not fit "
+                                   + "\(container.mustIncludeDeviceIds.count) required "
                                    + "and \(container.availableDeviceIds.count) available devices")
                 }
                 let must = container.mustIncludeDeviceIds
@@ -96,7 +98,8 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
         guard unknown.isEmpty else {
             throw RPCError(code: .invalidArgument,
                            message: "unknown device \(unknown.joined(separator: ", ")): this node advertises "
-                           + "\(configuration.deviceIDs.first ?? "none")…\(configuration.deviceIDs.last ?? "none") of \(configuration.resourceName)")
+                           + "\(configuration.deviceIDs.first ?? "none")…\(configuration.deviceIDs.last ?? "none")"
+                           + " of \(configuration.resourceName)")
         }
     }
 
