@@ -45,6 +45,7 @@ public enum MetricsEndpoint {
     /// `200 <good>: detail` or `503 not ready: detail`, as text.
     static func answer(_ health: Health, good: String) -> Response {
         Response(status: health.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(string: "\(health.healthy ? good : "not ready"): \(health.detail)\n")))
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: "\(health.healthy ? good : "not ready"): "
+                                                                 + "\(health.detail)\n")))
     }
 }
