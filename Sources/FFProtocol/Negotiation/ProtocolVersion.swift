@@ -45,7 +45,8 @@ public struct VersionMismatch: Error, Equatable, Sendable, CustomStringConvertib
 
     /// `"protocol version mismatch: client speaks 2..3, router speaks 1..1"`.
     public var description: String {
-        "protocol version mismatch: client speaks \(client.lowerBound)..\(client.upperBound), router speaks \(router.lowerBound)..\(router.upperBound)"
+        "protocol version mismatch: client speaks \(client.lowerBound)..\(client.upperBound), router speaks "
+            + "\(router.lowerBound)..\(router.upperBound)"
     }
 
     /// The error reply to send (EPROTONOSUPPORT, reason = `description`).
