@@ -29,7 +29,8 @@ public struct MemoryFile: Sendable, Equatable {
         let huge = Int(fs.f_type) == Int(FFS_HUGETLBFS_MAGIC)
         if !huge && fcntl(fd, FFS_F_GET_SEALS) < 0 {
             throw SystemError(operation: "fcntl(F_GET_SEALS)", errno: EINVAL,
-                              detail: "the memory descriptor is not a memfd (filesystem type 0x\(String(UInt(bitPattern: Int(fs.f_type)), radix: 16)))")
+                              detail: "the memory descriptor is not a memfd (filesystem type "
+                                    + "0x\(String(UInt(bitPattern: Int(fs.f_type)), radix: 16)))")
         }
         let base = UInt64(max(4096, sysconf(Int32(_SC_PAGESIZE))))
         let block = UInt64(max(0, Int(st.st_blksize)))
