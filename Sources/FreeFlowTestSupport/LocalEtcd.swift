@@ -33,7 +33,8 @@ public final class LocalEtcd: @unchecked Sendable {
     /// serves https and requires client certificates signed by the same CA.
     public static func start(extraArguments: [String] = [], tls: TestCertificates? = nil) async throws -> LocalEtcd {
         guard let executable = findExecutable("etcd") else {
-            throw LocalEtcdError(description: "etcd not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
+            throw LocalEtcdError(description: "etcd not found on PATH: install the Debian package etcd-server (apt-get "
+                                            + "install etcd-server)")
         }
         var arguments = extraArguments
         if let tls {
@@ -137,13 +138,15 @@ public final class LocalEtcd: @unchecked Sendable {
                     return memberID
                 }
                 guard member == expected else {
-                    throw LocalEtcdError(description: "\(clientURL) answers as etcd member \(member), not as this etcd (\(expected ?? "?")): another process took the port")
+                    throw LocalEtcdError(description: "\(clientURL) answers as etcd member \(member), not as this etcd "
+                                                    + "(\(expected ?? "?")): another process took the port")
                 }
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw LocalEtcdError(description: "etcd did not become healthy within \(timeout); see \(logFile.path): \(tail())")
+        throw LocalEtcdError(description: "etcd did not become healthy within \(timeout); see \(logFile.path): "
+                                        + "\(tail())")
     }
 
     /// One blocking HTTP probe over a raw socket, so this helper needs no HTTP client of its own.
@@ -168,7 +171,8 @@ public final class LocalEtcd: @unchecked Sendable {
         // An https listener is ready once it accepts connections; the caller's TLS client retries.
         if url.scheme == "https" { return "" }
         let body = #"{"key":"AA=="}"#
-        let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                    + "application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1024)
@@ -302,7 +306,8 @@ public struct TestCertificates: Sendable {
         guard let openssl = LocalEtcd.findExecutable("openssl") else {
             throw LocalEtcdError(description: "openssl not found on PATH: install the Debian package openssl")
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ff-certs-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ff-certs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let script = """
             set -e
