@@ -21,8 +21,8 @@ public enum HunterHTTP {
             let lastSync = stats.lastSync.map { ISO8601DateFormatter().string(from: $0) } ?? "never"
             return MetricsEndpoint.Health(
                 healthy: isHealthy(stats),
-                detail: "leader=\(stats.isLeader) listed=\(stats.synced) pods=\(stats.podsSeen) nodes=\(stats.nodesSeen) "
-                    + "writes=\(stats.writes) errors=\(stats.errors) last_sync=\(lastSync)")
+                detail: "leader=\(stats.isLeader) listed=\(stats.synced) pods=\(stats.podsSeen) "
+                    + "nodes=\(stats.nodesSeen) writes=\(stats.writes) errors=\(stats.errors) last_sync=\(lastSync)")
         }
     }
 }

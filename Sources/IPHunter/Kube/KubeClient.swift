@@ -42,11 +42,13 @@ public struct KubeConfiguration: Sendable {
         throws -> KubeConfiguration {
         guard let host = environment["KUBERNETES_SERVICE_HOST"],
               let port = environment["KUBERNETES_SERVICE_PORT"] else {
-            throw KubeError.configuration("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set (use --kubeconfig or --api-server)")
+            throw KubeError.configuration("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set (use "
+                                        + "--kubeconfig or --api-server)")
         }
         let tokenFile = serviceAccountDirectory + "/token"
         guard FileManager.default.isReadableFile(atPath: tokenFile) else {
-            throw KubeError.configuration("service-account token \(tokenFile) is not readable (is automountServiceAccountToken off?)")
+            throw KubeError.configuration("service-account token \(tokenFile) is not readable (is "
+                                        + "automountServiceAccountToken off?)")
         }
         let hostPart = host.contains(":") ? "[\(host)]" : host
         return KubeConfiguration(server: "https://\(hostPart):\(port)", tokenFile: tokenFile,

@@ -70,7 +70,8 @@ public enum KubeConfigFile {
             config.clientCertPEM = try base64(user["client-certificate-data"]) ?? file(user["client-certificate"])
             config.clientKeyPEM = try base64(user["client-key-data"]) ?? file(user["client-key"])
             if user["exec"] != nil, config.token == nil, config.clientCertPEM == nil {
-                throw KubeError.configuration("kubeconfig user \(userName) uses an exec credential plugin, which iphunter does not run; use a token or client certificate")
+                throw KubeError.configuration("kubeconfig user \(userName) uses an exec credential plugin, which "
+                                            + "iphunter does not run; use a token or client certificate")
             }
         }
         return config
