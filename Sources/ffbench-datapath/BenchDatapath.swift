@@ -390,9 +390,11 @@ func cpuSeconds() -> Double {
 }
 
 let raw = try runRaw()
-print("raw ring (2 processes): ping-pong \(raw.latency.line); op rate batch 1 \(Int(raw.rate1)) ops/s, batch 32 \(Int(raw.rate32)) ops/s")
+print("raw ring (2 processes): ping-pong \(raw.latency.line); op rate batch 1 \(Int(raw.rate1)) ops/s, batch 32 "
+    + "\(Int(raw.rate32)) ops/s")
 let routed = try await runRouter()
-print("fast path (post → router → completion, fake device): \(routed.latency.line); op rate batch 1 \(Int(routed.rate1)) ops/s, batch 32 \(Int(routed.rate32)) ops/s")
+print("fast path (post → router → completion, fake device): \(routed.latency.line); op rate batch 1 "
+    + "\(Int(routed.rate1)) ops/s, batch 32 \(Int(routed.rate32)) ops/s")
 print("router data-path thread per operation in the ping-pong (metrics, counting malloc): \(routed.cost.line)")
 print(String(format: "router idle CPU with 10 sessions over %.0f s: %.3f %%", idleSeconds, routed.idlePercent))
 print(String(format: "datapath p50_ratio=%.2f op_rate_ratio=%.2f idle_router_cpu_pct=%.3f",
