@@ -26,7 +26,8 @@ struct BenchMap {
         let mirrorEntries = argument("--mirror-entries", 100_000)
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        print("ffbench-map: pods=\(pods) etcdctl-keys=\(etcdctlKeys) latency-samples=\(samples) mirror-entries=\(mirrorEntries)")
+        print("ffbench-map: pods=\(pods) etcdctl-keys=\(etcdctlKeys) latency-samples=\(samples) "
+            + "mirror-entries=\(mirrorEntries)")
         let etcd = try await LocalEtcd.start(extraArguments: ["--quota-backend-bytes=4294967296"])
         let kube = try await FakeKubeAPIServer.start()
         let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL]), logger: logger)
@@ -109,7 +110,9 @@ struct BenchMap {
 
         print("")
         print("== initial sync: \(pods) pods on \(nodes) nodes into an empty etcd ==")
-        print("iphunter: \(String(format: "%.2f", hunterTime)) s from start to etcd matching the cluster (list + reconcile), \(stats.writes) keys written in \(stats.transactions) guarded txns, \(published)/\(keys) keys present")
+        print("iphunter: \(String(format: "%.2f", hunterTime)) s from start to etcd matching the cluster (list + "
+            + "reconcile), \(stats.writes) keys written in \(stats.transactions) guarded txns, \(published)/\(keys) "
+            + "keys present")
         print(pad("  iphunter (list + batched guarded txns)", 48) + String(format: "%10.0f writes/s", hunterRate))
         print(pad("  plain Put per key (same client, sequential)",
                   48) + String(format: "%10.0f writes/s   iphunter is %.1fx", putRate, hunterRate / putRate))
@@ -159,7 +162,8 @@ struct BenchMap {
         endToEnd.sort()
         etcdOnly.sort()
         print("")
-        print("== event latency: pod change on the API server → visible in a watching MapMirror (\(samples) samples) ==")
+        print("== event latency: pod change on the API server → visible in a watching MapMirror "
+            + "(\(samples) samples) ==")
         print(String(format: "  pod change → mirror (API watch + iphunter txn + etcd watch)  p50 %.2f ms  p99 %.2f ms",
                      percentile(endToEnd, 0.5), percentile(endToEnd, 0.99)))
         print(String(format: "  baseline etcd put → mirror (etcd watch only)              p50 %.2f ms  p99 %.2f ms",
@@ -239,7 +243,8 @@ struct BenchMap {
         print("")
         print("== mirror: \(entries) vip entries ==")
         print(String(format: "  list of %d entries from etcd into the mirror: %.2f s", snapshot.vips.count, listTime))
-        print("  \(method): " + String(format: "mirror snapshot %.1f MiB (%.0f B/entry); plain [String: VipEntry] copy %.1f MiB (%.0f B/entry); ratio %.2fx",
+        print("  \(method): " + String(format: "mirror snapshot %.1f MiB (%.0f B/entry); plain [String: VipEntry] copy "
+                                             + "%.1f MiB (%.0f B/entry); ratio %.2fx",
                      Double(mirrorBytes) / 1048576, Double(mirrorBytes) / Double(entries), Double(dictBytes) / 1048576,
                      Double(dictBytes) / Double(entries),
                      Double(mirrorBytes) / Double(max(dictBytes, 1))))
