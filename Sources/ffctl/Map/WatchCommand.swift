@@ -59,7 +59,8 @@ struct WatchFormatter {
         case .reconnected(let resume, let endpoint, let cause):
             return json ? [jsonLine(Notice(notice: "resumed", revision: resume, prefix: schema.root, endpoint: endpoint,
                                            cause: cause))]
-                        : ["# etcd stream broke (\(cause)); resumed from revision \(resume) at \(endpoint), no change lost"]
+                        : ["# etcd stream broke (\(cause)); resumed from revision \(resume) at \(endpoint), no change "
+                            + "lost"]
         case .silent(let endpoint, let cause):
             return json ? [jsonLine(Notice(notice: "silent", revision: nil, prefix: schema.root, endpoint: endpoint,
                                            cause: cause))]

@@ -19,7 +19,8 @@ struct PodCommand: ParsableCommand {
     /// One pod as a line.
     static func line(_ pod: PodStatus) -> String {
         let name = pod.namespace.isEmpty ? pod.name : "\(pod.namespace)/\(pod.name)"
-        return "\(name)  vip \(pod.vip)  \(pod.uid.isEmpty ? "" : "uid \(pod.uid)  ")socket \(pod.socket)  clients \(pod.clients)  (\(pod.origin))"
+        return "\(name)  vip \(pod.vip)  \(pod.uid.isEmpty ? "" : "uid \(pod.uid)  ")socket \(pod.socket)  clients "
+             + "\(pod.clients)  (\(pod.origin))"
     }
 }
 

@@ -32,9 +32,11 @@ struct ProbeCommand: ParsableCommand {
 
     func run() throws {
         let connection = try RouterConnection(path: socket, name: "ffctl-probe")
-        print("connected: session \(connection.session.sessionID), vip \(connection.session.vip), gid \(connection.session.gid)")
+        print("connected: session \(connection.session.sessionID), vip \(connection.session.vip), gid "
+            + "\(connection.session.gid)")
         let device = try connection.queryDevice()
-        print("device: vendor 0x\(String(device.vendorID, radix: 16)) part 0x\(String(device.vendorPartID, radix: 16)) max_qp \(device.maxQP)")
+        print("device: vendor 0x\(String(device.vendorID, radix: 16)) part 0x\(String(device.vendorPartID, radix: 16)) "
+            + "max_qp \(device.maxQP)")
         let pd = try connection.allocatePD()
         let memory = try SharedMemory(name: "ffctl-probe", size: mrBytes)
         print("registering \(memory.bytes.count) bytes")
