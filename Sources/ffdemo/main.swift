@@ -48,7 +48,8 @@ struct KubeAPI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kube-api",
         abstract: "Serve the fake Kubernetes API server (list/watch of pods and nodes) with the given nodes and pods.",
-        discussion: "Writes the server's URL (http://127.0.0.1:PORT) to --url-file once it serves, then runs until SIGTERM."
+        discussion: "Writes the server's URL (http://127.0.0.1:PORT) to --url-file once it serves, then runs until "
+                  + "SIGTERM."
     )
 
     @Option(name: .customLong("url-file"), help: "Where to write the server's URL.")
@@ -111,7 +112,8 @@ struct KubeAPI: AsyncParsableCommand {
 struct Kubelet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kubelet",
-        abstract: "Serve a fake kubelet's registration socket; once a device plugin registered and lists healthy devices, allocate devices as the kubelet does when a container starts.",
+        abstract: "Serve a fake kubelet's registration socket; once a device plugin registered and lists healthy "
+                + "devices, allocate devices as the kubelet does when a container starts.",
         discussion: """
             For each --allocate NAME=DEVICE it calls the plugin's Allocate for one container with that device and writes \
             the answer to <--out-dir>/NAME.alloc, one line each: `env KEY=VALUE`, `mount HOST_PATH CONTAINER_PATH ro|rw`, \
@@ -139,12 +141,14 @@ struct Kubelet: AsyncParsableCommand {
         while !(kubelet.deviceLists.last.map { !$0.isEmpty && $0.allSatisfy { $0.health == "Healthy" } } ?? false) {
             guard Date() < deadline else {
                 await kubelet.stop()
-                throw ValidationError("no plugin registered with healthy devices within \(timeout) s (registrations: \(kubelet.registrations.count))")
+                throw ValidationError("no plugin registered with healthy devices within \(timeout) s (registrations: "
+                                    + "\(kubelet.registrations.count))")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         let registration = kubelet.registrations.last!
-        say("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices \(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
+        say("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices "
+            + "\(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
         for allocation in allocations {
             let parts = allocation.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--allocate \(allocation): expected NAME=DEVICE_ID") }
@@ -158,7 +162,8 @@ struct Kubelet: AsyncParsableCommand {
             lines += container.mounts.map { "mount \($0.hostPath) \($0.containerPath) \($0.readOnly ? "ro" : "rw")" }
             lines += container.cdiDevices.map { "cdi \($0.name)" }
             try publish(lines.joined(separator: "\n") + "\n", to: "\(outDirectory)/\(parts[0]).alloc")
-            say("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, \(container.envs.count) env vars")
+            say("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, "
+                + "\(container.envs.count) env vars")
         }
         await waitForTermination()
         await kubelet.stop()
