@@ -11,7 +11,8 @@ import ServiceLifecycle
 struct DevicePluginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ffdevice-plugin",
-        abstract: "Advertise FreeFlow's virtual RDMA device to the kubelet and hand containers the router socket and the shim.",
+        abstract: "Advertise FreeFlow's virtual RDMA device to the kubelet and hand containers the router socket and "
+                + "the shim.",
         discussion: """
             Runs next to ffrouter on every node. Serves the kubelet device-plugin API v1beta1 on <plugin-dir>/<endpoint>, \
             registers with <plugin-dir>/kubelet.sock and advertises --devices devices of --resource-name; a pod asks for \
@@ -71,7 +72,8 @@ struct DevicePluginCommand: AsyncParsableCommand {
             throw ValidationError("--health-interval \(healthInterval): give 0 < seconds <= 3600")
         }
         guard resourceName.split(separator: "/").count == 2 else {
-            throw ValidationError("--resource-name \(resourceName): expected vendor-domain/resource, e.g. freeflow.io/vrdma")
+            throw ValidationError("--resource-name \(resourceName): expected vendor-domain/resource, e.g. "
+                                + "freeflow.io/vrdma")
         }
         guard !endpoint.contains("/"), !endpoint.isEmpty else {
             throw ValidationError("--endpoint \(endpoint): a file name, not a path")
