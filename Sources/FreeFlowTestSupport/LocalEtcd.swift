@@ -316,10 +316,12 @@ public struct TestCertificates: Sendable {
             \(openssl) req -x509 $K -keyout ca.key -out ca.crt -days 2 -subj /CN=freeflow-test-ca
             \(openssl) req $K -keyout server.key -out server.csr -subj /CN=etcd
             printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext
-            \(openssl) x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext
+            \(openssl) x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+            -extfile server.ext
             \(openssl) req $K -keyout client.key -out client.csr -subj /CN=freeflow-client
             printf 'extendedKeyUsage=clientAuth\\n' > client.ext
-            \(openssl) x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext
+            \(openssl) x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 \
+            -extfile client.ext
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
