@@ -115,9 +115,9 @@ struct Kubelet: AsyncParsableCommand {
         abstract: "Serve a fake kubelet's registration socket; once a device plugin registered and lists healthy "
                 + "devices, allocate devices as the kubelet does when a container starts.",
         discussion: """
-            For each --allocate NAME=DEVICE it calls the plugin's Allocate for one container with that device and writes \
-            the answer to <--out-dir>/NAME.alloc, one line each: `env KEY=VALUE`, `mount HOST_PATH CONTAINER_PATH ro|rw`, \
-            `cdi NAME`. Then it runs until SIGTERM (the plugin keeps its registration).
+            For each --allocate NAME=DEVICE it calls the plugin's Allocate for one container with that device and \
+            writes the answer to <--out-dir>/NAME.alloc, one line each: `env KEY=VALUE`, `mount HOST_PATH \
+            CONTAINER_PATH ro|rw`, `cdi NAME`. Then it runs until SIGTERM (the plugin keeps its registration).
             """
     )
 
