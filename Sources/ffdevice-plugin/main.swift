@@ -14,13 +14,14 @@ struct DevicePluginCommand: AsyncParsableCommand {
         abstract: "Advertise FreeFlow's virtual RDMA device to the kubelet and hand containers the router socket and "
                 + "the shim.",
         discussion: """
-            Runs next to ffrouter on every node. Serves the kubelet device-plugin API v1beta1 on <plugin-dir>/<endpoint>, \
-            registers with <plugin-dir>/kubelet.sock and advertises --devices devices of --resource-name; a pod asks for \
-            one with `resources.limits: freeflow.io/vrdma: 1`. Allocate mounts the router's client socket and the shim \
-            folder into the container and sets FFCLIENT_SOCKET and LD_LIBRARY_PATH (drop-in) or LD_PRELOAD (preload); \
-            it also names CDI devices, whose spec is written to --cdi-dir for runtimes that resolve CDI. The devices are \
-            healthy while the router answers on --admin-socket and its port is active. When the kubelet restarts, the \
-            plugin serves and registers again. SIGTERM or SIGINT removes its socket and exits.
+            Runs next to ffrouter on every node. Serves the kubelet device-plugin API v1beta1 on \
+            <plugin-dir>/<endpoint>, registers with <plugin-dir>/kubelet.sock and advertises --devices devices of \
+            --resource-name; a pod asks for one with `resources.limits: freeflow.io/vrdma: 1`. Allocate mounts the \
+            router's client socket and the shim folder into the container and sets FFCLIENT_SOCKET and LD_LIBRARY_PATH \
+            (drop-in) or LD_PRELOAD (preload); it also names CDI devices, whose spec is written to --cdi-dir for \
+            runtimes that resolve CDI. The devices are healthy while the router answers on --admin-socket and its port \
+            is active. When the kubelet restarts, the plugin serves and registers again. SIGTERM or SIGINT removes its \
+            socket and exits.
             """
     )
 
