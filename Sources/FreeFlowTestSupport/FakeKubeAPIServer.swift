@@ -11,8 +11,9 @@ import ServiceLifecycle
 /// - `?watch=true&resourceVersion=RV` streams every change after RV as chunked, newline-delimited
 ///   `{"type":"ADDED|MODIFIED|DELETED","object":{…}}`, plus `BOOKMARK` events (object with only
 ///   `metadata.resourceVersion`) when `allowWatchBookmarks=true`, and ends after `timeoutSeconds`;
-/// - a resourceVersion older than the retained history gets `{"type":"ERROR","object":{"kind":"Status","code":410,…}}`,
-///   an expired continue token gets HTTP 410, like the real apiserver;
+/// - a resourceVersion older than the retained history gets
+///   `{"type":"ERROR","object":{"kind":"Status","code":410,…}}`, an expired continue token gets HTTP 410, like the
+///   real apiserver;
 /// - ``expireWatches()`` sends that ERROR 410 into open watches (mid-watch), ``dropWatches()`` cuts them.
 ///
 /// Objects are JSON; the server sets `metadata.resourceVersion` (one counter for all resources, as

@@ -164,7 +164,8 @@ struct BenchMap {
         print("")
         print("== event latency: pod change on the API server → visible in a watching MapMirror "
             + "(\(samples) samples) ==")
-        print(String(format: "  pod change → mirror (API watch + iphunter txn + etcd watch)  p50 %.2f ms  p99 %.2f ms",
+        print(String(format: "  pod change → mirror (API watch + iphunter txn + etcd watch)"
+                             + "  p50 %.2f ms  p99 %.2f ms",
                      percentile(endToEnd, 0.5), percentile(endToEnd, 0.99)))
         print(String(format: "  baseline etcd put → mirror (etcd watch only)              p50 %.2f ms  p99 %.2f ms",
                      percentile(etcdOnly, 0.5), percentile(etcdOnly, 0.99)))

@@ -40,7 +40,9 @@ struct WatchCommand: AsyncParsableCommand {
                 }
             }
         } catch EtcdError.compacted(let requested, let compact) {
-            FileHandle.standardError.write(Data("ffctl: revision \(requested) has been compacted (etcd keeps history from \(compact) on); run `ffctl map` and watch again with --from-revision \(compact) or later\n".utf8))
+            FileHandle.standardError.write(Data(("ffctl: revision \(requested) has been compacted (etcd keeps history "
+                                                 + "from \(compact) on); run `ffctl map` and watch again with "
+                                                 + "--from-revision \(compact) or later\n").utf8))
             throw ExitCode(2)
         }
     }
