@@ -19,7 +19,8 @@ static _Atomic uint64_t counted;
 
 static inline void note(void) {
     uintptr_t thread = atomic_load_explicit(&counted_thread, memory_order_relaxed);
-    if (thread != 0 && (uintptr_t)pthread_self() == thread) atomic_fetch_add_explicit(&counted, 1, memory_order_relaxed);
+    if (thread != 0 && (uintptr_t)pthread_self() == thread) atomic_fetch_add_explicit(&counted, 1,
+        memory_order_relaxed);
 }
 
 void ff_allocations_count_thread(uintptr_t thread) {

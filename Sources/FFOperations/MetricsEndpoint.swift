@@ -30,7 +30,8 @@ public enum MetricsEndpoint {
             await beforeScrape()
             var buffer = ByteBuffer()
             buffer.writeBytes(registry.emitToBuffer())
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: buffer))
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: ResponseBody(byteBuffer: buffer))
         }
         router.get("/healthz") { _, _ -> Response in
             answer(await health(), good: "ok")
@@ -44,6 +45,7 @@ public enum MetricsEndpoint {
     /// `200 <good>: detail` or `503 not ready: detail`, as text.
     static func answer(_ health: Health, good: String) -> Response {
         Response(status: health.healthy ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(string: "\(health.healthy ? good : "not ready"): \(health.detail)\n")))
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: "\(health.healthy ? good : "not ready"): "
+                                                                 + "\(health.detail)\n")))
     }
 }

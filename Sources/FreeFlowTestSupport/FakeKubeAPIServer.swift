@@ -11,8 +11,9 @@ import ServiceLifecycle
 /// - `?watch=true&resourceVersion=RV` streams every change after RV as chunked, newline-delimited
 ///   `{"type":"ADDED|MODIFIED|DELETED","object":{…}}`, plus `BOOKMARK` events (object with only
 ///   `metadata.resourceVersion`) when `allowWatchBookmarks=true`, and ends after `timeoutSeconds`;
-/// - a resourceVersion older than the retained history gets `{"type":"ERROR","object":{"kind":"Status","code":410,…}}`,
-///   an expired continue token gets HTTP 410, like the real apiserver;
+/// - a resourceVersion older than the retained history gets
+///   `{"type":"ERROR","object":{"kind":"Status","code":410,…}}`, an expired continue token gets HTTP 410, like the
+///   real apiserver;
 /// - ``expireWatches()`` sends that ERROR 410 into open watches (mid-watch), ``dropWatches()`` cuts them.
 ///
 /// Objects are JSON; the server sets `metadata.resourceVersion` (one counter for all resources, as
@@ -120,7 +121,8 @@ actor FakeKubeStore {
         let continuation: AsyncStream<ByteBuffer>.Continuation
         let bookmarks: Bool
         let selector: [(String, String)]
-        init(resource: String, continuation: AsyncStream<ByteBuffer>.Continuation, bookmarks: Bool, selector: [(String, String)]) {
+        init(resource: String, continuation: AsyncStream<ByteBuffer>.Continuation, bookmarks: Bool,
+             selector: [(String, String)]) {
             self.resource = resource
             self.continuation = continuation
             self.bookmarks = bookmarks
@@ -175,7 +177,8 @@ actor FakeKubeStore {
             oldestWatchable = max(oldestWatchable, dropped.version)
         }
         let line = Self.line(type: change.type, object: change.object)
-        for watcher in watchers.values where watcher.resource == resource && Self.matches(change.object, watcher.selector) {
+        for watcher in watchers.values where watcher.resource == resource
+            && Self.matches(change.object, watcher.selector) {
             watcher.continuation.yield(line)
         }
     }
@@ -209,7 +212,8 @@ actor FakeKubeStore {
     func removeWatcher(_ id: UUID) { watchers[id] = nil }
 
     static func status(code: Int, reason: String, message: String) -> [String: Any] {
-        ["kind": "Status", "apiVersion": "v1", "metadata": [String: Any](), "status": "Failure", "message": message, "reason": reason, "code": code]
+        ["kind": "Status", "apiVersion": "v1", "metadata": [String: Any](), "status": "Failure", "message": message,
+         "reason": reason, "code": code]
     }
 
     static func line(type: String, object: [String: Any]) -> ByteBuffer {
@@ -234,12 +238,14 @@ actor FakeKubeStore {
 
     static func json(_ status: HTTPResponse.Status, _ object: [String: Any]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     func handle(resource: String, query: Parameters) -> Response {
         if unavailable {
-            return Self.json(.serviceUnavailable, Self.status(code: 503, reason: "ServiceUnavailable", message: "fake apiserver is down"))
+            return Self.json(.serviceUnavailable, Self.status(code: 503, reason: "ServiceUnavailable",
+                                                              message: "fake apiserver is down"))
         }
         let selector = Self.selector(query.get("labelSelector"))
         if query.get("watch") == "true" || query.get("watch") == "1" {
@@ -255,14 +261,17 @@ actor FakeKubeStore {
         if let token = query.get("continue") {
             let parts = token.split(separator: ":").compactMap { Int($0) }
             guard parts.count == 2, parts[1] >= oldestWatchable else {
-                return Self.json(.gone, Self.status(code: 410, reason: "Expired", message: "The provided continue parameter is too old"))
+                return Self.json(.gone, Self.status(code: 410, reason: "Expired",
+                                                    message: "The provided continue parameter is too old"))
             }
             offset = parts[0]
             listVersion = parts[1]
         } else {
             listCounts[resource, default: 0] += 1
         }
-        let all = (objects[resource] ?? [:]).sorted { $0.key < $1.key }.map(\.value).filter { Self.matches($0, selector) }
+        let all = (objects[resource] ?? [:]).sorted {
+            $0.key < $1.key
+        }.map(\.value).filter { Self.matches($0, selector) }
         let end = limit > 0 ? min(all.count, offset + limit) : all.count
         let page = offset < all.count ? Array(all[offset..<end]) : []
         var metadata: [String: Any] = ["resourceVersion": String(listVersion)]
@@ -278,14 +287,16 @@ actor FakeKubeStore {
         let timeout = query.get("timeoutSeconds").flatMap(Int.init) ?? 1800
         let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
         if from < oldestWatchable {
-            continuation.yield(Self.line(type: "ERROR", object: Self.status(code: 410, reason: "Expired", message: "too old resource version: \(from) (\(oldestWatchable))")))
+            continuation.yield(Self.line(type: "ERROR", object: Self.status(code: 410, reason: "Expired",
+                message: "too old resource version: \(from) (\(oldestWatchable))")))
             continuation.finish()
         } else {
             for change in history[resource] ?? [] where change.version > from && Self.matches(change.object, selector) {
                 continuation.yield(Self.line(type: change.type, object: change.object))
             }
             let id = UUID()
-            watchers[id] = Watcher(resource: resource, continuation: continuation, bookmarks: bookmarks, selector: selector)
+            watchers[id] = Watcher(resource: resource, continuation: continuation, bookmarks: bookmarks,
+                                   selector: selector)
             continuation.onTermination = { _ in Task { await self.removeWatcher(id) } }
             Task {
                 try? await Task.sleep(for: .seconds(timeout))

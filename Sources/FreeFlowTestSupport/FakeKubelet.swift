@@ -44,7 +44,8 @@ public final class FakeKubelet: Sendable {
     /// Starts serving `kubelet.sock`; returns once it listens.
     public func start() async throws {
         unlink(socketPath)
-        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: socketPath),
+                                                   transportSecurity: .plaintext)
         let server = GRPCServer(transport: transport, services: [RegistrationService(kubelet: self)])
         let task = Task<Void, Never> {
             try? await server.serve()
@@ -71,16 +72,22 @@ public final class FakeKubelet: Sendable {
     /// Restarts like a kubelet: stops, deletes every socket in the folder, and serves a new `kubelet.sock`.
     public func restart() async throws {
         await stop()
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".sock") {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory))
+            ?? [] where name.hasSuffix(".sock") {
             unlink("\(directory)/\(name)")
         }
         try await start()
     }
 
     /// Calls the plugin that registered last, as the kubelet does, with a client on its socket.
-    public func plugin<Result: Sendable>(_ body: @Sendable (V1beta1_DevicePlugin.Client<HTTP2ClientTransport.Posix>) async throws -> Result) async throws -> Result {
-        guard let endpoint = registrations.last?.endpoint else { throw RPCError(code: .failedPrecondition, message: "no plugin registered") }
-        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: "\(directory)/\(endpoint)"), transportSecurity: .plaintext)
+    public func plugin<Result: Sendable>(
+        _ body: @Sendable (V1beta1_DevicePlugin.Client<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        guard let endpoint = registrations.last?.endpoint else {
+            throw RPCError(code: .failedPrecondition, message: "no plugin registered")
+        }
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: "\(directory)/\(endpoint)"),
+                                                       transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
             try await body(V1beta1_DevicePlugin.Client(wrapping: client))
         }
@@ -109,7 +116,8 @@ private struct RegistrationService: V1beta1_Registration.SimpleServiceProtocol {
 
     func register(request: V1beta1_RegisterRequest, context: ServerContext) async throws -> V1beta1_Empty {
         guard request.version == "v1beta1" else {
-            throw RPCError(code: .invalidArgument, message: "device plugin API version \(request.version) is not supported (v1beta1 is)")
+            throw RPCError(code: .invalidArgument,
+                           message: "device plugin API version \(request.version) is not supported (v1beta1 is)")
         }
         kubelet.registered(request)
         return V1beta1_Empty()

@@ -33,13 +33,16 @@ public final class LocalEtcd: @unchecked Sendable {
     /// serves https and requires client certificates signed by the same CA.
     public static func start(extraArguments: [String] = [], tls: TestCertificates? = nil) async throws -> LocalEtcd {
         guard let executable = findExecutable("etcd") else {
-            throw LocalEtcdError(description: "etcd not found on PATH: install the Debian package etcd-server (apt-get install etcd-server)")
+            throw LocalEtcdError(description: "etcd not found on PATH: install the Debian package etcd-server (apt-get "
+                                            + "install etcd-server)")
         }
         var arguments = extraArguments
         if let tls {
-            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth", "--trusted-ca-file", tls.caCert]
+            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth",
+                          "--trusted-ca-file", tls.caCert]
         }
-        let etcd = try LocalEtcd(executable: executable, extraArguments: arguments, scheme: tls == nil ? "http" : "https")
+        let etcd = try LocalEtcd(executable: executable, extraArguments: arguments,
+                                 scheme: tls == nil ? "http" : "https")
         try await etcd.launch()
         return etcd
     }
@@ -86,7 +89,9 @@ public final class LocalEtcd: @unchecked Sendable {
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         return bound == 0
     }
@@ -133,13 +138,15 @@ public final class LocalEtcd: @unchecked Sendable {
                     return memberID
                 }
                 guard member == expected else {
-                    throw LocalEtcdError(description: "\(clientURL) answers as etcd member \(member), not as this etcd (\(expected ?? "?")): another process took the port")
+                    throw LocalEtcdError(description: "\(clientURL) answers as etcd member \(member), not as this etcd "
+                                                    + "(\(expected ?? "?")): another process took the port")
                 }
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw LocalEtcdError(description: "etcd did not become healthy within \(timeout); see \(logFile.path): \(tail())")
+        throw LocalEtcdError(description: "etcd did not become healthy within \(timeout); see \(logFile.path): "
+                                        + "\(tail())")
     }
 
     /// One blocking HTTP probe over a raw socket, so this helper needs no HTTP client of its own.
@@ -156,13 +163,16 @@ public final class LocalEtcd: @unchecked Sendable {
         address.sin_port = UInt16(url.port!).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { return nil }
         // An https listener is ready once it accepts connections; the caller's TLS client retries.
         if url.scheme == "https" { return "" }
         let body = #"{"key":"AA=="}"#
-        let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let request = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                    + "application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1024)
@@ -296,7 +306,8 @@ public struct TestCertificates: Sendable {
         guard let openssl = LocalEtcd.findExecutable("openssl") else {
             throw LocalEtcdError(description: "openssl not found on PATH: install the Debian package openssl")
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ff-certs-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ff-certs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let script = """
             set -e
@@ -305,10 +316,12 @@ public struct TestCertificates: Sendable {
             \(openssl) req -x509 $K -keyout ca.key -out ca.crt -days 2 -subj /CN=freeflow-test-ca
             \(openssl) req $K -keyout server.key -out server.csr -subj /CN=etcd
             printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext
-            \(openssl) x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext
+            \(openssl) x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+            -extfile server.ext
             \(openssl) req $K -keyout client.key -out client.csr -subj /CN=freeflow-client
             printf 'extendedKeyUsage=clientAuth\\n' > client.ext
-            \(openssl) x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext
+            \(openssl) x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 \
+            -extfile client.ext
             """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")

@@ -18,8 +18,8 @@ import Synchronization
 //   4. the router's CPU over 10 s idle with 10 sessions holding rings;
 //   5. where the router's time goes in (2): its data-path thread's busy time per operation (from its metrics) and the
 //      heap allocations it makes per operation (counted by CAllocationCounter's malloc).
-// The client side of (2)-(4) is this process (FFClient for control calls, the rings for data), the router runs on its own
-// threads in this process too; the raw peer of (1) is a second process.
+// The client side of (2)-(4) is this process (FFClient for control calls, the rings for data), the router runs on its
+// own threads in this process too; the raw peer of (1) is a second process.
 
 let arguments = CommandLine.arguments
 if arguments.count == 3, arguments[1] == "raw-peer", let fd = Int32(arguments[2]) {
@@ -59,7 +59,9 @@ func rawLayout() -> (rings: [RingDescriptor], size: Int) {
 /// without a request (its spin is bounded).
 func rawPeer(fd: Int32) {
     let layout = rawLayout()
-    guard let memory = try? SharedMemory(mapping: OwnedDescriptor(taking: fd), offset: 0, length: layout.size) else { exit(2) }
+    guard let memory = try? SharedMemory(mapping: OwnedDescriptor(taking: fd), offset: 0, length: layout.size) else {
+        exit(2)
+    }
     let base = memory.bytes.baseAddress!
     var requests = RingConsumer(RingMemory(base: base, layout.rings[0]))
     var answers = RingProducer(RingMemory(base: base, layout.rings[1]))
@@ -94,7 +96,9 @@ func runRaw() throws -> (latency: Percentiles, rate1: Double, rate32: Double) {
     let argv = [arguments[0], "raw-peer", "\(memory.descriptor.rawValue)"]
     var cArgs = argv.map { strdup($0) } + [nil]
     defer { for p in cArgs { free(p) } }
-    guard posix_spawn(&pid, arguments[0], nil, nil, &cArgs, environ) == 0 else { throw BenchError("posix_spawn of the raw peer failed") }
+    guard posix_spawn(&pid, arguments[0], nil, nil, &cArgs, environ) == 0 else {
+        throw BenchError("posix_spawn of the raw peer failed")
+    }
     var requests = RingProducer(RingMemory(base: base, layout.rings[0]))
     var answers = RingConsumer(RingMemory(base: base, layout.rings[1]))
 
@@ -153,7 +157,9 @@ final class RouterClient {
 
     init(socket: String, depth: UInt32) throws {
         connection = try RouterConnection(path: socket, name: "ffbench-datapath", capabilities: [.sharedMemoryRings])
-        guard connection.session.capabilities.contains(.sharedMemoryRings) else { throw BenchError("the router did not grant the fast path") }
+        guard connection.session.capabilities.contains(.sharedMemoryRings) else {
+            throw BenchError("the router did not grant the fast path")
+        }
         memory = try SharedMemory(name: "bench", size: 1 << 20)
         let pd = try connection.allocatePD()
         let mr = try connection.registerMemory(pd: pd, memory: memory, access: [.localWrite, .remoteWrite, .remoteRead])
@@ -161,7 +167,8 @@ final class RouterClient {
         rkey = mr.rkey
         let cq = try connection.createCQ(entries: depth * 2).cq
         let caps = QPCapabilities(maxSendWR: depth, maxRecvWR: 1, maxSendSGE: 1, maxRecvSGE: 1, maxInlineData: 0)
-        let created = try connection.createQP(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, srq: nil, type: .rc, signalAll: false, capabilities: caps))
+        let created = try connection.createQP(CreateQPRequest(pd: pd, sendCQ: cq, recvCQ: cq, srq: nil, type: .rc,
+                                                              signalAll: false, capabilities: caps))
         var a = QPAttributes()
         a.state = .initialized
         a.port = 1
@@ -173,13 +180,15 @@ final class RouterClient {
         a.destQPN = created.qpNum
         a.maxDestReadAtomic = 1
         a.minRNRTimer = 12
-        try connection.modifyQP(created.qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN, .maxDestReadAtomic, .minRNRTimer], attributes: a)
+        try connection.modifyQP(created.qp, mask: [.state, .addressVector, .pathMTU, .destQPN, .rqPSN,
+                                                   .maxDestReadAtomic, .minRNRTimer], attributes: a)
         a.state = .readyToSend
         a.timeout = 14
         a.retryCount = 7
         a.rnrRetry = 7
         a.maxReadAtomic = 1
-        try connection.modifyQP(created.qp, mask: [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic], attributes: a)
+        try connection.modifyQP(created.qp, mask: [.state, .sqPSN, .timeout, .retryCount, .rnrRetry, .maxReadAtomic],
+                                attributes: a)
         let (q, qr) = try Self.map(connection, .qp, created.qp.rawValue)
         let (c, cr) = try Self.map(connection, .cq, cq.rawValue)
         qpRings = q
@@ -192,7 +201,8 @@ final class RouterClient {
         doorbell = bell
     }
 
-    static func map(_ connection: RouterConnection, _ target: RingTarget, _ handle: UInt32) throws -> (SharedMemory, [RingDescriptor]) {
+    static func map(_ connection: RouterConnection, _ target: RingTarget, _ handle: UInt32) throws
+        -> (SharedMemory, [RingDescriptor]) {
         let (r, fds) = try connection.call(MapRingRequest(target: target, handle: handle))
         guard let fd = fds.first else { throw BenchError("map_ring \(target)") }
         let m = try SharedMemory(mapping: fd, offset: 0, length: Int(r.size))
@@ -203,8 +213,10 @@ final class RouterClient {
     @inline(__always)
     func write(_ id: UInt64) {
         let slot = send.reserve()!
-        RingSlots.writeSend(slot, wrID: id, opcode: SendOpcode.rdmaWrite.rawValue, flags: SendFlags.signaled.rawValue, immData: 0, rkey: rkey,
-                            remoteAddress: memory.address + 4096, compareAdd: 0, swap: 0, addressHandle: 0, remoteQPN: 0, remoteQKey: 0,
+        RingSlots.writeSend(slot, wrID: id, opcode: SendOpcode.rdmaWrite.rawValue, flags: SendFlags.signaled.rawValue,
+                            immData: 0, rkey: rkey,
+                            remoteAddress: memory.address + 4096, compareAdd: 0, swap: 0, addressHandle: 0,
+                            remoteQPN: 0, remoteQKey: 0,
                             sgeCount: 1, inlineLength: 0)
         RingSlots.writeSGE(slot, fixed: 64, index: 0, address: memory.address, length: 8, lkey: lkey)
         send.advance()
@@ -212,8 +224,8 @@ final class RouterClient {
 
     private var emptyPolls = 0
 
-    /// What libffclient's poll does on an empty ring: after 1024 empty polls in a row it yields the CPU once (the router
-    /// shares the cores with the program).
+    /// What libffclient's poll does on an empty ring: after 1024 empty polls in a row it yields the CPU once (the
+    /// router shares the cores with the program).
     @inline(__always)
     func emptyPoll() {
         emptyPolls += 1
@@ -264,7 +276,9 @@ final class BenchMetrics: MetricsFactory {
         }
     }
 
-    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { NOOPMetricsHandler.instance }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        NOOPMetricsHandler.instance
+    }
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { NOOPMetricsHandler.instance }
     func destroyCounter(_ handler: any CounterHandler) {}
     func destroyRecorder(_ handler: any RecorderHandler) {}
@@ -282,7 +296,8 @@ struct RouterCost {
     var line: String { String(format: "busy %.0f ns/op, %.3f allocations/op", busyNanosecondsPerOp, allocationsPerOp) }
 }
 
-func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: Double, idlePercent: Double, cost: RouterCost) {
+func runRouter() async throws
+    -> (latency: Percentiles, rate1: Double, rate32: Double, idlePercent: Double, cost: RouterCost) {
     let directory = NSTemporaryDirectory() + "ffbench-datapath-\(getpid())"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -293,7 +308,8 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
     let map = try StaticVipMap(path: directory + "/map.txt")
     let metrics = BenchMetrics()
     let dataPath = DataPath(backend: backend, tuning: DataPathTuning(), logger: logger, factory: metrics)
-    let router = Router(backend: backend, map: map, socketDirectory: directory, pods: [PodDeclaration(argument: "a=10.9.0.1")!], logger: logger,
+    let router = Router(backend: backend, map: map, socketDirectory: directory,
+                        pods: [PodDeclaration(argument: "a=10.9.0.1")!], logger: logger,
                         dataPath: dataPath)
     let task = Task { try await router.run() }
     defer { task.cancel() }
@@ -334,7 +350,8 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
     let allocations = ff_allocations_counted()
     ff_allocations_count_thread(0)
     let ops = Double(max(1, metrics.total("ffrouter_datapath_posts_total") - postsBefore))
-    let cost = RouterCost(busyNanosecondsPerOp: Double(metrics.total("ffrouter_datapath_busy_nanoseconds_total") - busyBefore) / ops,
+    let cost = RouterCost(busyNanosecondsPerOp:
+                              Double(metrics.total("ffrouter_datapath_busy_nanoseconds_total") - busyBefore) / ops,
                           allocationsPerOp: Double(allocations) / ops)
     func rate(batch: Int) -> Double {
         let total = iterations * 2
@@ -369,14 +386,18 @@ func runRouter() async throws -> (latency: Percentiles, rate1: Double, rate32: D
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 let raw = try runRaw()
-print("raw ring (2 processes): ping-pong \(raw.latency.line); op rate batch 1 \(Int(raw.rate1)) ops/s, batch 32 \(Int(raw.rate32)) ops/s")
+print("raw ring (2 processes): ping-pong \(raw.latency.line); op rate batch 1 \(Int(raw.rate1)) ops/s, batch 32 "
+    + "\(Int(raw.rate32)) ops/s")
 let routed = try await runRouter()
-print("fast path (post → router → completion, fake device): \(routed.latency.line); op rate batch 1 \(Int(routed.rate1)) ops/s, batch 32 \(Int(routed.rate32)) ops/s")
+print("fast path (post → router → completion, fake device): \(routed.latency.line); op rate batch 1 "
+    + "\(Int(routed.rate1)) ops/s, batch 32 \(Int(routed.rate32)) ops/s")
 print("router data-path thread per operation in the ping-pong (metrics, counting malloc): \(routed.cost.line)")
 print(String(format: "router idle CPU with 10 sessions over %.0f s: %.3f %%", idleSeconds, routed.idlePercent))
 print(String(format: "datapath p50_ratio=%.2f op_rate_ratio=%.2f idle_router_cpu_pct=%.3f",
-             Double(routed.latency.p50) / Double(max(1, raw.latency.p50)), routed.rate1 / raw.rate1, routed.idlePercent))
+             Double(routed.latency.p50) / Double(max(1, raw.latency.p50)), routed.rate1 / raw.rate1,
+             routed.idlePercent))

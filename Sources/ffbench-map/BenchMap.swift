@@ -26,12 +26,14 @@ struct BenchMap {
         let mirrorEntries = argument("--mirror-entries", 100_000)
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        print("ffbench-map: pods=\(pods) etcdctl-keys=\(etcdctlKeys) latency-samples=\(samples) mirror-entries=\(mirrorEntries)")
+        print("ffbench-map: pods=\(pods) etcdctl-keys=\(etcdctlKeys) latency-samples=\(samples) "
+            + "mirror-entries=\(mirrorEntries)")
         let etcd = try await LocalEtcd.start(extraArguments: ["--quota-backend-bytes=4294967296"])
         let kube = try await FakeKubeAPIServer.start()
         let client = try EtcdClient(EtcdConfiguration(endpoints: [etcd.clientURL]), logger: logger)
         do {
-            try await initialSync(pods: pods, etcdctlKeys: etcdctlKeys, etcd: etcd, kube: kube, client: client, logger: logger, samples: samples)
+            try await initialSync(pods: pods, etcdctlKeys: etcdctlKeys, etcd: etcd, kube: kube, client: client,
+                                  logger: logger, samples: samples)
             try await mirrorMemoryAndLookup(entries: mirrorEntries, client: client, logger: logger)
         } catch {
             print("benchmark failed: \(error)")
@@ -45,21 +47,27 @@ struct BenchMap {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    static func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    static func pad(_ s: String, _ n: Int) -> String {
+        s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0)
+    }
 
     static func podJSON(_ i: Int, node: Int, ip: String) -> Data {
-        let pod = Pod(metadata: ObjectMeta(name: "pod-\(i)", namespace: "bench", uid: "uid-\(i)", creationTimestamp: "2026-01-01T00:00:00Z"),
-                      spec: Pod.Spec(nodeName: "node-\(node)"), status: Pod.Status(phase: "Running", podIP: ip, podIPs: [.init(ip: ip)]))
+        let pod = Pod(metadata: ObjectMeta(name: "pod-\(i)", namespace: "bench", uid: "uid-\(i)",
+                                           creationTimestamp: "2026-01-01T00:00:00Z"),
+                      spec: Pod.Spec(nodeName: "node-\(node)"), status: Pod.Status(phase: "Running", podIP: ip,
+                          podIPs: [.init(ip: ip)]))
         return try! JSONEncoder().encode(pod)
     }
 
     static func ip(_ i: Int) -> String { "10.\(100 + i / 65536).\((i / 256) % 256).\(i % 256)" }
 
     /// Initial sync of `pods` pods through the hunter vs `etcdctl put` and vs one plain Put per key.
-    static func initialSync(pods: Int, etcdctlKeys: Int, etcd: LocalEtcd, kube: FakeKubeAPIServer, client: EtcdClient, logger: Logger, samples: Int) async throws {
+    static func initialSync(pods: Int, etcdctlKeys: Int, etcd: LocalEtcd, kube: FakeKubeAPIServer, client: EtcdClient,
+                            logger: Logger, samples: Int) async throws {
         let nodes = 100
         for n in 0..<nodes {
-            let node = Node(metadata: ObjectMeta(name: "node-\(n)", uid: "n\(n)"), status: .init(addresses: [.init(type: "InternalIP", address: "192.168.\(n / 250).\(n % 250 + 1)")]))
+            let node = Node(metadata: ObjectMeta(name: "node-\(n)", uid: "n\(n)"),
+                status: .init(addresses: [.init(type: "InternalIP", address: "192.168.\(n / 250).\(n % 250 + 1)")]))
             try await kube.apply("nodes", try JSONEncoder().encode(node))
         }
         for i in 0..<pods { try await kube.apply("pods", podJSON(i, node: i % nodes, ip: ip(i))) }
@@ -91,7 +99,8 @@ struct BenchMap {
         for kv in sample {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
-            process.arguments = ["--endpoints", etcd.clientURL, "put", "/bench/etcdctl/" + kv.key.dropFirst(schema.root.count), kv.valueString]
+            process.arguments = ["--endpoints", etcd.clientURL, "put",
+                                 "/bench/etcdctl/" + kv.key.dropFirst(schema.root.count), kv.valueString]
             process.environment = ["ETCDCTL_API": "3"]
             process.standardOutput = FileHandle.nullDevice
             try process.run()
@@ -101,11 +110,16 @@ struct BenchMap {
 
         print("")
         print("== initial sync: \(pods) pods on \(nodes) nodes into an empty etcd ==")
-        print("iphunter: \(String(format: "%.2f", hunterTime)) s from start to etcd matching the cluster (list + reconcile), \(stats.writes) keys written in \(stats.transactions) guarded txns, \(published)/\(keys) keys present")
+        print("iphunter: \(String(format: "%.2f", hunterTime)) s from start to etcd matching the cluster (list + "
+            + "reconcile), \(stats.writes) keys written in \(stats.transactions) guarded txns, \(published)/\(keys) "
+            + "keys present")
         print(pad("  iphunter (list + batched guarded txns)", 48) + String(format: "%10.0f writes/s", hunterRate))
-        print(pad("  plain Put per key (same client, sequential)", 48) + String(format: "%10.0f writes/s   iphunter is %.1fx", putRate, hunterRate / putRate))
-        print(pad("  etcdctl put, one process per key (\(sample.count) keys)", 48) + String(format: "%10.0f writes/s   iphunter is %.1fx", etcdctlRate, hunterRate / etcdctlRate))
-        print(String(format: "  10,000 keys would take: iphunter %.2f s, Put loop %.2f s, etcdctl %.1f s", 10_000 / hunterRate, 10_000 / putRate, 10_000 / etcdctlRate))
+        print(pad("  plain Put per key (same client, sequential)",
+                  48) + String(format: "%10.0f writes/s   iphunter is %.1fx", putRate, hunterRate / putRate))
+        print(pad("  etcdctl put, one process per key (\(sample.count) keys)",
+                  48) + String(format: "%10.0f writes/s   iphunter is %.1fx", etcdctlRate, hunterRate / etcdctlRate))
+        print(String(format: "  10,000 keys would take: iphunter %.2f s, Put loop %.2f s, etcdctl %.1f s",
+                     10_000 / hunterRate, 10_000 / putRate, 10_000 / etcdctlRate))
 
         try await latency(samples: samples, kube: kube, client: client, schema: schema, hunter: hunter, logger: logger)
         task.cancel()
@@ -119,7 +133,8 @@ struct BenchMap {
     }
 
     /// Pod change on the fake API server → visible in a watching mirror; baseline: etcd put → mirror.
-    static func latency(samples: Int, kube: FakeKubeAPIServer, client: EtcdClient, schema: MapSchema, hunter: IPHunter, logger: Logger) async throws {
+    static func latency(samples: Int, kube: FakeKubeAPIServer, client: EtcdClient, schema: MapSchema, hunter: IPHunter,
+                        logger: Logger) async throws {
         let mirrorClient = try EtcdClient(EtcdConfiguration(endpoints: client.configuration.endpoints), logger: logger)
         let mirror = MapMirror(client: mirrorClient, schema: schema, logger: logger)
         let task = Task { await mirror.run() }
@@ -134,7 +149,8 @@ struct BenchMap {
             endToEnd.append(seconds(ContinuousClock.now - start) * 1000)
 
             let direct = "10.251.\(s / 250).\(s % 250 + 1)"
-            let entry = VipEntry(vip: direct, pip: "192.168.0.1", node: "node-0", namespace: "bench", pod: "direct-\(s)", uid: "d\(s)")
+            let entry = VipEntry(vip: direct, pip: "192.168.0.1", node: "node-0", namespace: "bench",
+                                 pod: "direct-\(s)", uid: "d\(s)")
             let putStart = ContinuousClock.now
             try await client.put(schema.vipKey(direct), MapCodec.encode(entry))
             while mirror.snapshot.lookup(vip: direct) == nil { await Task.yield() }
@@ -146,10 +162,16 @@ struct BenchMap {
         endToEnd.sort()
         etcdOnly.sort()
         print("")
-        print("== event latency: pod change on the API server → visible in a watching MapMirror (\(samples) samples) ==")
-        print(String(format: "  pod change → mirror (API watch + iphunter txn + etcd watch)  p50 %.2f ms  p99 %.2f ms", percentile(endToEnd, 0.5), percentile(endToEnd, 0.99)))
-        print(String(format: "  baseline etcd put → mirror (etcd watch only)              p50 %.2f ms  p99 %.2f ms", percentile(etcdOnly, 0.5), percentile(etcdOnly, 0.99)))
-        print(String(format: "  ratio end-to-end / etcd-only: p50 %.1fx  p99 %.1fx", percentile(endToEnd, 0.5) / percentile(etcdOnly, 0.5), percentile(endToEnd, 0.99) / percentile(etcdOnly, 0.99)))
+        print("== event latency: pod change on the API server → visible in a watching MapMirror "
+            + "(\(samples) samples) ==")
+        print(String(format: "  pod change → mirror (API watch + iphunter txn + etcd watch)"
+                             + "  p50 %.2f ms  p99 %.2f ms",
+                     percentile(endToEnd, 0.5), percentile(endToEnd, 0.99)))
+        print(String(format: "  baseline etcd put → mirror (etcd watch only)              p50 %.2f ms  p99 %.2f ms",
+                     percentile(etcdOnly, 0.5), percentile(etcdOnly, 0.99)))
+        print(String(format: "  ratio end-to-end / etcd-only: p50 %.1fx  p99 %.1fx",
+                     percentile(endToEnd, 0.5) / percentile(etcdOnly, 0.5),
+                     percentile(endToEnd, 0.99) / percentile(etcdOnly, 0.99)))
     }
 
     /// Bytes allocated with malloc and still in use (glibc mallinfo2: uordblks + hblkhd).
@@ -180,7 +202,8 @@ struct BenchMap {
         let schema = MapSchema(root: "/bench/mirror/")
         var batch: [TxnOp] = []
         for i in 0..<entries {
-            let entry = VipEntry(vip: ip(i), pip: "192.168.\(i % 100 / 250).\(i % 100 + 1)", node: "node-\(i % 100)", namespace: "bench", pod: "pod-\(i)", uid: "uid-\(i)")
+            let entry = VipEntry(vip: ip(i), pip: "192.168.\(i % 100 / 250).\(i % 100 + 1)", node: "node-\(i % 100)",
+                                 namespace: "bench", pod: "pod-\(i)", uid: "uid-\(i)")
             batch.append(.put(schema.vipKey(entry.vip), MapCodec.encode(entry)))
             if batch.count == 100 {
                 _ = try await client.txn(compare: [], success: batch)
@@ -221,10 +244,13 @@ struct BenchMap {
         print("")
         print("== mirror: \(entries) vip entries ==")
         print(String(format: "  list of %d entries from etcd into the mirror: %.2f s", snapshot.vips.count, listTime))
-        print("  \(method): " + String(format: "mirror snapshot %.1f MiB (%.0f B/entry); plain [String: VipEntry] copy %.1f MiB (%.0f B/entry); ratio %.2fx",
-                     Double(mirrorBytes) / 1048576, Double(mirrorBytes) / Double(entries), Double(dictBytes) / 1048576, Double(dictBytes) / Double(entries),
+        print("  \(method): " + String(format: "mirror snapshot %.1f MiB (%.0f B/entry); plain [String: VipEntry] copy "
+                                             + "%.1f MiB (%.0f B/entry); ratio %.2fx",
+                     Double(mirrorBytes) / 1048576, Double(mirrorBytes) / Double(entries), Double(dictBytes) / 1048576,
+                     Double(dictBytes) / Double(entries),
                      Double(mirrorBytes) / Double(max(dictBytes, 1))))
-        print(String(format: "  lookup on a held snapshot: %.0f ns; Dictionary lookup: %.0f ns; ratio %.2fx", mirrorNs, dictNs, mirrorNs / dictNs))
+        print(String(format: "  lookup on a held snapshot: %.0f ns; Dictionary lookup: %.0f ns; ratio %.2fx", mirrorNs,
+                     dictNs, mirrorNs / dictNs))
         print(String(format: "  lookup taking a fresh snapshot each time (lock + copy): %.0f ns", lockedNs))
     }
 }

@@ -12,6 +12,7 @@ struct FFCtl: AsyncParsableCommand {
             `ffctl router status` shows a router's clients and objects; `ffctl probe` checks that a pod can \
             use its router; `ffctl devices` shows the GID table a router picks its node GID from.
             """,
-        subcommands: [MapCommand.self, LookupCommand.self, WatchCommand.self, RouterCommand.self, ProbeCommand.self, DevicesCommand.self]
+        subcommands: [MapCommand.self, LookupCommand.self, WatchCommand.self, RouterCommand.self, ProbeCommand.self,
+                      DevicesCommand.self]
     )
 }

@@ -39,14 +39,17 @@ func waitForTermination() async {
 /// Writes `text` to `path` through a temporary file and a rename, so that a reader polling for it sees all or nothing.
 func publish(_ text: String, to path: String) throws {
     try text.write(toFile: path + ".tmp", atomically: false, encoding: .utf8)
-    guard rename(path + ".tmp", path) == 0 else { throw ValidationError("cannot rename \(path).tmp: \(String(cString: strerror(errno)))") }
+    guard rename(path + ".tmp", path) == 0 else {
+        throw ValidationError("cannot rename \(path).tmp: \(String(cString: strerror(errno)))")
+    }
 }
 
 struct KubeAPI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kube-api",
         abstract: "Serve the fake Kubernetes API server (list/watch of pods and nodes) with the given nodes and pods.",
-        discussion: "Writes the server's URL (http://127.0.0.1:PORT) to --url-file once it serves, then runs until SIGTERM."
+        discussion: "Writes the server's URL (http://127.0.0.1:PORT) to --url-file once it serves, then runs until "
+                  + "SIGTERM."
     )
 
     @Option(name: .customLong("url-file"), help: "Where to write the server's URL.")
@@ -59,8 +62,12 @@ struct KubeAPI: AsyncParsableCommand {
     var pods: [String] = []
 
     func validate() throws {
-        for node in nodes where node.split(separator: "=").count != 2 { throw ValidationError("--node \(node): expected NAME=IP") }
-        for pod in pods where Self.parsePod(pod) == nil { throw ValidationError("--pod \(pod): expected NAMESPACE/NAME=UID,NODE,POD_IP") }
+        for node in nodes where node.split(separator: "=").count != 2 {
+            throw ValidationError("--node \(node): expected NAME=IP")
+        }
+        for pod in pods where Self.parsePod(pod) == nil {
+            throw ValidationError("--pod \(pod): expected NAMESPACE/NAME=UID,NODE,POD_IP")
+        }
     }
 
     static func parsePod(_ text: String) -> (namespace: String, name: String, uid: String, node: String, ip: String)? {
@@ -79,7 +86,8 @@ struct KubeAPI: AsyncParsableCommand {
             let object: [String: Any] = [
                 "kind": "Node", "apiVersion": "v1",
                 "metadata": ["name": parts[0], "uid": "node-uid-\(parts[0])"],
-                "status": ["addresses": [["type": "InternalIP", "address": parts[1]], ["type": "Hostname", "address": parts[0]]]],
+                "status": ["addresses": [["type": "InternalIP", "address": parts[1]],
+                                         ["type": "Hostname", "address": parts[0]]]],
             ]
             try await server.apply("nodes", try JSONSerialization.data(withJSONObject: object))
         }
@@ -87,7 +95,8 @@ struct KubeAPI: AsyncParsableCommand {
             guard let pod = Self.parsePod(text) else { continue }
             let object: [String: Any] = [
                 "kind": "Pod", "apiVersion": "v1",
-                "metadata": ["name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "creationTimestamp": "2026-01-01T00:00:00Z"],
+                "metadata": ["name": pod.name, "namespace": pod.namespace, "uid": pod.uid,
+                             "creationTimestamp": "2026-01-01T00:00:00Z"],
                 "spec": ["nodeName": pod.node],
                 "status": ["phase": "Running", "podIP": pod.ip, "podIPs": [["ip": pod.ip]]],
             ]
@@ -103,11 +112,12 @@ struct KubeAPI: AsyncParsableCommand {
 struct Kubelet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kubelet",
-        abstract: "Serve a fake kubelet's registration socket; once a device plugin registered and lists healthy devices, allocate devices as the kubelet does when a container starts.",
+        abstract: "Serve a fake kubelet's registration socket; once a device plugin registered and lists healthy "
+                + "devices, allocate devices as the kubelet does when a container starts.",
         discussion: """
-            For each --allocate NAME=DEVICE it calls the plugin's Allocate for one container with that device and writes \
-            the answer to <--out-dir>/NAME.alloc, one line each: `env KEY=VALUE`, `mount HOST_PATH CONTAINER_PATH ro|rw`, \
-            `cdi NAME`. Then it runs until SIGTERM (the plugin keeps its registration).
+            For each --allocate NAME=DEVICE it calls the plugin's Allocate for one container with that device and \
+            writes the answer to <--out-dir>/NAME.alloc, one line each: `env KEY=VALUE`, `mount HOST_PATH \
+            CONTAINER_PATH ro|rw`, `cdi NAME`. Then it runs until SIGTERM (the plugin keeps its registration).
             """
     )
 
@@ -131,24 +141,29 @@ struct Kubelet: AsyncParsableCommand {
         while !(kubelet.deviceLists.last.map { !$0.isEmpty && $0.allSatisfy { $0.health == "Healthy" } } ?? false) {
             guard Date() < deadline else {
                 await kubelet.stop()
-                throw ValidationError("no plugin registered with healthy devices within \(timeout) s (registrations: \(kubelet.registrations.count))")
+                throw ValidationError("no plugin registered with healthy devices within \(timeout) s (registrations: "
+                                    + "\(kubelet.registrations.count))")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         let registration = kubelet.registrations.last!
-        say("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices \(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
+        say("ffdemo kubelet: \(registration.resourceName) registered at \(registration.endpoint), devices "
+            + "\(kubelet.deviceLists.last!.map(\.id).joined(separator: ","))")
         for allocation in allocations {
             let parts = allocation.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--allocate \(allocation): expected NAME=DEVICE_ID") }
             let response = try await kubelet.plugin { plugin in
                 try await plugin.allocate(.with { $0.containerRequests = [.with { $0.devicesIds = [parts[1]] }] })
             }
-            guard let container = response.containerResponses.first else { throw ValidationError("Allocate answered no container") }
+            guard let container = response.containerResponses.first else {
+                throw ValidationError("Allocate answered no container")
+            }
             var lines = container.envs.sorted { $0.key < $1.key }.map { "env \($0.key)=\($0.value)" }
             lines += container.mounts.map { "mount \($0.hostPath) \($0.containerPath) \($0.readOnly ? "ro" : "rw")" }
             lines += container.cdiDevices.map { "cdi \($0.name)" }
             try publish(lines.joined(separator: "\n") + "\n", to: "\(outDirectory)/\(parts[0]).alloc")
-            say("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, \(container.envs.count) env vars")
+            say("ffdemo kubelet: allocated \(parts[1]) for \(parts[0]): \(container.mounts.count) mounts, "
+                + "\(container.envs.count) env vars")
         }
         await waitForTermination()
         await kubelet.stop()

@@ -11,15 +11,17 @@ import ServiceLifecycle
 struct DevicePluginCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ffdevice-plugin",
-        abstract: "Advertise FreeFlow's virtual RDMA device to the kubelet and hand containers the router socket and the shim.",
+        abstract: "Advertise FreeFlow's virtual RDMA device to the kubelet and hand containers the router socket and "
+                + "the shim.",
         discussion: """
-            Runs next to ffrouter on every node. Serves the kubelet device-plugin API v1beta1 on <plugin-dir>/<endpoint>, \
-            registers with <plugin-dir>/kubelet.sock and advertises --devices devices of --resource-name; a pod asks for \
-            one with `resources.limits: freeflow.io/vrdma: 1`. Allocate mounts the router's client socket and the shim \
-            folder into the container and sets FFCLIENT_SOCKET and LD_LIBRARY_PATH (drop-in) or LD_PRELOAD (preload); \
-            it also names CDI devices, whose spec is written to --cdi-dir for runtimes that resolve CDI. The devices are \
-            healthy while the router answers on --admin-socket and its port is active. When the kubelet restarts, the \
-            plugin serves and registers again. SIGTERM or SIGINT removes its socket and exits.
+            Runs next to ffrouter on every node. Serves the kubelet device-plugin API v1beta1 on \
+            <plugin-dir>/<endpoint>, registers with <plugin-dir>/kubelet.sock and advertises --devices devices of \
+            --resource-name; a pod asks for one with `resources.limits: freeflow.io/vrdma: 1`. Allocate mounts the \
+            router's client socket and the shim folder into the container and sets FFCLIENT_SOCKET and LD_LIBRARY_PATH \
+            (drop-in) or LD_PRELOAD (preload); it also names CDI devices, whose spec is written to --cdi-dir for \
+            runtimes that resolve CDI. The devices are healthy while the router answers on --admin-socket and its port \
+            is active. When the kubelet restarts, the plugin serves and registers again. SIGTERM or SIGINT removes its \
+            socket and exits.
             """
     )
 
@@ -35,19 +37,22 @@ struct DevicePluginCommand: AsyncParsableCommand {
     @Option(help: "File name of this plugin's socket in --plugin-dir.")
     var endpoint = PluginConfiguration().endpoint
 
-    @Option(name: .customLong("router-socket"), help: "The router's client socket on the node, mounted into containers.")
+    @Option(name: .customLong("router-socket"),
+            help: "The router's client socket on the node, mounted into containers.")
     var routerSocket = PluginConfiguration().routerSocket
 
     @Option(name: .customLong("container-socket"), help: "Where containers find the router socket (FFCLIENT_SOCKET).")
     var containerSocket = PluginConfiguration().containerSocket
 
-    @Option(name: .customLong("shim-dir"), help: "The node's folder holding libffclient.so and libibverbs.so.1 (scripts/shim-install DIR).")
+    @Option(name: .customLong("shim-dir"),
+            help: "The node's folder holding libffclient.so and libibverbs.so.1 (scripts/shim-install DIR).")
     var shimDirectory = PluginConfiguration().shimDirectory
 
     @Option(name: .customLong("container-shim-dir"), help: "Where containers find the shim folder.")
     var containerShimDirectory = PluginConfiguration().containerShimDirectory
 
-    @Option(name: .customLong("shim-mode"), help: "How the shim is loaded: drop-in (LD_LIBRARY_PATH, also for dlopen) or preload (LD_PRELOAD).")
+    @Option(name: .customLong("shim-mode"),
+            help: "How the shim is loaded: drop-in (LD_LIBRARY_PATH, also for dlopen) or preload (LD_PRELOAD).")
     var shimMode = PluginConfiguration.ShimMode.dropIn
 
     @Option(name: .customLong("cdi-dir"), help: "Folder for the CDI spec (empty: write none and name no CDI devices).")
@@ -64,11 +69,16 @@ struct DevicePluginCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard devices > 0, devices <= 1024 else { throw ValidationError("--devices \(devices): give 1...1024") }
-        guard healthInterval > 0, healthInterval <= 3600 else { throw ValidationError("--health-interval \(healthInterval): give 0 < seconds <= 3600") }
-        guard resourceName.split(separator: "/").count == 2 else {
-            throw ValidationError("--resource-name \(resourceName): expected vendor-domain/resource, e.g. freeflow.io/vrdma")
+        guard healthInterval > 0, healthInterval <= 3600 else {
+            throw ValidationError("--health-interval \(healthInterval): give 0 < seconds <= 3600")
         }
-        guard !endpoint.contains("/"), !endpoint.isEmpty else { throw ValidationError("--endpoint \(endpoint): a file name, not a path") }
+        guard resourceName.split(separator: "/").count == 2 else {
+            throw ValidationError("--resource-name \(resourceName): expected vendor-domain/resource, e.g. "
+                                + "freeflow.io/vrdma")
+        }
+        guard !endpoint.contains("/"), !endpoint.isEmpty else {
+            throw ValidationError("--endpoint \(endpoint): a file name, not a path")
+        }
     }
 
     func run() async throws {
@@ -87,16 +97,19 @@ struct DevicePluginCommand: AsyncParsableCommand {
         configuration.shimMode = shimMode
         configuration.cdiDirectory = cdiDirectory.isEmpty ? nil : cdiDirectory
         let admin = AdminClient(path: adminSocket, timeoutMilliseconds: 5000)
-        let plugin = DevicePlugin(configuration: configuration, healthInterval: .milliseconds(Int64(healthInterval * 1000)), logger: logger) {
+        let plugin = DevicePlugin(configuration: configuration,
+                                  healthInterval: .milliseconds(Int64(healthInterval * 1000)), logger: logger) {
             // The admin call blocks (a socket read with a deadline), so it runs on a Dispatch thread, never on the
             // cooperative pool.
             await withCheckedContinuation { continuation in
                 DispatchQueue.global().async {
                     do {
                         let status = try admin.status()
-                        continuation.resume(returning: DeviceHealth.State(healthy: status.portActive, detail: status.portState))
+                        continuation.resume(returning: DeviceHealth.State(healthy: status.portActive,
+                            detail: status.portState))
                     } catch {
-                        continuation.resume(returning: DeviceHealth.State(healthy: false, detail: "router not answering on \(adminSocket): \(error)"))
+                        continuation.resume(returning: DeviceHealth.State(healthy: false,
+                            detail: "router not answering on \(adminSocket): \(error)"))
                     }
                 }
             }

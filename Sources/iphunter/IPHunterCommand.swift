@@ -54,7 +54,8 @@ struct IPHunterCommand: AsyncParsableCommand {
             config.server = apiServer
             return config
         }
-        if let path = kubeconfig ?? ProcessInfo.processInfo.environment["KUBECONFIG"]?.split(separator: ":").first.map(String.init) {
+        if let path = kubeconfig
+            ?? ProcessInfo.processInfo.environment["KUBECONFIG"]?.split(separator: ":").first.map(String.init) {
             return try KubeConfigFile.load(path: path, context: context)
         }
         return try KubeConfiguration.inCluster()
@@ -79,17 +80,20 @@ struct IPHunterCommand: AsyncParsableCommand {
         options.labelSelector = labelSelector
         options.leaderElection = !noLeaderElection
         options.leaseTTL = leaseTTL
-        options.identity = identity ?? ProcessInfo.processInfo.environment["POD_NAME"] ?? ProcessInfo.processInfo.hostName
+        options.identity = identity ?? ProcessInfo.processInfo.environment["POD_NAME"]
+            ?? ProcessInfo.processInfo.hostName
         options.resyncInterval = .seconds(resyncSeconds)
         let hunter = IPHunter(kube: kube, etcd: etcdClient, options: options, logger: logger)
-        let http = HunterHTTP.makeApplication(hunter: hunter, registry: registry, host: listenHost, port: listenPort, logger: logger)
+        let http = HunterHTTP.makeApplication(hunter: hunter, registry: registry, host: listenHost, port: listenPort,
+                                              logger: logger)
         logger.notice("starting", metadata: [
             "etcd": "\(etcd.endpointList())", "api_server": "\(kube.configuration.server)",
             "identity": "\(options.identity)",
             "leader_election": "\(options.leaderElection)", "listen": "\(listenHost):\(listenPort)",
         ])
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: HunterService(hunter: hunter), successTerminationBehavior: .gracefullyShutdownGroup), .init(service: http)],
+            services: [.init(service: HunterService(hunter: hunter),
+                             successTerminationBehavior: .gracefullyShutdownGroup), .init(service: http)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

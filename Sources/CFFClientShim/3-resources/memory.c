@@ -71,7 +71,8 @@ static int covers(struct dl_phdr_info *info, size_t size, void *data) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
         uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)(q->page - 1);
-        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + (uintptr_t)q->page - 1) & ~(uintptr_t)(q->page - 1);
+        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + (uintptr_t)q->page - 1)
+                       & ~(uintptr_t)(q->page - 1);
         if (q->start >= lo && q->end <= hi) return 1;
     }
     return 0;
@@ -136,7 +137,8 @@ static int find_pieces(uintptr_t start, uintptr_t end, struct piece *pieces, int
         int anonymous = perms[3] == 'p' &&
                         (inode == 0 || huge || (perms[1] == 'w' && in_writable_segment(piece_start, piece_end)));
         if (!ours && !anonymous) {
-            ffs_refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other mappings)"
+            ffs_refuse(perms[3] == 's' ? "a shared mapping (moving its pages would unshare them from the other "
+                                         "mappings)"
                                    : "a file-backed mapping (its pages belong to the file)",
                    start, end);
             error = EINVAL;
@@ -205,7 +207,8 @@ static void move_pieces(struct move *move) {
         size_t len = p->end - p->start;
         void *temp = move->memfd >= 0
             ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, move->memfd, (off_t)(p->start - move->start))
-            : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | huge_flags(move->page, MAP_HUGETLB, MAP_HUGE_SHIFT),
+            : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | huge_flags(move->page, MAP_HUGETLB,
+                MAP_HUGE_SHIFT),
                    -1, 0);
         if (temp == MAP_FAILED) {
             move->error = errno;
@@ -279,7 +282,8 @@ static int region_create(uintptr_t start, uintptr_t end, int alone, struct ffs_r
     size_t size = page;
     int error = find_pieces(start, end, r->pieces, &r->count, &size);
     if (!error && size != page && !alone) {
-        ffs_refuse("it overlaps an earlier registration and needs huge pages besides (huge-page memory registers as one piece)",
+        ffs_refuse("it overlaps an earlier registration and needs huge pages besides (huge-page memory registers as "
+                   "one piece)",
                    start, end);
         error = EINVAL;
     }
@@ -374,7 +378,8 @@ static int collect_parts(uintptr_t start, uintptr_t end, struct ffs_region **par
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (int i = 0; i < n; i++)
         if (hits[i]->page != page) {
-            ffs_refuse("it partly overlaps a registration on huge pages (huge-page memory registers as one piece)", start, end);
+            ffs_refuse("it partly overlaps a registration on huge pages (huge-page memory registers as one piece)",
+                       start, end);
             return EINVAL;
         }
     qsort(hits, (size_t)n, sizeof(hits[0]), by_start);
@@ -408,7 +413,8 @@ static int collect_parts(uintptr_t start, uintptr_t end, struct ffs_region **par
     return error;
 }
 
-int ffs_region_acquire(void *addr, size_t length, struct ffs_region ***regions_out, int *count, ffshim_segment *segments) {
+int ffs_region_acquire(void *addr, size_t length, struct ffs_region ***regions_out, int *count,
+                       ffshim_segment *segments) {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t first = (uintptr_t)addr;
     if (length > UINTPTR_MAX - first - page) return EINVAL;

@@ -44,7 +44,8 @@ static uint8_t read_dlid_path_bits(struct ibv_cq_ex *ex) { return cq_of(ex)->cur
 
 struct ibv_cq_ex *ffs_create_cq_ex(struct ibv_context *context, struct ibv_cq_init_attr_ex *attr) {
     if ((attr->wc_flags & ~(uint64_t)IBV_WC_STANDARD_FLAGS) || (attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_PD) ||
-        ((attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_FLAGS) && (attr->flags & ~(uint32_t)IBV_CREATE_CQ_ATTR_SINGLE_THREADED))) {
+        ((attr->comp_mask & IBV_CQ_INIT_ATTR_MASK_FLAGS)
+         && (attr->flags & ~(uint32_t)IBV_CREATE_CQ_ATTR_SINGLE_THREADED))) {
         errno = EOPNOTSUPP;
         return NULL;
     }
@@ -52,7 +53,8 @@ struct ibv_cq_ex *ffs_create_cq_ex(struct ibv_context *context, struct ibv_cq_in
         errno = EINVAL;
         return NULL;
     }
-    struct ibv_cq *ibcq = ibv_create_cq(context, (int)attr->cqe, attr->cq_context, attr->channel, (int)attr->comp_vector);
+    struct ibv_cq *ibcq = ibv_create_cq(context, (int)attr->cqe, attr->cq_context, attr->channel,
+                                        (int)attr->comp_vector);
     if (!ibcq) return NULL;
     struct ibv_cq_ex *ex = &((struct ffs_cq *)ibcq)->ex;
     ex->start_poll = start_poll;

@@ -177,7 +177,8 @@ static int wr_complete(struct ibv_qp_ex *qp) {
             wr->sg_list = wr->num_sge ? &b->sges[b->first_sge[i]] : NULL;
             if (wr->send_flags & IBV_SEND_INLINE)
                 for (int s = 0; s < wr->num_sge; s++)
-                    if (wr->sg_list[s].lkey == 0) wr->sg_list[s].addr = (uintptr_t)(b->inline_bytes + wr->sg_list[s].addr);
+                    if (wr->sg_list[s].lkey == 0)
+                        wr->sg_list[s].addr = (uintptr_t)(b->inline_bytes + wr->sg_list[s].addr);
             wr->next = i + 1 < b->count ? &b->wrs[i + 1] : NULL;
         }
         struct ibv_send_wr *bad = NULL;

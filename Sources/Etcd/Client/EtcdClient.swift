@@ -25,7 +25,8 @@ public struct EtcdTLS: Sendable, Hashable {
 
     /// TLS settings from command-line flags: nil (plain http) when none of the files is given.
     public static func fromFlags(caFile: String?, certFile: String?, keyFile: String?) -> EtcdTLS? {
-        caFile == nil && certFile == nil && keyFile == nil ? nil : EtcdTLS(caFile: caFile, certFile: certFile, keyFile: keyFile)
+        caFile == nil && certFile == nil && keyFile == nil ? nil : EtcdTLS(caFile: caFile, certFile: certFile,
+            keyFile: keyFile)
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
@@ -64,7 +65,8 @@ public struct EtcdConfiguration: Sendable {
     public var tls: EtcdTLS?
 
     /// Makes a configuration; endpoints may be given without scheme (`127.0.0.1:2379` means http).
-    public init(endpoints: [String], requestTimeout: Duration = .seconds(5), connectTimeout: Duration = .seconds(3), tls: EtcdTLS? = nil) {
+    public init(endpoints: [String], requestTimeout: Duration = .seconds(5), connectTimeout: Duration = .seconds(3),
+                tls: EtcdTLS? = nil) {
         self.endpoints = endpoints.map { endpoint in
             var e = endpoint.trimmingCharacters(in: .whitespaces)
             if !e.contains("://") { e = "http://" + e }
@@ -117,7 +119,8 @@ public final class EtcdClient: Sendable {
         let tls = try configuration.tls?.makeConfiguration()
         var unary = HTTPClient.Configuration(
             tlsConfiguration: tls,
-            timeout: .init(connect: configuration.connectTimeout.timeAmount, read: configuration.requestTimeout.timeAmount)
+            timeout: .init(connect: configuration.connectTimeout.timeAmount,
+                           read: configuration.requestTimeout.timeAmount)
         )
         unary.decompression = .disabled
         var stream = HTTPClient.Configuration(
@@ -189,7 +192,8 @@ public final class EtcdClient: Sendable {
     /// `endpoints` restricts the call to those members and `timeout` shortens its deadline (the watch's
     /// liveness probe asks the stream's own member, quickly).
     func call<Request: Encodable, Response: Decodable>(_ path: String, _ body: Request, as: Response.Type,
-                                                       endpoints: [String]? = nil, timeout: Duration? = nil) async throws -> Response {
+                                                       endpoints: [String]? = nil,
+                                                       timeout: Duration? = nil) async throws -> Response {
         let payload = try Self.encoder.encode(body)
         var lastError = "no attempt"
         let candidates = endpoints ?? endpointOrder()
@@ -208,7 +212,8 @@ public final class EtcdClient: Sendable {
                 throw CancellationError()
             } catch {
                 lastError = "\(endpoint): \(error)"
-                logger.debug("etcd call failed", metadata: ["path": "\(path)", "endpoint": "\(endpoint)", "error": "\(error)"])
+                logger.debug("etcd call failed", metadata: ["path": "\(path)", "endpoint": "\(endpoint)",
+                                                            "error": "\(error)"])
                 continue
             }
             guard status == .ok else {
@@ -235,7 +240,8 @@ public final class EtcdClient: Sendable {
 
     /// Reads keys (`/v3/kv/range`). `revision` 0 reads the latest; `limit` 0 means no limit;
     /// `countOnly` returns only ``RangeResult/count``.
-    public func range(_ keys: KeyRange, revision: Int64 = 0, limit: Int64 = 0, keysOnly: Bool = false, countOnly: Bool = false) async throws -> RangeResult {
+    public func range(_ keys: KeyRange, revision: Int64 = 0, limit: Int64 = 0, keysOnly: Bool = false,
+                      countOnly: Bool = false) async throws -> RangeResult {
         let request = WireRangeRequest(
             key: keys.wireKey,
             range_end: keys.wireRangeEnd,
@@ -246,7 +252,8 @@ public final class EtcdClient: Sendable {
         )
         do {
             return RangeResult(try await call("/v3/kv/range", request, as: WireRangeResponse.self))
-        } catch EtcdError.server(let code, _, let message) where code == EtcdError.outOfRange && message.contains("compacted") {
+        } catch EtcdError.server(let code, _, let message) where code == EtcdError.outOfRange
+            && message.contains("compacted") {
             throw EtcdError.compacted(requestedRevision: revision, compactRevision: 0)
         }
     }
@@ -281,7 +288,8 @@ public final class EtcdClient: Sendable {
     /// Writes a key (`/v3/kv/put`), optionally attached to a lease.
     @discardableResult
     public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0, prevKV: Bool = false) async throws -> PutResult {
-        let request = WirePutRequest(key: Data(key.utf8), value: Data(value), lease: lease == 0 ? nil : I64(lease), prev_kv: prevKV ? true : nil)
+        let request = WirePutRequest(key: Data(key.utf8), value: Data(value), lease: lease == 0 ? nil : I64(lease),
+                                     prev_kv: prevKV ? true : nil)
         do {
             return PutResult(try await call("/v3/kv/put", request, as: WirePutResponse.self))
         } catch EtcdError.server(_, _, let message) where message.contains("lease not found") {
@@ -298,13 +306,15 @@ public final class EtcdClient: Sendable {
     /// Deletes keys (`/v3/kv/deleterange`).
     @discardableResult
     public func delete(_ keys: KeyRange, prevKV: Bool = false) async throws -> DeleteResult {
-        let request = WireDeleteRangeRequest(key: keys.wireKey, range_end: keys.wireRangeEnd, prev_kv: prevKV ? true : nil)
+        let request = WireDeleteRangeRequest(key: keys.wireKey, range_end: keys.wireRangeEnd,
+                                             prev_kv: prevKV ? true : nil)
         return DeleteResult(try await call("/v3/kv/deleterange", request, as: WireDeleteRangeResponse.self))
     }
 
     /// Runs a transaction (`/v3/kv/txn`): if every comparison holds, `success` runs, else `failure`.
     public func txn(compare: [Compare], success: [TxnOp], failure: [TxnOp] = []) async throws -> TxnResult {
-        let request = WireTxnRequest(compare: compare.map(\.wire), success: success.map(\.wire), failure: failure.map(\.wire))
+        let request = WireTxnRequest(compare: compare.map(\.wire), success: success.map(\.wire),
+                                     failure: failure.map(\.wire))
         do {
             return TxnResult(try await call("/v3/kv/txn", request, as: WireTxnResponse.self))
         } catch EtcdError.server(_, _, let message) where message.contains("lease not found") {
@@ -314,14 +324,16 @@ public final class EtcdClient: Sendable {
 
     /// Compacts the history up to `revision` (`/v3/kv/compaction`); older revisions can no longer be read or watched.
     public func compact(revision: Int64, physical: Bool = true) async throws {
-        _ = try await call("/v3/kv/compaction", WireCompactionRequest(revision: I64(revision), physical: physical), as: WireCompactionResponse.self)
+        _ = try await call("/v3/kv/compaction", WireCompactionRequest(revision: I64(revision), physical: physical),
+                           as: WireCompactionResponse.self)
     }
 
     // MARK: - Lease
 
     /// Grants a lease of `ttl` seconds (`/v3/lease/grant`).
     public func leaseGrant(ttl: Int64) async throws -> Lease {
-        let reply = try await call("/v3/lease/grant", WireLeaseGrantRequest(TTL: I64(ttl)), as: WireLeaseGrantResponse.self)
+        let reply = try await call("/v3/lease/grant", WireLeaseGrantRequest(TTL: I64(ttl)),
+                                   as: WireLeaseGrantResponse.self)
         if let error = reply.error, !error.isEmpty {
             throw EtcdError.server(code: -1, httpStatus: 200, message: error)
         }
@@ -333,9 +345,11 @@ public final class EtcdClient: Sendable {
     /// Throws ``EtcdError/leaseNotFound(id:)`` when the lease already expired: etcd answers with TTL 0.
     @discardableResult
     public func leaseKeepAlive(id: Int64) async throws -> Int64 {
-        let line = try await call("/v3/lease/keepalive", WireLeaseIDRequest(ID: I64(id)), as: WireStreamLine<WireLeaseKeepAliveResponse>.self)
+        let line = try await call("/v3/lease/keepalive", WireLeaseIDRequest(ID: I64(id)),
+                                  as: WireStreamLine<WireLeaseKeepAliveResponse>.self)
         if let error = line.error {
-            throw EtcdError.server(code: error.grpc_code ?? -1, httpStatus: error.http_code ?? 0, message: error.message ?? "")
+            throw EtcdError.server(code: error.grpc_code ?? -1, httpStatus: error.http_code ?? 0,
+                                   message: error.message ?? "")
         }
         let ttl = line.result?.TTL.int64 ?? 0
         guard ttl > 0 else { throw EtcdError.leaseNotFound(id: id) }

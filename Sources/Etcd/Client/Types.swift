@@ -16,7 +16,8 @@ public struct KeyValue: Sendable, Hashable {
     public var lease: Int64
 
     /// Makes a key-value; mainly for tests and callers that build expected state.
-    public init(key: String, value: [UInt8], createRevision: Int64 = 0, modRevision: Int64 = 0, version: Int64 = 0, lease: Int64 = 0) {
+    public init(key: String, value: [UInt8], createRevision: Int64 = 0, modRevision: Int64 = 0, version: Int64 = 0,
+                lease: Int64 = 0) {
         self.key = key
         self.value = value
         self.createRevision = createRevision
@@ -150,17 +151,20 @@ public struct Compare: Sendable {
 
     /// The key's last modification revision (0 when absent) compared with `revision`.
     public static func modRevision(_ key: String, _ relation: Relation = .equal, _ revision: Int64) -> Compare {
-        Compare(wire: WireCompare(result: relation.rawValue, target: "MOD", key: Data(key.utf8), mod_revision: I64(revision)))
+        Compare(wire: WireCompare(result: relation.rawValue, target: "MOD", key: Data(key.utf8),
+                                  mod_revision: I64(revision)))
     }
 
     /// The key's creation revision (0 when absent) compared with `revision`.
     public static func createRevision(_ key: String, _ relation: Relation = .equal, _ revision: Int64) -> Compare {
-        Compare(wire: WireCompare(result: relation.rawValue, target: "CREATE", key: Data(key.utf8), create_revision: I64(revision)))
+        Compare(wire: WireCompare(result: relation.rawValue, target: "CREATE", key: Data(key.utf8),
+                                  create_revision: I64(revision)))
     }
 
     /// The key's version (0 when absent) compared with `version`.
     public static func version(_ key: String, _ relation: Relation = .equal, _ version: Int64) -> Compare {
-        Compare(wire: WireCompare(result: relation.rawValue, target: "VERSION", key: Data(key.utf8), version: I64(version)))
+        Compare(wire: WireCompare(result: relation.rawValue, target: "VERSION", key: Data(key.utf8),
+                                  version: I64(version)))
     }
 
     /// The key's value compared with `value`.
@@ -186,9 +190,11 @@ public enum TxnOp: Sendable {
         case .get(let range):
             return WireRequestOp(request_range: WireRangeRequest(key: range.wireKey, range_end: range.wireRangeEnd))
         case .put(let key, let value, let lease):
-            return WireRequestOp(request_put: WirePutRequest(key: Data(key.utf8), value: Data(value), lease: lease == 0 ? nil : I64(lease)))
+            return WireRequestOp(request_put: WirePutRequest(key: Data(key.utf8), value: Data(value),
+                                                             lease: lease == 0 ? nil : I64(lease)))
         case .delete(let range):
-            return WireRequestOp(request_delete_range: WireDeleteRangeRequest(key: range.wireKey, range_end: range.wireRangeEnd))
+            return WireRequestOp(request_delete_range: WireDeleteRangeRequest(key: range.wireKey,
+                range_end: range.wireRangeEnd))
         }
     }
 }

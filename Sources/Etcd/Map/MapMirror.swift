@@ -15,7 +15,8 @@ public struct MapSnapshot: Sendable {
     public var nodes: TreeDictionary<String, NodeEntry>
 
     /// A snapshot of `vips` and `nodes` (empty at revision 0 by default).
-    public init(revision: Int64 = 0, vips: TreeDictionary<String, VipEntry> = [:], nodes: TreeDictionary<String, NodeEntry> = [:]) {
+    public init(revision: Int64 = 0, vips: TreeDictionary<String, VipEntry> = [:], nodes: TreeDictionary<String,
+                NodeEntry> = [:]) {
         self.revision = revision
         self.vips = vips
         self.nodes = nodes
@@ -81,7 +82,8 @@ public final class MapMirror: Sendable {
 
     /// Makes a mirror; nothing happens until ``run()``. `watchOptions.startRevision` is ignored:
     /// the mirror always starts after its own list.
-    public init(client: EtcdClient, schema: MapSchema = .v1, watchOptions: WatchOptions = WatchOptions(), logger: Logger = Logger(label: "freeflow.map-mirror")) {
+    public init(client: EtcdClient, schema: MapSchema = .v1, watchOptions: WatchOptions = WatchOptions(),
+                logger: Logger = Logger(label: "freeflow.map-mirror")) {
         self.client = client
         self.schema = schema
         self.watchOptions = watchOptions
@@ -158,7 +160,8 @@ public final class MapMirror: Sendable {
             $0.stats.lists += 1
             $0.stats.invalidValues += invalid
         }
-        logger.info("map listed", metadata: ["revision": "\(result.revision)", "vips": "\(vips.count)", "nodes": "\(nodes.count)"])
+        logger.info("map listed", metadata: ["revision": "\(result.revision)", "vips": "\(vips.count)",
+                                             "nodes": "\(nodes.count)"])
         return result.revision
     }
 
@@ -171,7 +174,8 @@ public final class MapMirror: Sendable {
                 break
             case .reconnected(let resume, let endpoint, let cause):
                 state.withLock { $0.stats.reconnects += 1 }
-                logger.notice("map watch resumed", metadata: ["revision": "\(resume)", "endpoint": "\(endpoint)", "cause": "\(cause)"])
+                logger.notice("map watch resumed", metadata: ["revision": "\(resume)", "endpoint": "\(endpoint)",
+                                                              "cause": "\(cause)"])
             case .silent:
                 // The watch logs the silence itself; the mirror keeps its snapshot until the resumption.
                 state.withLock { $0.stats.silentStreams += 1 }

@@ -232,7 +232,8 @@ final class WatchSession {
         return try await withThrowingTaskGroup(of: Arrival.self) { group in
             group.addTask { .chunk(try await body.next()) }
             group.addTask {
-                .silent(try await Self.silenceCheck(client: client, keys: keys, endpoint: endpoint, quiet: quiet, progressEvery: progressEvery))
+                .silent(try await Self.silenceCheck(client: client, keys: keys, endpoint: endpoint, quiet: quiet,
+                                                    progressEvery: progressEvery))
             }
             defer { group.cancelAll() }
             switch try await group.next()! {
@@ -271,13 +272,15 @@ final class WatchSession {
         while true {
             try await Task.sleep(for: half)
             if let progressEvery, start.duration(to: .now) >= max(quiet, progressEvery * 2) {
-                return "no event for \(start.duration(to: .now)), and no progress notification although the member sent one every \(progressEvery)"
+                return "no event for \(start.duration(to: .now)), and no progress notification although the member "
+                     + "sent one every \(progressEvery)"
             }
             do {
                 try await client.probeMember(endpoint, key: keys.wireKey, timeout: half)
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                return "no event or progress for \(start.duration(to: .now)), and the member did not answer a read within \(half): \(error)"
+                return "no event or progress for \(start.duration(to: .now)), and the member did not answer a read "
+                     + "within \(half): \(error)"
             }
         }
     }
@@ -291,7 +294,8 @@ final class WatchSession {
             prev_kv: options.prevKV ? true : nil
         ))
         let payload = try EtcdClient.encoder.encode(request)
-        var lastError: any Error = EtcdError.unavailable(endpoints: client.configuration.endpoints, underlying: "no attempt")
+        var lastError: any Error = EtcdError.unavailable(endpoints: client.configuration.endpoints,
+                                                         underlying: "no attempt")
         for candidate in client.endpointOrder() {
             do {
                 let response = try await client.streamHTTP.execute(

@@ -43,15 +43,18 @@ public final class RouterConnection: Sendable {
 
     /// Connects to the router socket at `path` and says hello as `name`, offering `capabilities` (the router grants
     /// what it serves: `session.capabilities`).
-    public init(path: String, name: String, capabilities: Capabilities = [], timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
+    public init(path: String, name: String, capabilities: Capabilities = [],
+                timeoutMilliseconds: Int32 = 30_000) throws(ClientError) {
         do {
             socket = try SeqPacketSocket.connect(path: path)
         } catch {
             throw .transport(error)
         }
         self.timeoutMilliseconds = timeoutMilliseconds
-        let hello = Hello(minVersion: ProtocolVersion.supported.lowerBound, maxVersion: ProtocolVersion.supported.upperBound,
-                          capabilities: capabilities, clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
+        let hello = Hello(minVersion: ProtocolVersion.supported.lowerBound,
+                          maxVersion: ProtocolVersion.supported.upperBound,
+                          capabilities: capabilities,
+                          clientName: String(name.prefix(WireLimits.maxClientNameLength / 4)))
         let (reply, _) = try Self.exchange(socket: socket, requestID: 0, message: Message(hello), descriptors: [],
                                            timeout: timeoutMilliseconds)
         guard let answer = reply.reply(to: Hello.self) else {
@@ -73,24 +76,30 @@ public final class RouterConnection: Sendable {
     /// Sends `request` (with `descriptors`) and returns the body of the router's reply and the descriptors it
     /// carried: as many as `R.replyDescriptors` says. An error reply is thrown as `ClientError.router`; a reply of
     /// another kind, or with another number of descriptors, as `ClientError.protocolViolation`.
-    public func call<R: WireRequest>(_ request: R, descriptors: [Int32] = []) throws(ClientError) -> (R.Reply, [OwnedDescriptor]) {
+    public func call<R: WireRequest>(_ request: R, descriptors: [Int32] = []) throws(ClientError)
+        -> (R.Reply, [OwnedDescriptor]) {
         let (reply, received) = try call(Message(request), descriptors: descriptors)
-        guard let body = reply.reply(to: R.self) else { throw .protocolViolation("unexpected \(reply.kind) for \(R.kind)") }
+        guard let body = reply.reply(to: R.self) else {
+            throw .protocolViolation("unexpected \(reply.kind) for \(R.kind)")
+        }
         guard received.count == Int(R.replyDescriptors) else {
-            throw .protocolViolation("\(reply.kind) carried \(received.count) descriptors, expected \(R.replyDescriptors)")
+            throw .protocolViolation("\(reply.kind) carried \(received.count) descriptors, expected "
+                                   + "\(R.replyDescriptors)")
         }
         return (body, received)
     }
 
     /// Sends any message and returns the router's reply as it came (an error reply is thrown as
     /// `ClientError.router`): for tools and tests that send what a typed call cannot, such as a reply kind.
-    public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError) -> (Message, [OwnedDescriptor]) {
+    public func call(_ message: Message, descriptors: [Int32] = []) throws(ClientError)
+        -> (Message, [OwnedDescriptor]) {
         // The id is taken under the same lock as the exchange, so ids go out in increasing order and
         // every reply with a lower id belongs to a call that is already over.
         try nextRequestID.withLock { next throws(ClientError) in
             let id = next
             next += 1
-            return try Self.exchange(socket: socket, requestID: id, message: message, descriptors: descriptors, timeout: timeoutMilliseconds)
+            return try Self.exchange(socket: socket, requestID: id, message: message, descriptors: descriptors,
+                                     timeout: timeoutMilliseconds)
         }
     }
 
@@ -115,7 +124,10 @@ public final class RouterConnection: Sendable {
             } catch {
                 throw .transport(error)
             }
-            guard let datagram else { throw .transport(SystemError(operation: "recvmsg", errno: 104, detail: "the router closed the connection")) }
+            guard let datagram else {
+                throw .transport(SystemError(operation: "recvmsg", errno: 104,
+                                             detail: "the router closed the connection"))
+            }
             let frame: Frame
             do {
                 frame = try Frame.decode(datagram.bytes)

@@ -31,7 +31,8 @@ private func makeBridge() -> ffshim_bridge {
     }
     b.open = { path, name, session, socket, reason, reasonSize in
         do throws(ClientError) {
-            let shim = try ShimSession(path: String(cString: path!), name: name.map { String(cString: $0) } ?? "ffclient")
+            let shim = try ShimSession(path: String(cString: path!),
+                                       name: name.map { String(cString: $0) } ?? "ffclient")
             session?.pointee = Unmanaged.passRetained(shim).toOpaque()
             socket?.pointee = shim.connection.descriptor
             return 0
@@ -78,17 +79,24 @@ private func makeBridge() -> ffshim_bridge {
     b.reg_mr_segments = { session, pd, access, iova, length, segments, count, mr, lkey, rkey in
         withSession(session) { s throws(ClientError) in
             guard s.connection.session.capabilities.contains(.memorySegments) else {
-                throw .router(ErrorReply(errno: Errno.notSupported, reason: "the router does not register memory over several memfds"))
+                throw .router(ErrorReply(errno: Errno.notSupported,
+                                         reason: "the router does not register memory over several memfds"))
             }
-            guard let segments, count >= 1, count <= WireLimits.maxMRSegments else { throw invalid("\(count) memory segments") }
+            guard let segments, count >= 1, count <= WireLimits.maxMRSegments else {
+                throw invalid("\(count) memory segments")
+            }
             // One descriptor per memfd, in the order the segments first name them.
             var descriptors: [Int32] = []
             var list: [MemorySegment] = []
             for segment in UnsafeBufferPointer(start: segments, count: Int(count)) {
-                let index = descriptors.firstIndex(of: segment.memfd) ?? { descriptors.append(segment.memfd); return descriptors.count - 1 }()
-                list.append(MemorySegment(descriptor: UInt8(index), memfdOffset: segment.offset, length: segment.length))
+                let index = descriptors.firstIndex(of: segment.memfd) ?? {
+                    descriptors.append(segment.memfd); return descriptors.count - 1
+                }()
+                list.append(MemorySegment(descriptor: UInt8(index), memfdOffset: segment.offset,
+                                          length: segment.length))
             }
-            let request = RegMRSegmentsRequest(pd: PDHandle(rawValue: pd), access: AccessFlags(rawValue: access), address: iova, length: length,
+            let request = RegMRSegmentsRequest(pd: PDHandle(rawValue: pd), access: AccessFlags(rawValue: access),
+                                               address: iova, length: length,
                                                descriptorCount: UInt8(descriptors.count), segments: list)
             let reply = try s.connection.call(request, descriptors: descriptors).0
             mr?.pointee = reply.mr.rawValue
@@ -108,11 +116,14 @@ private func makeBridge() -> ffshim_bridge {
         }
     }
     b.destroy_comp_channel = { session, channel in
-        withSession(session) { s throws(ClientError) in try s.connection.destroyCompletionChannel(CompChannelHandle(rawValue: channel)) }
+        withSession(session) { s throws(ClientError) in
+            try s.connection.destroyCompletionChannel(CompChannelHandle(rawValue: channel))
+        }
     }
     b.create_cq = { session, cqe, channel, vector, cq, actual in
         withSession(session) { s throws(ClientError) in
-            let request = CreateCQRequest(cqe: cqe, channel: channel == 0 ? nil : CompChannelHandle(rawValue: channel), compVector: vector)
+            let request = CreateCQRequest(cqe: cqe, channel: channel == 0 ? nil : CompChannelHandle(rawValue: channel),
+                                          compVector: vector)
             let reply = try s.connection.call(request).0
             do throws(ClientError) {
                 try s.rings?.addCQ(reply.cq.rawValue)
@@ -131,7 +142,9 @@ private func makeBridge() -> ffshim_bridge {
         }
     }
     b.req_notify_cq = { session, cq, solicited in
-        withSession(session) { s throws(ClientError) in try s.connection.requestNotification(CQHandle(rawValue: cq), solicitedOnly: solicited != 0) }
+        withSession(session) { s throws(ClientError) in
+            try s.connection.requestNotification(CQHandle(rawValue: cq), solicitedOnly: solicited != 0)
+        }
     }
     b.create_qp = { session, request, qp, qpNum, cap in
         withSession(session) { s throws(ClientError) in
@@ -140,7 +153,8 @@ private func makeBridge() -> ffshim_bridge {
                 throw .router(ErrorReply(errno: 95, reason: "QP type \(r.qp_type) is not supported"))
             }
             let reply = try s.connection.createQP(CreateQPRequest(
-                pd: PDHandle(rawValue: r.pd), sendCQ: CQHandle(rawValue: r.send_cq), recvCQ: CQHandle(rawValue: r.recv_cq),
+                pd: PDHandle(rawValue: r.pd), sendCQ: CQHandle(rawValue: r.send_cq),
+                recvCQ: CQHandle(rawValue: r.recv_cq),
                 srq: r.srq == 0 ? nil : SRQHandle(rawValue: r.srq), type: type, signalAll: r.sq_sig_all != 0,
                 capabilities: QPCapabilities(r.cap)))
             do throws(ClientError) {
@@ -157,7 +171,8 @@ private func makeBridge() -> ffshim_bridge {
     b.modify_qp = { session, qp, attr, mask in
         withSession(session) { s throws(ClientError) in
             let selected = QPAttributeMask(rawValue: UInt32(bitPattern: mask))
-            try s.connection.modifyQP(QPHandle(rawValue: qp), mask: selected, attributes: try QPAttributes(attr!.pointee, mask: selected))
+            try s.connection.modifyQP(QPHandle(rawValue: qp), mask: selected,
+                                      attributes: try QPAttributes(attr!.pointee, mask: selected))
         }
     }
     b.query_qp = { session, qp, mask, attr, cap in
@@ -179,7 +194,8 @@ private func makeBridge() -> ffshim_bridge {
     b.create_srq = { session, pd, attr, srq in
         withSession(session) { s throws(ClientError) in
             let a = attr!.pointee
-            let reply = try s.connection.createSRQ(CreateSRQRequest(pd: PDHandle(rawValue: pd), maxWR: a.max_wr, maxSGE: a.max_sge, limit: a.srq_limit))
+            let reply = try s.connection.createSRQ(CreateSRQRequest(pd: PDHandle(rawValue: pd), maxWR: a.max_wr,
+                                                                    maxSGE: a.max_sge, limit: a.srq_limit))
             do throws(ClientError) {
                 try s.rings?.addSRQ(reply.srq.rawValue)
             } catch {
@@ -194,7 +210,8 @@ private func makeBridge() -> ffshim_bridge {
     b.modify_srq = { session, srq, attr, mask in
         withSession(session) { s throws(ClientError) in
             let a = attr!.pointee
-            let request = ModifySRQRequest(srq: SRQHandle(rawValue: srq), mask: SRQAttributeMask(rawValue: UInt32(bitPattern: mask)),
+            let request = ModifySRQRequest(srq: SRQHandle(rawValue: srq),
+                                           mask: SRQAttributeMask(rawValue: UInt32(bitPattern: mask)),
                                            maxWR: a.max_wr, limit: a.srq_limit)
             _ = try s.connection.call(request)
         }
@@ -207,7 +224,8 @@ private func makeBridge() -> ffshim_bridge {
     }
     b.create_ah = { session, pd, attr, ah in
         withSession(session) { s throws(ClientError) in
-            ah?.pointee = try s.connection.createAH(pd: PDHandle(rawValue: pd), attributes: AHAttributes(attr!.pointee)).rawValue
+            ah?.pointee = try s.connection.createAH(pd: PDHandle(rawValue: pd),
+                                                    attributes: AHAttributes(attr!.pointee)).rawValue
         }
     }
     b.destroy_ah = { session, ah in

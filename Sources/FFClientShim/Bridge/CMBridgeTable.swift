@@ -39,7 +39,8 @@ private func parameters(_ p: UnsafePointer<ffshim_cm_params>?) throws(ClientErro
     }
     guard p.qp_num <= 0xFF_FFFF else { throw invalid("QP number \(p.qp_num)") }
     return CMConnectionParameters(id: try id(p.id), qpNum: p.qp_num, responderResources: p.responder_resources,
-                                  initiatorDepth: p.initiator_depth, retryCount: p.retry_count, rnrRetryCount: p.rnr_retry_count,
+                                  initiatorDepth: p.initiator_depth, retryCount: p.retry_count,
+                                  rnrRetryCount: p.rnr_retry_count,
                                   flowControl: p.flow_control != 0, srq: p.srq != 0, privateData: data)
 }
 
@@ -63,7 +64,9 @@ private func makeCMBridge() -> ffshim_cm_bridge {
     }
     b.create_id = { session, channel, space, handle in
         withSession(session) { s throws(ClientError) in
-            guard channel != 0, let portSpace = CMPortSpace(rawValue: space) else { throw invalid("port space \(space) (TCP, UDP, IB and IPoIB are served)") }
+            guard channel != 0, let portSpace = CMPortSpace(rawValue: space) else {
+                throw invalid("port space \(space) (TCP, UDP, IB and IPoIB are served)")
+            }
             let reply = try s.cm(.createID(channel: CMChannelHandle(rawValue: channel), portSpace: portSpace))
             handle?.pointee = reply.id?.rawValue ?? 0
         }
@@ -80,14 +83,17 @@ private func makeCMBridge() -> ffshim_cm_bridge {
     }
     b.resolve_addr = { session, raw, source, destination, port, timeout, localAddress, localPort in
         withSession(session) { s throws(ClientError) in
-            let reply = try s.cm(.resolveAddress(try id(raw), source: address(source), destination: address(destination), port: port,
+            let reply = try s.cm(.resolveAddress(try id(raw), source: address(source),
+                                                 destination: address(destination), port: port,
                                                  timeoutMilliseconds: timeout))
             localAddress?.pointee = networkOrder(reply.address)
             localPort?.pointee = reply.port
         }
     }
     b.resolve_route = { session, raw, timeout in
-        withSession(session) { s throws(ClientError) in _ = try s.cm(.resolveRoute(try id(raw), timeoutMilliseconds: timeout)) }
+        withSession(session) { s throws(ClientError) in
+            _ = try s.cm(.resolveRoute(try id(raw), timeoutMilliseconds: timeout))
+        }
     }
     b.listen = { session, raw, backlog, boundAddress, boundPort in
         withSession(session) { s throws(ClientError) in
@@ -131,7 +137,9 @@ private func makeCMBridge() -> ffshim_cm_bridge {
     }
     b.resolve_sender = { session, gid, source, receiver, vip in
         withSession(session) { s throws(ClientError) in
-            guard let gid, let peer = GID(bytes: Array(UnsafeBufferPointer(start: gid, count: 16))) else { throw invalid("no GID") }
+            guard let gid, let peer = GID(bytes: Array(UnsafeBufferPointer(start: gid, count: 16))) else {
+                throw invalid("no GID")
+            }
             guard source <= 0xFF_FFFF, receiver <= 0xFF_FFFF else { throw invalid("QP number above 24 bits") }
             let reply = try s.cm(.resolveSender(gid: peer, sourceQPN: source, receiverQPN: receiver))
             vip?.pointee = networkOrder(reply.address)
@@ -139,7 +147,9 @@ private func makeCMBridge() -> ffshim_cm_bridge {
     }
     b.decode_event = { bytes, length, out in
         guard let bytes, let out else { return Errno.invalidArgument }
-        guard let event = try? CMEvent.decode(Array(UnsafeBufferPointer(start: bytes, count: length))) else { return Errno.protocolError }
+        guard let event = try? CMEvent.decode(Array(UnsafeBufferPointer(start: bytes, count: length))) else {
+            return Errno.protocolError
+        }
         var e = ffshim_cm_event()
         e.id = event.id.rawValue
         e.listen_id = event.listenID?.rawValue ?? 0

@@ -87,7 +87,8 @@ extension GID {
 extension AHAttributes {
     init(_ ah: ibv_ah_attr) {
         let route = ah.is_global != 0
-            ? GlobalRoute(destinationGID: GID(ah.grh.dgid), flowLabel: ah.grh.flow_label, sourceGIDIndex: ah.grh.sgid_index,
+            ? GlobalRoute(destinationGID: GID(ah.grh.dgid), flowLabel: ah.grh.flow_label,
+                          sourceGIDIndex: ah.grh.sgid_index,
                           hopLimit: ah.grh.hop_limit, trafficClass: ah.grh.traffic_class)
             : nil
         self.init(globalRoute: route, destinationLID: ah.dlid, serviceLevel: ah.sl, sourcePathBits: ah.src_path_bits,
@@ -130,11 +131,15 @@ extension QPAttributes {
     init(_ attr: ibv_qp_attr, mask: QPAttributeMask) throws(ClientError) {
         self.init()
         if mask.contains(.state) {
-            guard let value = QPState(rawValue: numericCast(attr.qp_state.rawValue)) else { throw invalid("qp_state \(attr.qp_state.rawValue)") }
+            guard let value = QPState(rawValue: numericCast(attr.qp_state.rawValue)) else {
+                throw invalid("qp_state \(attr.qp_state.rawValue)")
+            }
             state = value
         }
         if mask.contains(.pathMTU) {
-            guard let value = MTU(rawValue: numericCast(attr.path_mtu.rawValue)) else { throw invalid("path_mtu \(attr.path_mtu.rawValue)") }
+            guard let value = MTU(rawValue: numericCast(attr.path_mtu.rawValue)) else {
+                throw invalid("path_mtu \(attr.path_mtu.rawValue)")
+            }
             pathMTU = value
         }
         if mask.contains(.qkey) { qkey = attr.qkey }

@@ -17,7 +17,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
         let inlineCapacity: Int
         init(_ memory: RingMemory, receive: Bool) {
             producer = Mutex(RingProducer(memory))
-            sgeCapacity = receive ? RingSlots.receiveSGECapacity(slotSize: memory.slotSize) : RingSlots.sendSGECapacity(slotSize: memory.slotSize)
+            sgeCapacity = receive ? RingSlots.receiveSGECapacity(slotSize: memory.slotSize)
+                                  : RingSlots.sendSGECapacity(slotSize: memory.slotSize)
             inlineCapacity = receive ? 0 : RingSlots.sendInlineCapacity(slotSize: memory.slotSize)
         }
     }
@@ -112,7 +113,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
     func addSRQ(_ handle: UInt32) throws(ClientError) {
         let (memory, rings) = try map(.srq, handle)
         guard rings.count == 1, rings[0].kind == .receive else { throw .protocolViolation("SRQ ring layout") }
-        let entry = Queues(mapping: memory, send: nil, receive: SendQueue(RingMemory(base: memory.bytes.baseAddress!, rings[0]), receive: true))
+        let entry = Queues(mapping: memory, send: nil, receive: SendQueue(RingMemory(base: memory.bytes.baseAddress!,
+            rings[0]), receive: true))
         srqs.withLock { $0[handle] = entry }
     }
 
@@ -134,7 +136,9 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
 
     func postSend(qp: QPHandle, qpType: UInt32, _ first: UnsafeMutablePointer<ibv_send_wr>?,
                   bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_send_wr>?>?) -> Int32 {
-        guard let queues = qps.withLock({ $0[qp.rawValue] }), let queue = queues.send else { bad?.pointee = first; return Errno.badHandle }
+        guard let queues = qps.withLock({ $0[qp.rawValue] }), let queue = queues.send else {
+            bad?.pointee = first; return Errno.badHandle
+        }
         let ud = qpType == IBV_QPT_UD.rawValue
         var cursor = first
         let error = queue.producer.withLock { p -> Int32 in
@@ -155,13 +159,17 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
 
     func postReceive(qp: QPHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                      bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
-        guard let queues = qps.withLock({ $0[qp.rawValue] }), let queue = queues.receive else { bad?.pointee = first; return Errno.invalidArgument }
+        guard let queues = qps.withLock({ $0[qp.rawValue] }), let queue = queues.receive else {
+            bad?.pointee = first; return Errno.invalidArgument
+        }
         return postReceive(queues, queue, first, bad: bad)
     }
 
     func postSRQReceive(srq: SRQHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                         bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
-        guard let queues = srqs.withLock({ $0[srq.rawValue] }), let queue = queues.receive else { bad?.pointee = first; return Errno.badHandle }
+        guard let queues = srqs.withLock({ $0[srq.rawValue] }), let queue = queues.receive else {
+            bad?.pointee = first; return Errno.badHandle
+        }
         return postReceive(queues, queue, first, bad: bad)
     }
 
@@ -221,7 +229,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
 
     /// One send work request into its slot: 0 or the errno verbs gives for it.
     @inline(__always)
-    private static func writeSend(_ w: ibv_send_wr, into slot: UnsafeMutableRawPointer, ud: Bool, queue: SendQueue) -> Int32 {
+    private static func writeSend(_ w: ibv_send_wr, into slot: UnsafeMutableRawPointer, ud: Bool, queue: SendQueue)
+        -> Int32 {
         guard SendOpcode(rawValue: numericCast(w.opcode.rawValue)) != nil else { return 95 }
         guard w.num_sge >= 0, w.num_sge == 0 || w.sg_list != nil else { return Errno.invalidArgument }
         let count = Int(w.num_sge)
@@ -264,7 +273,8 @@ final class RingDataPath: ShimDataPath, @unchecked Sendable {
             remoteQPN = w.wr.ud.remote_qpn
             remoteQKey = w.wr.ud.remote_qkey
         }
-        RingSlots.writeSend(slot, wrID: w.wr_id, opcode: w.opcode.rawValue, flags: w.send_flags, immData: w.imm_data, rkey: rkey,
+        RingSlots.writeSend(slot, wrID: w.wr_id, opcode: w.opcode.rawValue, flags: w.send_flags, immData: w.imm_data,
+                            rkey: rkey,
                             remoteAddress: remoteAddress, compareAdd: compareAdd, swap: swap, addressHandle: ah,
                             remoteQPN: remoteQPN & 0xFF_FFFF, remoteQKey: remoteQKey,
                             sgeCount: inline ? 0 : UInt16(count), inlineLength: UInt16(inlineLength))

@@ -24,21 +24,30 @@ struct SocketDataPath: ShimDataPath {
 
     func postSend(qp: QPHandle, qpType: UInt32, _ first: UnsafeMutablePointer<ibv_send_wr>?,
                   bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_send_wr>?>?) -> Int32 {
-        post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.sendRequest(wr.pointee, qpType: qpType) }) { requests throws(ClientError) in
+        post(first, bad: bad, next: { $0.pointee.next },
+             convert: { wr throws(ClientError) in
+                 try Self.sendRequest(wr.pointee, qpType: qpType)
+             }) { requests throws(ClientError) in
             try self.connection.call(PostSendRequest(qp: qp, requests: requests)).0
         }
     }
 
     func postReceive(qp: QPHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                      bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
-        post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.receiveRequest(wr.pointee) }) { requests throws(ClientError) in
+        post(first, bad: bad, next: { $0.pointee.next },
+             convert: { wr throws(ClientError) in
+                 try Self.receiveRequest(wr.pointee)
+             }) { requests throws(ClientError) in
             try self.connection.call(PostRecvRequest(target: qp, requests: requests)).0
         }
     }
 
     func postSRQReceive(srq: SRQHandle, _ first: UnsafeMutablePointer<ibv_recv_wr>?,
                         bad: UnsafeMutablePointer<UnsafeMutablePointer<ibv_recv_wr>?>?) -> Int32 {
-        post(first, bad: bad, next: { $0.pointee.next }, convert: { wr throws(ClientError) in try Self.receiveRequest(wr.pointee) }) { requests throws(ClientError) in
+        post(first, bad: bad, next: { $0.pointee.next },
+             convert: { wr throws(ClientError) in
+                 try Self.receiveRequest(wr.pointee)
+             }) { requests throws(ClientError) in
             try self.connection.call(PostRecvRequest(target: srq, requests: requests)).0
         }
     }
@@ -59,7 +68,8 @@ struct SocketDataPath: ShimDataPath {
 
     /// Walks a chain of work requests in batches; on failure sets `bad` to the request that failed (or
     /// the first of the batch, when the router refused the whole post).
-    private func post<WR, Request>(_ first: UnsafeMutablePointer<WR>?, bad: UnsafeMutablePointer<UnsafeMutablePointer<WR>?>?,
+    private func post<WR, Request>(_ first: UnsafeMutablePointer<WR>?,
+                                   bad: UnsafeMutablePointer<UnsafeMutablePointer<WR>?>?,
                                    next: (UnsafeMutablePointer<WR>) -> UnsafeMutablePointer<WR>?,
                                    convert: (UnsafeMutablePointer<WR>) throws(ClientError) -> Request,
                                    send: ([Request]) throws(ClientError) -> PostReply) -> Int32 {
@@ -95,10 +105,13 @@ struct SocketDataPath: ShimDataPath {
         return 0
     }
 
-    private static func scatterGather(_ list: UnsafeMutablePointer<ibv_sge>?, count: Int32) throws(ClientError) -> [ScatterGatherEntry] {
+    private static func scatterGather(_ list: UnsafeMutablePointer<ibv_sge>?, count: Int32) throws(ClientError)
+        -> [ScatterGatherEntry] {
         guard count > 0 else { return [] }
         guard let list, count <= 32 else { throw invalid("num_sge \(count)") }
-        return (0..<Int(count)).map { ScatterGatherEntry(address: list[$0].addr, length: list[$0].length, lkey: list[$0].lkey) }
+        return (0..<Int(count)).map {
+            ScatterGatherEntry(address: list[$0].addr, length: list[$0].length, lkey: list[$0].lkey)
+        }
     }
 
     static func sendRequest(_ wr: ibv_send_wr, qpType: UInt32) throws(ClientError) -> SendWorkRequest {

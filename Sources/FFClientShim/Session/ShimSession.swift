@@ -12,7 +12,8 @@ final class ShimSession {
     let rings: RingDataPath?
 
     init(path: String, name: String) throws(ClientError) {
-        connection = try RouterConnection(path: path, name: name, capabilities: RingDataPath.wanted ? [.memorySegments, .sharedMemoryRings] : [.memorySegments])
+        connection = try RouterConnection(path: path, name: name,
+            capabilities: RingDataPath.wanted ? [.memorySegments, .sharedMemoryRings] : [.memorySegments])
         if connection.session.capabilities.contains(.sharedMemoryRings) {
             let rings: RingDataPath
             do throws(ClientError) {

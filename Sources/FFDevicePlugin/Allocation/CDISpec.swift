@@ -44,7 +44,10 @@ public struct CDISpec: Sendable, Equatable, Codable {
             let edits = ContainerEdits(for: [id], configuration: configuration)
             return Device(name: id, containerEdits: Edits(
                 env: edits.environment.map { "\($0.name)=\($0.value)" },
-                mounts: edits.mounts.map { Mount(hostPath: $0.hostPath, containerPath: $0.containerPath, options: ["bind", $0.readOnly ? "ro" : "rw"]) }))
+                mounts: edits.mounts.map {
+                    Mount(hostPath: $0.hostPath, containerPath: $0.containerPath,
+                          options: ["bind", $0.readOnly ? "ro" : "rw"])
+                }))
         }
     }
 
@@ -52,7 +55,9 @@ public struct CDISpec: Sendable, Equatable, Codable {
     public static func qualifiedName(kind: String, device id: String) -> String { "\(kind)=\(id)" }
 
     /// The spec file's path in `directory`: `<vendor>-<class>.json`.
-    public func path(in directory: String) -> String { "\(directory)/\(kind.replacingOccurrences(of: "/", with: "-")).json" }
+    public func path(in directory: String) -> String {
+        "\(directory)/\(kind.replacingOccurrences(of: "/", with: "-")).json"
+    }
 
     /// Writes the spec atomically (a temporary file renamed over the old one), so a runtime never reads half a spec.
     public func write(to directory: String) throws {

@@ -26,7 +26,9 @@ public final class DeviceHealth: Sendable {
     private let shared: Mutex<Shared>
 
     /// Starts in `initial`.
-    public init(initial: State = State(healthy: false, detail: "not checked yet")) { shared = Mutex(Shared(state: initial)) }
+    public init(initial: State = State(healthy: false, detail: "not checked yet")) {
+        shared = Mutex(Shared(state: initial))
+    }
 
     /// The state now.
     public var current: State { shared.withLock { $0.state } }
@@ -45,7 +47,9 @@ public final class DeviceHealth: Sendable {
     public func changes() -> AsyncStream<State> {
         let id = UUID()
         let (stream, continuation) = AsyncStream.makeStream(of: State.self, bufferingPolicy: .bufferingNewest(8))
-        continuation.onTermination = { [weak self] _ in self?.shared.withLock { _ = $0.subscribers.removeValue(forKey: id) } }
+        continuation.onTermination = { [weak self] _ in
+            self?.shared.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
         shared.withLock { s in
             s.subscribers[id] = continuation
             continuation.yield(s.state)

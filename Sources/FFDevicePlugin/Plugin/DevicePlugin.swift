@@ -5,10 +5,11 @@ import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
 
-/// The device plugin as a service: writes the CDI spec, serves the `DevicePlugin` service on its socket in the kubelet's
-/// folder, registers with the kubelet, and keeps the devices' health current. When the kubelet restarts it deletes
-/// every socket in the folder and creates `kubelet.sock` anew; the plugin sees its own socket gone or `kubelet.sock`
-/// replaced, and serves and registers again. Cancellation (SIGTERM through the service group) removes its socket.
+/// The device plugin as a service: writes the CDI spec, serves the `DevicePlugin` service on its socket in the
+/// kubelet's folder, registers with the kubelet, and keeps the devices' health current. When the kubelet restarts it
+/// deletes every socket in the folder and creates `kubelet.sock` anew; the plugin sees its own socket gone or
+/// `kubelet.sock` replaced, and serves and registers again. Cancellation (SIGTERM through the service group) removes
+/// its socket.
 public struct DevicePlugin: Service {
     /// What is advertised and handed out.
     public let configuration: PluginConfiguration
@@ -21,7 +22,8 @@ public struct DevicePlugin: Service {
 
     /// A plugin for `configuration` whose health `healthSource` tells, checked every `healthInterval`; the sockets are
     /// checked for a kubelet restart every `watchInterval`.
-    public init(configuration: PluginConfiguration, healthInterval: Duration = .seconds(5), watchInterval: Duration = .seconds(1),
+    public init(configuration: PluginConfiguration, healthInterval: Duration = .seconds(5),
+                watchInterval: Duration = .seconds(1),
                 logger: Logger, healthSource: @escaping @Sendable () async -> DeviceHealth.State) {
         self.configuration = configuration
         self.health = DeviceHealth()
@@ -36,17 +38,21 @@ public struct DevicePlugin: Service {
     /// server transport would only say that it stopped.
     public func run() async throws {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: configuration.pluginDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DevicePluginError(description: "the kubelet's device-plugin folder \(configuration.pluginDirectory) does not exist "
-                                    + "(is --plugin-dir the kubelet's device-plugins folder, mounted into this container?)")
+        guard FileManager.default.fileExists(atPath: configuration.pluginDirectory, isDirectory: &isDirectory),
+              isDirectory.boolValue else {
+            throw DevicePluginError(description: "the kubelet's device-plugin folder \(configuration.pluginDirectory) "
+                                    + "does not exist (is --plugin-dir the kubelet's device-plugins folder, "
+                                    + "mounted into this container?)")
         }
         if let directory = configuration.cdiDirectory {
             let spec = CDISpec(configuration: configuration)
             try spec.write(to: directory)
-            logger.info("CDI spec written", metadata: ["path": "\(spec.path(in: directory))", "devices": "\(spec.devices.count)"])
+            logger.info("CDI spec written", metadata: ["path": "\(spec.path(in: directory))",
+                                                       "devices": "\(spec.devices.count)"])
         }
         defer { unlink(configuration.socketPath) }
-        // Checked once before serving, so the first list the kubelet sees is the real state; the monitor goes on from there.
+        // Checked once before serving, so the first list the kubelet sees is the real state; the monitor goes on from
+        // there.
         await health.update(healthSource())
         do {
             try await cancelWhenGracefulShutdown {
@@ -68,8 +74,10 @@ public struct DevicePlugin: Service {
     /// One life of the plugin socket: serve, register, and return once the kubelet restarted (or on cancellation).
     private func serveOnce() async throws {
         unlink(configuration.socketPath)
-        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: configuration.socketPath), transportSecurity: .plaintext)
-        let server = GRPCServer(transport: transport, services: [DevicePluginService(configuration: configuration, health: health, logger: logger)])
+        let transport = HTTP2ServerTransport.Posix(address: .unixDomainSocket(path: configuration.socketPath),
+                                                   transportSecurity: .plaintext)
+        let server = GRPCServer(transport: transport, services: [DevicePluginService(configuration: configuration,
+            health: health, logger: logger)])
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 do {
@@ -87,7 +95,8 @@ public struct DevicePlugin: Service {
             let kubelet = try await register()
             while !Task.isCancelled {
                 try? await Task.sleep(for: watchInterval)
-                let socketNow = FileIdentity(configuration.socketPath), kubeletNow = FileIdentity(configuration.kubeletSocket)
+                let socketNow = FileIdentity(configuration.socketPath),
+                    kubeletNow = FileIdentity(configuration.kubeletSocket)
                 if socketNow != ours || kubeletNow != kubelet {
                     logger.notice("the kubelet restarted; serving and registering again", metadata: [
                         "plugin_socket": "\(socketNow == nil ? "deleted" : socketNow == ours ? "kept" : "replaced")",
@@ -113,18 +122,21 @@ public struct DevicePlugin: Service {
             try Task.checkCancellation()
             let identity = FileIdentity(configuration.kubeletSocket)
             do {
-                let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: configuration.kubeletSocket), transportSecurity: .plaintext)
+                let transport = try HTTP2ClientTransport.Posix(
+                    target: .unixDomainSocket(path: configuration.kubeletSocket), transportSecurity: .plaintext)
                 try await withGRPCClient(transport: transport) { client in
                     _ = try await V1beta1_Registration.Client(wrapping: client).register(request)
                 }
-                logger.info("registered with the kubelet", metadata: ["resource": "\(configuration.resourceName)", "endpoint": "\(configuration.endpoint)",
+                logger.info("registered with the kubelet", metadata: ["resource": "\(configuration.resourceName)",
+                                                                      "endpoint": "\(configuration.endpoint)",
                                                                      "kubelet": "\(configuration.kubeletSocket)"])
                 return identity
             } catch let error as RPCError where error.code != .unavailable && error.code != .deadlineExceeded {
                 logger.error("the kubelet refused the registration", metadata: ["error": "\(error)"])
                 throw error
             } catch {
-                logger.warning("kubelet not reachable; retrying", metadata: ["socket": "\(configuration.kubeletSocket)", "error": "\(error)",
+                logger.warning("kubelet not reachable; retrying",
+                               metadata: ["socket": "\(configuration.kubeletSocket)", "error": "\(error)",
                                                                              "retry_in": "\(delay)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))

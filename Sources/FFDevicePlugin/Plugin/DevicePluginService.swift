@@ -10,7 +10,8 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
     let health: DeviceHealth
     let logger: Logger
 
-    func getDevicePluginOptions(request: V1beta1_Empty, context: ServerContext) async throws -> V1beta1_DevicePluginOptions {
+    func getDevicePluginOptions(request: V1beta1_Empty, context: ServerContext) async throws
+        -> V1beta1_DevicePluginOptions {
         .with {
             $0.preStartRequired = false
             $0.getPreferredAllocationAvailable = true
@@ -18,9 +19,11 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
     }
 
     /// The device list now, then again whenever health changes, until the kubelet hangs up.
-    func listAndWatch(request: V1beta1_Empty, response: RPCWriter<V1beta1_ListAndWatchResponse>, context: ServerContext) async throws {
+    func listAndWatch(request: V1beta1_Empty, response: RPCWriter<V1beta1_ListAndWatchResponse>,
+                      context: ServerContext) async throws {
         for await state in health.changes() {
-            logger.info("advertising devices", metadata: ["count": "\(configuration.deviceCount)", "healthy": "\(state.healthy)",
+            logger.info("advertising devices", metadata: ["count": "\(configuration.deviceCount)",
+                                                          "healthy": "\(state.healthy)",
                                                           "detail": "\(state.detail)"])
             try await response.write(.with { list in
                 list.devices = configuration.deviceIDs.map { id in
@@ -34,14 +37,18 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
     }
 
     /// For each container: the devices it must have, then the lowest-numbered available ones, up to its size.
-    func getPreferredAllocation(request: V1beta1_PreferredAllocationRequest, context: ServerContext) async throws -> V1beta1_PreferredAllocationResponse {
+    func getPreferredAllocation(request: V1beta1_PreferredAllocationRequest, context: ServerContext) async throws
+        -> V1beta1_PreferredAllocationResponse {
         let known = Set(configuration.deviceIDs)
         return try .with { response in
             response.containerResponses = try request.containerRequests.map { container in
                 try check(container.availableDeviceIds + container.mustIncludeDeviceIds, known: known)
                 let size = Int(container.allocationSize)
-                guard size >= container.mustIncludeDeviceIds.count, size <= container.availableDeviceIds.count + container.mustIncludeDeviceIds.count else {
-                    throw RPCError(code: .invalidArgument, message: "allocation size \(size) does not fit \(container.mustIncludeDeviceIds.count) required "
+                guard size >= container.mustIncludeDeviceIds.count,
+                      size <= container.availableDeviceIds.count + container.mustIncludeDeviceIds.count else {
+                    throw RPCError(code: .invalidArgument,
+                                   message: "allocation size \(size) does not fit "
+                                   + "\(container.mustIncludeDeviceIds.count) required "
                                    + "and \(container.availableDeviceIds.count) available devices")
                 }
                 let must = container.mustIncludeDeviceIds
@@ -55,7 +62,9 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
         let known = Set(configuration.deviceIDs)
         return try .with { response in
             response.containerResponses = try request.containerRequests.map { container in
-                guard !container.devicesIds.isEmpty else { throw RPCError(code: .invalidArgument, message: "a container request names no device") }
+                guard !container.devicesIds.isEmpty else {
+                    throw RPCError(code: .invalidArgument, message: "a container request names no device")
+                }
                 try check(container.devicesIds, known: known)
                 let edits = ContainerEdits(for: container.devicesIds, configuration: configuration)
                 logger.info("allocated", metadata: ["devices": "\(container.devicesIds.joined(separator: ","))"])
@@ -78,7 +87,8 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
         }
     }
 
-    func preStartContainer(request: V1beta1_PreStartContainerRequest, context: ServerContext) async throws -> V1beta1_PreStartContainerResponse {
+    func preStartContainer(request: V1beta1_PreStartContainerRequest, context: ServerContext) async throws
+        -> V1beta1_PreStartContainerResponse {
         V1beta1_PreStartContainerResponse()
     }
 
@@ -86,8 +96,10 @@ struct DevicePluginService: V1beta1_DevicePlugin.SimpleServiceProtocol {
     private func check(_ ids: [String], known: Set<String>) throws {
         let unknown = ids.filter { !known.contains($0) }
         guard unknown.isEmpty else {
-            throw RPCError(code: .invalidArgument, message: "unknown device \(unknown.joined(separator: ", ")): this node advertises "
-                           + "\(configuration.deviceIDs.first ?? "none")…\(configuration.deviceIDs.last ?? "none") of \(configuration.resourceName)")
+            throw RPCError(code: .invalidArgument,
+                           message: "unknown device \(unknown.joined(separator: ", ")): this node advertises "
+                           + "\(configuration.deviceIDs.first ?? "none")…\(configuration.deviceIDs.last ?? "none")"
+                           + " of \(configuration.resourceName)")
         }
     }
 

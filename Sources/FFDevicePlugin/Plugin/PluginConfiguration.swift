@@ -20,7 +20,8 @@ public struct PluginConfiguration: Sendable, Equatable {
     public var routerSocket = "/run/freeflow/ffclient.sock"
     /// Where a container finds the router socket (and `FFCLIENT_SOCKET` points).
     public var containerSocket = "/run/freeflow/ffclient.sock"
-    /// The folder holding the shim on the node: `libffclient.so`, the drop-in `libibverbs.so.1` and its `librdmacm.so.1` link, as `scripts/shim-install` lays them out.
+    /// The folder holding the shim on the node: `libffclient.so`, the drop-in `libibverbs.so.1` and its
+    /// `librdmacm.so.1` link, as `scripts/shim-install` lays them out.
     public var shimDirectory = "/opt/freeflow/lib"
     /// Where a container finds that folder.
     public var containerShimDirectory = "/opt/freeflow/lib"

@@ -31,7 +31,8 @@ public struct WireHeader: Sendable, Equatable {
     /// Decodes and validates the header of a whole datagram, including that the body length matches.
     ///
     /// A router uses this alone when the body is malformed, to echo `requestID` in its EPROTO reply.
-    public static func decode(_ bytes: [UInt8], supported: ClosedRange<UInt16> = ProtocolVersion.supported) throws(WireError) -> WireHeader {
+    public static func decode(_ bytes: [UInt8],
+        supported: ClosedRange<UInt16> = ProtocolVersion.supported) throws(WireError) -> WireHeader {
         guard bytes.count <= WireLimits.maxMessageSize else {
             throw WireError(.messageTooLarge(size: bytes.count), field: "header", offset: 0)
         }
@@ -55,12 +56,15 @@ public struct WireHeader: Sendable, Equatable {
         let counts = kind.descriptorCounts
         guard counts.contains(fdCount) else {
             let expected = fdCount < counts.lowerBound ? counts.lowerBound : counts.upperBound
-            throw WireError(.wrongDescriptorCount(expected: expected, actual: fdCount), field: "header.fdCount", offset: 10)
+            throw WireError(.wrongDescriptorCount(expected: expected, actual: fdCount), field: "header.fdCount",
+                            offset: 10)
         }
         guard Int(bodyLength) == bytes.count - WireHeader.size else {
-            throw WireError(.lengthMismatch(declared: bodyLength, actual: bytes.count - WireHeader.size), field: "header.bodyLength", offset: 12)
+            throw WireError(.lengthMismatch(declared: bodyLength, actual: bytes.count - WireHeader.size),
+                            field: "header.bodyLength", offset: 12)
         }
-        return WireHeader(version: version, kind: kind, descriptorCount: fdCount, bodyLength: bodyLength, requestID: requestID)
+        return WireHeader(version: version, kind: kind, descriptorCount: fdCount, bodyLength: bodyLength,
+                          requestID: requestID)
     }
 
     /// Appends the 24 header bytes.
@@ -114,20 +118,23 @@ public struct Frame: Sendable, Equatable {
             throw WireError(.messageTooLarge(size: size), field: "frame", offset: 0)
         }
         var w = WireWriter(capacity: size)
-        WireHeader(version: version, kind: kind, descriptorCount: descriptorCount, bodyLength: UInt32(body.bytes.count), requestID: requestID)
+        WireHeader(version: version, kind: kind, descriptorCount: descriptorCount, bodyLength: UInt32(body.bytes.count),
+                   requestID: requestID)
             .encode(to: &w)
         w.raw(body.bytes)
         return w.bytes
     }
 
     /// Decodes and validates one whole datagram; any defect is a `WireError`, never a crash.
-    public static func decode(_ bytes: [UInt8], supported: ClosedRange<UInt16> = ProtocolVersion.supported) throws(WireError) -> Frame {
+    public static func decode(_ bytes: [UInt8],
+                              supported: ClosedRange<UInt16> = ProtocolVersion.supported) throws(WireError) -> Frame {
         let header = try WireHeader.decode(bytes, supported: supported)
         var r = WireReader(bytes, start: WireHeader.size)
         let message = try Message.decodeBody(kind: header.kind, from: &r)
         try r.finish("\(header.kind)")
         guard message.descriptorCount == header.descriptorCount else {
-            throw WireError(.wrongDescriptorCount(expected: message.descriptorCount, actual: header.descriptorCount), field: "header.fdCount", offset: 10)
+            throw WireError(.wrongDescriptorCount(expected: message.descriptorCount, actual: header.descriptorCount),
+                            field: "header.fdCount", offset: 10)
         }
         return Frame(version: header.version, requestID: header.requestID, message: message)
     }

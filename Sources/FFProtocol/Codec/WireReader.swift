@@ -32,7 +32,8 @@ public struct WireReader {
     }
 
     /// Reads an unsigned little-endian integer.
-    public mutating func read<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ field: String) throws(WireError) -> T {
+    public mutating func read<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ field: String) throws(WireError)
+        -> T {
         let size = MemoryLayout<T>.size
         let start = try take(size, field)
         var value: T = 0
@@ -98,7 +99,8 @@ public struct WireReader {
     }
 
     /// Reads a bit set whose bits must all lie within `allowed`.
-    public mutating func bits<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, allowed: T, _ field: String) throws(WireError) -> T {
+    public mutating func bits<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, allowed: T,
+                                                                      _ field: String) throws(WireError) -> T {
         let at = position
         let raw = try read(T.self, field)
         guard raw & ~allowed == 0 else { throw WireError(.valueOutOfRange(UInt64(raw)), field: field, offset: at) }
@@ -137,6 +139,8 @@ public struct WireReader {
 
     /// Checks that the body has been read completely.
     public func finish(_ field: String) throws(WireError) {
-        guard position == end else { throw WireError(.trailingBytes(count: end - position), field: field, offset: position) }
+        guard position == end else {
+            throw WireError(.trailingBytes(count: end - position), field: field, offset: position)
+        }
     }
 }

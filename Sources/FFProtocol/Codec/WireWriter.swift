@@ -37,7 +37,9 @@ public struct WireWriter {
 
     /// Appends an `i32` that must not be negative (mirrors `WireReader.nonNegativeI32`).
     public mutating func nonNegativeI32(_ v: Int32, _ field: String) throws(WireError) {
-        guard v >= 0 else { throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: v))), field: field, offset: offset) }
+        guard v >= 0 else {
+            throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: v))), field: field, offset: offset)
+        }
         i32(v)
     }
 
@@ -55,13 +57,15 @@ public struct WireWriter {
     }
 
     /// Appends a bit set after checking that it only uses `allowed` bits.
-    public mutating func bits<T: FixedWidthInteger & UnsignedInteger>(_ v: T, allowed: T, _ field: String) throws(WireError) {
+    public mutating func bits<T: FixedWidthInteger & UnsignedInteger>(_ v: T, allowed: T,
+                                                                      _ field: String) throws(WireError) {
         guard v & ~allowed == 0 else { throw WireError(.valueOutOfRange(UInt64(v)), field: field, offset: offset) }
         write(v)
     }
 
     /// Appends a value that must lie in `range` (e.g. a 20-bit flow label).
-    public mutating func bounded<T: FixedWidthInteger & UnsignedInteger>(_ v: T, _ range: ClosedRange<T>, _ field: String) throws(WireError) {
+    public mutating func bounded<T: FixedWidthInteger & UnsignedInteger>(_ v: T, _ range: ClosedRange<T>,
+        _ field: String) throws(WireError) {
         guard range.contains(v) else { throw WireError(.valueOutOfRange(UInt64(v)), field: field, offset: offset) }
         write(v)
     }
@@ -69,7 +73,9 @@ public struct WireWriter {
     /// Appends a string as `u16` length + UTF-8 bytes after checking its bound and that it has no NUL.
     public mutating func string(_ s: String, max: Int, _ field: String) throws(WireError) {
         let utf8 = Array(s.utf8)
-        guard utf8.count <= max else { throw WireError(.stringTooLong(length: utf8.count, max: max), field: field, offset: offset) }
+        guard utf8.count <= max else {
+            throw WireError(.stringTooLong(length: utf8.count, max: max), field: field, offset: offset)
+        }
         guard !utf8.contains(0) else { throw WireError(.invalidString, field: field, offset: offset) }
         u16(UInt16(utf8.count))
         raw(utf8)
@@ -78,7 +84,8 @@ public struct WireWriter {
 
 extension WireReader {
     /// Reads a value that must lie in `range`.
-    public mutating func bounded<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ range: ClosedRange<T>, _ field: String) throws(WireError) -> T {
+    public mutating func bounded<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ range: ClosedRange<T>,
+        _ field: String) throws(WireError) -> T {
         let at = offset
         let v = try read(T.self, field)
         guard range.contains(v) else { throw WireError(.valueOutOfRange(UInt64(v)), field: field, offset: at) }

@@ -112,7 +112,8 @@ public struct CMConnectionParameters: WireCodable {
     public var privateData: [UInt8]
 
     /// Creates the parameters.
-    public init(id: CMIDHandle, qpNum: UInt32 = 0, responderResources: UInt8 = 0, initiatorDepth: UInt8 = 0, retryCount: UInt8 = 7,
+    public init(id: CMIDHandle, qpNum: UInt32 = 0, responderResources: UInt8 = 0, initiatorDepth: UInt8 = 0,
+                retryCount: UInt8 = 7,
                 rnrRetryCount: UInt8 = 7, flowControl: Bool = false, srq: Bool = false, privateData: [UInt8] = []) {
         self.id = id
         self.qpNum = qpNum
@@ -167,7 +168,8 @@ public enum CMRequest: WireRequest {
     /// rdma_bind_addr: the pod's vip or 0.0.0.0 (any), port 0 for one the router picks.
     case bind(CMIDHandle, address: IPv4Address, port: UInt16)
     /// rdma_resolve_addr: `source` 0.0.0.0 for the pod's vip; answered by an ADDR_RESOLVED or ADDR_ERROR event.
-    case resolveAddress(CMIDHandle, source: IPv4Address, destination: IPv4Address, port: UInt16, timeoutMilliseconds: UInt32)
+    case resolveAddress(CMIDHandle, source: IPv4Address, destination: IPv4Address, port: UInt16,
+                        timeoutMilliseconds: UInt32)
     /// rdma_resolve_route: answered by a ROUTE_RESOLVED event.
     case resolveRoute(CMIDHandle, timeoutMilliseconds: UInt32)
     /// rdma_listen.
@@ -283,7 +285,8 @@ public enum CMRequest: WireRequest {
             let destination = try IPv4Address(from: &r)
             let port = try r.u16("cm.port")
             try r.reserved(2, "cm.reserved")
-            self = .resolveAddress(id, source: source, destination: destination, port: port, timeoutMilliseconds: try r.u32("cm.timeout"))
+            self = .resolveAddress(id, source: source, destination: destination, port: port,
+                                   timeoutMilliseconds: try r.u32("cm.timeout"))
         case 5:
             let id = try r.handle(CMIDHandle.self, "cm.id")
             self = .resolveRoute(id, timeoutMilliseconds: try r.u32("cm.timeout"))
@@ -305,7 +308,8 @@ public enum CMRequest: WireRequest {
         case 15:
             let gid = try GID(from: &r)
             let source = try r.bounded(UInt32.self, 0...0xFF_FFFF, "cm.sourceQPN")
-            self = .resolveSender(gid: gid, sourceQPN: source, receiverQPN: try r.bounded(UInt32.self, 0...0xFF_FFFF, "cm.receiverQPN"))
+            self = .resolveSender(gid: gid, sourceQPN: source,
+                                  receiverQPN: try r.bounded(UInt32.self, 0...0xFF_FFFF, "cm.receiverQPN"))
         default:
             throw WireError(.valueOutOfRange(UInt64(operation)), field: "cm.operation", offset: at)
         }
@@ -420,7 +424,10 @@ public struct CMEvent: WireCodable {
         try w.handle(id, "cmEvent.id")
         try w.optionalHandle(listenID, "cmEvent.listenID")
         w.u32(type.rawValue)
-        guard status <= 4095, status >= -4095 else { throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: status))), field: "cmEvent.status", offset: w.offset) }
+        guard status <= 4095, status >= -4095 else {
+            throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: status))), field: "cmEvent.status",
+                            offset: w.offset)
+        }
         w.i32(status)
         try localAddress.encode(to: &w)
         w.u16(localPort)
@@ -448,7 +455,9 @@ public struct CMEvent: WireCodable {
         type = try r.enumeration(CMEventType.self, "cmEvent.type")
         let at = r.offset
         status = try r.i32("cmEvent.status")
-        guard status <= 4095, status >= -4095 else { throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: status))), field: "cmEvent.status", offset: at) }
+        guard status <= 4095, status >= -4095 else {
+            throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: status))), field: "cmEvent.status", offset: at)
+        }
         localAddress = try IPv4Address(from: &r)
         localPort = try r.u16("cmEvent.localPort")
         remotePort = try r.u16("cmEvent.remotePort")

@@ -89,7 +89,10 @@ public struct PostReply: WireCodable {
 
     /// Appends 8 bytes.
     public func encode(to w: inout WireWriter) throws(WireError) {
-        guard (0...4095).contains(errno) else { throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: errno))), field: "postReply.errno", offset: w.offset) }
+        guard (0...4095).contains(errno) else {
+            throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: errno))), field: "postReply.errno",
+                            offset: w.offset)
+        }
         w.i32(errno)
         try w.bounded(failedIndex, 0...(errno == 0 ? 0 : UInt32(WireLimits.maxWRsPerPost - 1)), "postReply.failedIndex")
     }
@@ -98,8 +101,11 @@ public struct PostReply: WireCodable {
     public init(from r: inout WireReader) throws(WireError) {
         let at = r.offset
         errno = try r.i32("postReply.errno")
-        guard (0...4095).contains(errno) else { throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: errno))), field: "postReply.errno", offset: at) }
-        failedIndex = try r.bounded(UInt32.self, 0...(errno == 0 ? 0 : UInt32(WireLimits.maxWRsPerPost - 1)), "postReply.failedIndex")
+        guard (0...4095).contains(errno) else {
+            throw WireError(.valueOutOfRange(UInt64(UInt32(bitPattern: errno))), field: "postReply.errno", offset: at)
+        }
+        failedIndex = try r.bounded(UInt32.self, 0...(errno == 0 ? 0 : UInt32(WireLimits.maxWRsPerPost - 1)),
+                                    "postReply.failedIndex")
     }
 }
 

@@ -48,7 +48,8 @@ public struct RegMRSegmentsRequest: WireRequest {
     public var segments: [MemorySegment]
 
     /// Creates the request.
-    public init(pd: PDHandle, access: AccessFlags, address: UInt64, length: UInt64, descriptorCount: UInt8, segments: [MemorySegment]) {
+    public init(pd: PDHandle, access: AccessFlags, address: UInt64, length: UInt64, descriptorCount: UInt8,
+                segments: [MemorySegment]) {
         self.pd = pd
         self.access = access
         self.address = address
@@ -59,7 +60,8 @@ public struct RegMRSegmentsRequest: WireRequest {
 
     /// The one-descriptor request as a list of one segment.
     public init(_ single: RegMRRequest) {
-        self.init(pd: single.pd, access: single.access, address: single.address, length: single.length, descriptorCount: 1,
+        self.init(pd: single.pd, access: single.access, address: single.address, length: single.length,
+                  descriptorCount: 1,
                   segments: [MemorySegment(descriptor: 0, memfdOffset: single.memfdOffset, length: single.length)])
     }
 
@@ -81,7 +83,8 @@ public struct RegMRSegmentsRequest: WireRequest {
             w.u64(segment.memfdOffset)
             w.u64(segment.length)
         }
-        try Self.validate(address: address, length: length, descriptorCount: descriptorCount, segments: segments, lengthAt: lengthAt,
+        try Self.validate(address: address, length: length, descriptorCount: descriptorCount, segments: segments,
+                          lengthAt: lengthAt,
                           segmentsAt: w.offset - segments.count * MemorySegment.size)
     }
 
@@ -92,7 +95,8 @@ public struct RegMRSegmentsRequest: WireRequest {
         address = try r.u64("regMRSegments.address")
         let lengthAt = r.offset
         length = try r.u64("regMRSegments.length")
-        descriptorCount = try r.bounded(UInt8.self, 1...UInt8(WireLimits.maxMRSegments), "regMRSegments.descriptorCount")
+        descriptorCount = try r.bounded(UInt8.self, 1...UInt8(WireLimits.maxMRSegments),
+                                        "regMRSegments.descriptorCount")
         try r.reserved(1, "regMRSegments.reserved")
         let countAt = r.offset
         let count = Int(try r.u16("regMRSegments.segmentCount"))
@@ -105,23 +109,29 @@ public struct RegMRSegmentsRequest: WireRequest {
             let descriptor = try r.u8("regMRSegments.segment.descriptor")
             try r.reserved(7, "regMRSegments.segment.reserved")
             let offset = try r.u64("regMRSegments.segment.memfdOffset")
-            segments.append(MemorySegment(descriptor: descriptor, memfdOffset: offset, length: try r.u64("regMRSegments.segment.length")))
+            segments.append(MemorySegment(descriptor: descriptor, memfdOffset: offset,
+                                          length: try r.u64("regMRSegments.segment.length")))
         }
         self.segments = segments
-        try Self.validate(address: address, length: length, descriptorCount: descriptorCount, segments: segments, lengthAt: lengthAt,
+        try Self.validate(address: address, length: length, descriptorCount: descriptorCount, segments: segments,
+                          lengthAt: lengthAt,
                           segmentsAt: segmentsAt)
     }
 
     /// 1…`WireLimits.maxMRSegments` segments, checked before any is read.
     private static func checkCount(_ count: Int, at offset: Int) throws(WireError) {
         guard count <= WireLimits.maxMRSegments else {
-            throw WireError(.countTooLarge(count: count, max: WireLimits.maxMRSegments), field: "regMRSegments.segmentCount", offset: offset)
+            throw WireError(.countTooLarge(count: count, max: WireLimits.maxMRSegments),
+                            field: "regMRSegments.segmentCount", offset: offset)
         }
-        guard count >= 1 else { throw WireError(.valueOutOfRange(0), field: "regMRSegments.segmentCount", offset: offset) }
+        guard count >= 1 else {
+            throw WireError(.valueOutOfRange(0), field: "regMRSegments.segmentCount", offset: offset)
+        }
     }
 
     /// The structural rules, the same for encode and decode; every sum is overflow-checked.
-    private static func validate(address: UInt64, length: UInt64, descriptorCount: UInt8, segments: [MemorySegment], lengthAt: Int,
+    private static func validate(address: UInt64, length: UInt64, descriptorCount: UInt8, segments: [MemorySegment],
+                                 lengthAt: Int,
                                  segmentsAt: Int) throws(WireError) {
         guard length >= 1, length <= UInt64.max - address else {
             throw WireError(.valueOutOfRange(length), field: "regMRSegments.length", offset: lengthAt)
@@ -131,21 +141,27 @@ public struct RegMRSegmentsRequest: WireRequest {
         for (i, segment) in segments.enumerated() {
             let at = segmentsAt + i * MemorySegment.size
             guard Int(segment.descriptor) < used.count else {
-                throw WireError(.valueOutOfRange(UInt64(segment.descriptor)), field: "regMRSegments.segment.descriptor", offset: at)
+                throw WireError(.valueOutOfRange(UInt64(segment.descriptor)), field: "regMRSegments.segment.descriptor",
+                                offset: at)
             }
             used[Int(segment.descriptor)] = true
             guard segment.length >= 1, segment.length <= UInt64.max - segment.memfdOffset else {
-                throw WireError(.valueOutOfRange(segment.length), field: "regMRSegments.segment.length", offset: at + 16)
+                throw WireError(.valueOutOfRange(segment.length), field: "regMRSegments.segment.length",
+                                offset: at + 16)
             }
             let (sum, overflow) = total.addingReportingOverflow(segment.length)
             guard !overflow, sum <= length else {
-                throw WireError(.valueOutOfRange(segment.length), field: "regMRSegments.segment.length", offset: at + 16)
+                throw WireError(.valueOutOfRange(segment.length), field: "regMRSegments.segment.length",
+                                offset: at + 16)
             }
             total = sum
         }
-        guard total == length else { throw WireError(.valueOutOfRange(length), field: "regMRSegments.length", offset: lengthAt) }
+        guard total == length else {
+            throw WireError(.valueOutOfRange(length), field: "regMRSegments.length", offset: lengthAt)
+        }
         if let unused = used.firstIndex(of: false) {
-            throw WireError(.valueOutOfRange(UInt64(unused)), field: "regMRSegments.descriptorCount", offset: lengthAt + 8)
+            throw WireError(.valueOutOfRange(UInt64(unused)), field: "regMRSegments.descriptorCount",
+                            offset: lengthAt + 8)
         }
     }
 }

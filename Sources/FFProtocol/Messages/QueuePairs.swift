@@ -20,7 +20,8 @@ public struct CreateQPRequest: WireRequest {
     public var capabilities: QPCapabilities
 
     /// Creates the request.
-    public init(pd: PDHandle, sendCQ: CQHandle, recvCQ: CQHandle, srq: SRQHandle? = nil, type: QPType, signalAll: Bool, capabilities: QPCapabilities) {
+    public init(pd: PDHandle, sendCQ: CQHandle, recvCQ: CQHandle, srq: SRQHandle? = nil, type: QPType, signalAll: Bool,
+                capabilities: QPCapabilities) {
         self.pd = pd
         self.sendCQ = sendCQ
         self.recvCQ = recvCQ

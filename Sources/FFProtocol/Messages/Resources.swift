@@ -339,7 +339,9 @@ public struct DestroyCompChannelRequest: WireRequest {
     /// Appends the handle (4 bytes).
     public func encode(to w: inout WireWriter) throws(WireError) { try w.handle(channel, "channel") }
     /// Reads the handle (4 bytes).
-    public init(from r: inout WireReader) throws(WireError) { channel = try r.handle(CompChannelHandle.self, "channel") }
+    public init(from r: inout WireReader) throws(WireError) {
+        channel = try r.handle(CompChannelHandle.self, "channel")
+    }
 }
 
 /// destroy_cq: a `CQHandle`.

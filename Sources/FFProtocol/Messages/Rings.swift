@@ -41,7 +41,9 @@ public struct MapRingRequest: WireRequest {
     public init(from r: inout WireReader) throws(WireError) {
         let at = r.offset
         let raw = try r.u8("mapRing.target")
-        guard let target = RingTarget(rawValue: raw) else { throw WireError(.valueOutOfRange(UInt64(raw)), field: "mapRing.target", offset: at) }
+        guard let target = RingTarget(rawValue: raw) else {
+            throw WireError(.valueOutOfRange(UInt64(raw)), field: "mapRing.target", offset: at)
+        }
         self.target = target
         try r.reserved(3, "mapRing.reserved")
         handle = try r.bounded(UInt32.self, target == .doorbell ? 0...0 : 1...UInt32.max, "mapRing.handle")
@@ -59,7 +61,9 @@ public struct MapRingReply: WireCodable {
 
     /// Appends 8 bytes.
     public func encode(to w: inout WireWriter) throws(WireError) {
-        guard size % 4096 == 0, size <= 1 << 40 else { throw WireError(.valueOutOfRange(size), field: "mapRingReply.size", offset: w.offset) }
+        guard size % 4096 == 0, size <= 1 << 40 else {
+            throw WireError(.valueOutOfRange(size), field: "mapRingReply.size", offset: w.offset)
+        }
         w.u64(size)
     }
 
@@ -67,6 +71,8 @@ public struct MapRingReply: WireCodable {
     public init(from r: inout WireReader) throws(WireError) {
         let at = r.offset
         size = try r.u64("mapRingReply.size")
-        guard size % 4096 == 0, size <= 1 << 40 else { throw WireError(.valueOutOfRange(size), field: "mapRingReply.size", offset: at) }
+        guard size % 4096 == 0, size <= 1 << 40 else {
+            throw WireError(.valueOutOfRange(size), field: "mapRingReply.size", offset: at)
+        }
     }
 }

@@ -21,11 +21,15 @@ public enum RingSlots {
     }
 
     /// Most SGEs a send slot of `slotSize` bytes holds.
-    public static func sendSGECapacity(slotSize: Int) -> Int { min(WireLimits.maxSGEPerWR, max(0, (slotSize - 64) / 16)) }
+    public static func sendSGECapacity(slotSize: Int) -> Int {
+        min(WireLimits.maxSGEPerWR, max(0, (slotSize - 64) / 16))
+    }
     /// Most inline bytes a send slot of `slotSize` bytes holds.
     public static func sendInlineCapacity(slotSize: Int) -> Int { min(WireLimits.maxInlineData, max(0, slotSize - 64)) }
     /// Most SGEs a receive slot of `slotSize` bytes holds.
-    public static func receiveSGECapacity(slotSize: Int) -> Int { min(WireLimits.maxSGEPerWR, max(0, (slotSize - 16) / 16)) }
+    public static func receiveSGECapacity(slotSize: Int) -> Int {
+        min(WireLimits.maxSGEPerWR, max(0, (slotSize - 16) / 16))
+    }
 
     @inline(__always)
     static func put<T: FixedWidthInteger>(_ slot: UnsafeMutableRawPointer, _ offset: Int, _ value: T) {
@@ -39,8 +43,10 @@ public enum RingSlots {
 
     /// Writes the 64 fixed bytes of a send work request (raw values as verbs has them; the router checks them).
     @inline(__always)
-    public static func writeSend(_ slot: UnsafeMutableRawPointer, wrID: UInt64, opcode: UInt32, flags: UInt32, immData: UInt32,
-                                 rkey: UInt32, remoteAddress: UInt64, compareAdd: UInt64, swap: UInt64, addressHandle: UInt32,
+    public static func writeSend(_ slot: UnsafeMutableRawPointer, wrID: UInt64, opcode: UInt32, flags: UInt32,
+                                 immData: UInt32,
+                                 rkey: UInt32, remoteAddress: UInt64, compareAdd: UInt64, swap: UInt64,
+                                 addressHandle: UInt32,
                                  remoteQPN: UInt32, remoteQKey: UInt32, sgeCount: UInt16, inlineLength: UInt16) {
         put(slot, 0, wrID)
         put(slot, 8, opcode)
@@ -59,7 +65,8 @@ public enum RingSlots {
 
     /// Writes SGE `index` of a send (`fixed` 64) or receive (`fixed` 16) slot.
     @inline(__always)
-    public static func writeSGE(_ slot: UnsafeMutableRawPointer, fixed: Int, index: Int, address: UInt64, length: UInt32, lkey: UInt32) {
+    public static func writeSGE(_ slot: UnsafeMutableRawPointer, fixed: Int, index: Int, address: UInt64,
+                                length: UInt32, lkey: UInt32) {
         let at = fixed + 16 * index
         put(slot, at, address)
         put(slot, at + 8, length)
@@ -129,8 +136,8 @@ public enum RingSlots {
     }
 
     /// Decodes a send slot copy of `slotSize` bytes with every check of the socket path's decoder
-    /// (`SendWorkRequest(from:)`: opcode, flags, remote QPN, SGE/inline split and bounds) and that the SGEs or the inline
-    /// payload fit the slot; bytes after the request are padding and ignored. Allocates nothing but an error.
+    /// (`SendWorkRequest(from:)`: opcode, flags, remote QPN, SGE/inline split and bounds) and that the SGEs or the
+    /// inline payload fit the slot; bytes after the request are padding and ignored. Allocates nothing but an error.
     public static func decodeSend(_ copy: UnsafeRawPointer, slotSize: Int) throws(WireError) -> DecodedSend {
         guard slotSize >= 64 else { throw WireError(.truncated, field: "sendWR.wrID", offset: 0) }
         let rawOpcode = get(copy, 8, UInt32.self)
@@ -143,24 +150,37 @@ public enum RingSlots {
         }
         let flags = SendFlags(rawValue: rawFlags)
         let remoteQPN = get(copy, 52, UInt32.self)
-        guard remoteQPN <= 0xFF_FFFF else { throw WireError(.valueOutOfRange(UInt64(remoteQPN)), field: "sendWR.remoteQPN", offset: 52) }
+        guard remoteQPN <= 0xFF_FFFF else {
+            throw WireError(.valueOutOfRange(UInt64(remoteQPN)), field: "sendWR.remoteQPN", offset: 52)
+        }
         let inline = flags.contains(.inline)
         let sgeCount = Int(get(copy, 60, UInt16.self))
         let sgeMax = inline ? 0 : WireLimits.maxSGEPerWR
-        guard sgeCount <= sgeMax else { throw WireError(.countTooLarge(count: sgeCount, max: sgeMax), field: "sendWR.sgeCount", offset: 60) }
+        guard sgeCount <= sgeMax else {
+            throw WireError(.countTooLarge(count: sgeCount, max: sgeMax), field: "sendWR.sgeCount", offset: 60)
+        }
         let inlineLength = Int(get(copy, 62, UInt16.self))
         let inlineMax = inline ? WireLimits.maxInlineData : 0
         guard inlineLength <= inlineMax else {
-            throw WireError(.countTooLarge(count: inlineLength, max: inlineMax), field: "sendWR.inlineLength", offset: 62)
+            throw WireError(.countTooLarge(count: inlineLength, max: inlineMax), field: "sendWR.inlineLength",
+                            offset: 62)
         }
         // Both counts are bounded above (≤ 32 SGEs, ≤ 512 bytes): the sum cannot overflow.
-        guard 64 + 16 * sgeCount <= slotSize else { throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 64 + 16 * sgeCount)) }
-        guard 64 + 16 * sgeCount + inlineLength <= slotSize else { throw WireError(.truncated, field: "sendWR.inlineData", offset: 64 + 16 * sgeCount) }
+        guard 64 + 16 * sgeCount <= slotSize else {
+            throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 64 + 16 * sgeCount))
+        }
+        guard 64 + 16 * sgeCount + inlineLength <= slotSize else {
+            throw WireError(.truncated, field: "sendWR.inlineData", offset: 64 + 16 * sgeCount)
+        }
         let handle = get(copy, 48, UInt32.self)
-        return DecodedSend(wrID: get(copy, 0, UInt64.self), opcode: opcode, flags: flags, immData: get(copy, 16, UInt32.self),
-                           rkey: get(copy, 20, UInt32.self), remoteAddress: get(copy, 24, UInt64.self), compareAdd: get(copy, 32, UInt64.self),
-                           swap: get(copy, 40, UInt64.self), addressHandle: handle == 0 ? nil : AHHandle(rawValue: handle),
-                           remoteQPN: remoteQPN, remoteQKey: get(copy, 56, UInt32.self), sgeCount: sgeCount, inlineLength: inlineLength)
+        return DecodedSend(wrID: get(copy, 0, UInt64.self), opcode: opcode, flags: flags,
+                           immData: get(copy, 16, UInt32.self),
+                           rkey: get(copy, 20, UInt32.self), remoteAddress: get(copy, 24, UInt64.self),
+                           compareAdd: get(copy, 32, UInt64.self),
+                           swap: get(copy, 40, UInt64.self),
+                           addressHandle: handle == 0 ? nil : AHHandle(rawValue: handle),
+                           remoteQPN: remoteQPN, remoteQKey: get(copy, 56, UInt32.self), sgeCount: sgeCount,
+                           inlineLength: inlineLength)
     }
 
     /// Decodes a receive slot copy of `slotSize` bytes with the socket path's checks (SGE count, zero reserved bytes)
@@ -169,12 +189,15 @@ public enum RingSlots {
         guard slotSize >= 16 else { throw WireError(.truncated, field: "recvWR.wrID", offset: 0) }
         let sgeCount = Int(get(copy, 8, UInt16.self))
         guard sgeCount <= WireLimits.maxSGEPerWR else {
-            throw WireError(.countTooLarge(count: sgeCount, max: WireLimits.maxSGEPerWR), field: "recvWR.sgeCount", offset: 8)
+            throw WireError(.countTooLarge(count: sgeCount, max: WireLimits.maxSGEPerWR), field: "recvWR.sgeCount",
+                            offset: 8)
         }
         guard get(copy, 10, UInt16.self) == 0, get(copy, 12, UInt32.self) == 0 else {
             throw WireError(.nonZeroReserved, field: "recvWR.reserved", offset: 10)
         }
-        guard 16 + 16 * sgeCount <= slotSize else { throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 16 + 16 * sgeCount)) }
+        guard 16 + 16 * sgeCount <= slotSize else {
+            throw WireError(.truncated, field: "sge.address", offset: min(slotSize, 16 + 16 * sgeCount))
+        }
         return DecodedReceive(wrID: get(copy, 0, UInt64.self), sgeCount: sgeCount)
     }
 
@@ -182,7 +205,8 @@ public enum RingSlots {
     @inline(__always)
     public static func sge(_ copy: UnsafeRawPointer, fixed: Int, index: Int) -> ScatterGatherEntry {
         let at = fixed + 16 * index
-        return ScatterGatherEntry(address: get(copy, at, UInt64.self), length: get(copy, at + 8, UInt32.self), lkey: get(copy, at + 12, UInt32.self))
+        return ScatterGatherEntry(address: get(copy, at, UInt64.self), length: get(copy, at + 8, UInt32.self),
+                                  lkey: get(copy, at + 12, UInt32.self))
     }
 
     /// The work request id of a slot (first 8 bytes of both request layouts), for the error completion of a slot that
@@ -242,10 +266,14 @@ public enum RingSlots {
     /// Reads a completion slot.
     @inline(__always)
     public static func readCompletion(_ slot: UnsafeRawPointer) -> RawCompletion {
-        RawCompletion(wrID: get(slot, 0, UInt64.self), status: get(slot, 8, UInt32.self), opcode: get(slot, 12, UInt32.self),
-                      vendorError: get(slot, 16, UInt32.self), byteLength: get(slot, 20, UInt32.self), immData: get(slot, 24, UInt32.self),
-                      qpNum: get(slot, 28, UInt32.self), sourceQP: get(slot, 32, UInt32.self), flags: get(slot, 36, UInt32.self),
-                      pkeyIndex: get(slot, 40, UInt16.self), sourceLID: get(slot, 42, UInt16.self), serviceLevel: get(slot, 44, UInt8.self),
+        RawCompletion(wrID: get(slot, 0, UInt64.self), status: get(slot, 8, UInt32.self),
+                      opcode: get(slot, 12, UInt32.self),
+                      vendorError: get(slot, 16, UInt32.self), byteLength: get(slot, 20, UInt32.self),
+                      immData: get(slot, 24, UInt32.self),
+                      qpNum: get(slot, 28, UInt32.self), sourceQP: get(slot, 32, UInt32.self),
+                      flags: get(slot, 36, UInt32.self),
+                      pkeyIndex: get(slot, 40, UInt16.self), sourceLID: get(slot, 42, UInt16.self),
+                      serviceLevel: get(slot, 44, UInt8.self),
                       dlidPathBits: get(slot, 45, UInt8.self))
     }
 }

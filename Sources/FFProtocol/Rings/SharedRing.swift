@@ -19,7 +19,8 @@ public enum RingLayout {
     /// Offset of the router's "asleep" word (u32, its own cache line): non-zero while the data-path thread serving
     /// this mapping sleeps, so a producer rings the doorbell only then.
     public static let sleepingOffset = 64
-    /// Offset of the first ring descriptor (32 bytes each: offset u64, capacity u32, slotSize u32, kind u32, reserved 12).
+    /// Offset of the first ring descriptor (32 bytes each: offset u64, capacity u32, slotSize u32, kind u32, reserved
+    /// 12).
     public static let descriptorsOffset = 128
     /// Size of one ring descriptor.
     public static let descriptorSize = 32
@@ -86,13 +87,16 @@ public struct RingDescriptor: Sendable, Equatable {
 public enum RingMapLayout {
     /// Places `rings` (capacity, slot size, kind) one after the other after the control page, each page-aligned.
     /// Returns the descriptors and the total size, or nil if a capacity or slot size is out of range.
-    public static func plan(_ rings: [(capacity: Int, slotSize: Int, kind: RingKind)], pageSize: Int = 4096) -> (rings: [RingDescriptor], size: Int)? {
+    public static func plan(_ rings: [(capacity: Int, slotSize: Int, kind: RingKind)], pageSize: Int = 4096)
+        -> (rings: [RingDescriptor], size: Int)? {
         guard rings.count <= RingLayout.maxRings else { return nil }
         var offset = RingLayout.controlSize
         var out: [RingDescriptor] = []
         for r in rings {
             guard r.capacity >= 1, r.capacity <= RingLayout.maxCapacity, r.capacity & (r.capacity - 1) == 0,
-                  r.slotSize >= RingLayout.cacheLine, r.slotSize <= 4096, r.slotSize % RingLayout.cacheLine == 0 else { return nil }
+                  r.slotSize >= RingLayout.cacheLine, r.slotSize <= 4096, r.slotSize % RingLayout.cacheLine == 0 else {
+                      return nil
+                  }
             let d = RingDescriptor(offset: offset, capacity: r.capacity, slotSize: r.slotSize, kind: r.kind)
             guard let next = RingLayout.roundUp(offset + d.byteCount, to: pageSize) else { return nil }
             out.append(d)
@@ -121,8 +125,11 @@ public enum RingMapLayout {
     public static func readControl(_ base: UnsafeRawPointer, size: Int) -> [RingDescriptor]? {
         guard size >= RingLayout.controlSize,
               UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == RingLayout.magic,
-              UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == RingLayout.version else { return nil }
-        let count = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: RingLayout.ringCountOffset, as: UInt32.self)))
+              UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == RingLayout.version else {
+                  return nil
+              }
+        let count = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: RingLayout.ringCountOffset,
+                                                                as: UInt32.self)))
         guard count <= RingLayout.maxRings else { return nil }
         var out: [RingDescriptor] = []
         for i in 0..<count {
@@ -130,10 +137,13 @@ public enum RingMapLayout {
             let offset = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: at, as: UInt64.self))
             let capacity = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)))
             let slotSize = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at + 12, as: UInt32.self)))
-            guard let kind = RingKind(rawValue: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at + 16, as: UInt32.self))),
+            guard let kind = RingKind(rawValue: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at + 16,
+                as: UInt32.self))),
                   offset <= UInt64(size), offset % UInt64(RingLayout.cacheLine) == 0,
                   capacity >= 1, capacity <= RingLayout.maxCapacity, capacity & (capacity - 1) == 0,
-                  slotSize >= RingLayout.cacheLine, slotSize <= 4096, slotSize % RingLayout.cacheLine == 0 else { return nil }
+                  slotSize >= RingLayout.cacheLine, slotSize <= 4096, slotSize % RingLayout.cacheLine == 0 else {
+                      return nil
+                  }
             let d = RingDescriptor(offset: Int(offset), capacity: capacity, slotSize: slotSize, kind: kind)
             guard d.offset + d.byteCount <= size else { return nil }
             out.append(d)
@@ -160,8 +170,12 @@ public struct RingMemory: @unchecked Sendable {
         slotSize = descriptor.slotSize
     }
 
-    var head: UnsafeMutablePointer<Atomic<UInt64>> { (header + RingLayout.headOffset).assumingMemoryBound(to: Atomic<UInt64>.self) }
-    var tail: UnsafeMutablePointer<Atomic<UInt64>> { (header + RingLayout.tailOffset).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    var head: UnsafeMutablePointer<Atomic<UInt64>> {
+        (header + RingLayout.headOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+    var tail: UnsafeMutablePointer<Atomic<UInt64>> {
+        (header + RingLayout.tailOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
 
     /// The slot for ring position `index` (any counter value; it wraps).
     @inline(__always)

@@ -46,7 +46,9 @@ public struct IPv4Address: Hashable, Sendable, CustomStringConvertible {
         guard parts.count == 4 else { return nil }
         var out: [UInt8] = []
         for p in parts {
-            guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt8(p) else { return nil }
+            guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt8(p) else {
+                return nil
+            }
             out.append(v)
         }
         bytes = out

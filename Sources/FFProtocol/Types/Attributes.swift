@@ -56,7 +56,8 @@ public struct GlobalRoute: Sendable, Equatable {
     public var trafficClass: UInt8
 
     /// Creates a route.
-    public init(destinationGID: GID, flowLabel: UInt32 = 0, sourceGIDIndex: UInt8 = 0, hopLimit: UInt8 = 64, trafficClass: UInt8 = 0) {
+    public init(destinationGID: GID, flowLabel: UInt32 = 0, sourceGIDIndex: UInt8 = 0, hopLimit: UInt8 = 64,
+                trafficClass: UInt8 = 0) {
         self.destinationGID = destinationGID
         self.flowLabel = flowLabel
         self.sourceGIDIndex = sourceGIDIndex
@@ -81,7 +82,8 @@ public struct AHAttributes: WireCodable {
     public var port: UInt8
 
     /// Creates an address vector.
-    public init(globalRoute: GlobalRoute? = nil, destinationLID: UInt16 = 0, serviceLevel: UInt8 = 0, sourcePathBits: UInt8 = 0, staticRate: UInt8 = 0, port: UInt8 = 1) {
+    public init(globalRoute: GlobalRoute? = nil, destinationLID: UInt16 = 0, serviceLevel: UInt8 = 0,
+                sourcePathBits: UInt8 = 0, staticRate: UInt8 = 0, port: UInt8 = 1) {
         self.globalRoute = globalRoute
         self.destinationLID = destinationLID
         self.serviceLevel = serviceLevel
@@ -127,7 +129,8 @@ public struct AHAttributes: WireCodable {
             let hop = try r.u8("ah.grh.hopLimit")
             let tclass = try r.u8("ah.grh.trafficClass")
             try r.reserved(1, "ah.grh.reserved")
-            globalRoute = GlobalRoute(destinationGID: gid, flowLabel: flow, sourceGIDIndex: index, hopLimit: hop, trafficClass: tclass)
+            globalRoute = GlobalRoute(destinationGID: gid, flowLabel: flow, sourceGIDIndex: index, hopLimit: hop,
+                                      trafficClass: tclass)
         } else {
             try r.reserved(24, "ah.grh")
             globalRoute = nil
@@ -307,7 +310,8 @@ public struct DeviceAttributes: WireCodable {
          (maxSGERead, "device.maxSGERead"), (maxCQ, "device.maxCQ"), (maxCQE, "device.maxCQE"),
          (maxMR, "device.maxMR"), (maxPD, "device.maxPD"), (maxQPReadAtomic, "device.maxQPReadAtomic"),
          (maxResourceReadAtomic, "device.maxResourceReadAtomic"), (maxQPInitReadAtomic, "device.maxQPInitReadAtomic"),
-         (maxAH, "device.maxAH"), (maxSRQ, "device.maxSRQ"), (maxSRQWR, "device.maxSRQWR"), (maxSRQSGE, "device.maxSRQSGE")]
+         (maxAH, "device.maxAH"), (maxSRQ, "device.maxSRQ"), (maxSRQWR, "device.maxSRQWR"),
+         (maxSRQSGE, "device.maxSRQSGE")]
     }
 
     /// Reads the string and 116 fixed bytes; `int` limits must not be negative.
@@ -407,7 +411,9 @@ public struct PortAttributes: WireCodable {
         w.u16(lid)
         w.u16(smLID)
         w.u16(portCapFlags2)
-        for v in [lmc, maxVLNum, smSL, subnetTimeout, initTypeReply, activeWidth, activeSpeed, physicalState] { w.u8(v) }
+        for v in [lmc, maxVLNum, smSL, subnetTimeout, initTypeReply, activeWidth, activeSpeed, physicalState] {
+            w.u8(v)
+        }
         w.u8(linkLayer.rawValue)
         w.u8(flags)
         w.reserved(6)

@@ -62,7 +62,10 @@ public struct SendWorkRequest: WireCodable {
     public var inlineData: [UInt8]
 
     /// Creates a send work request.
-    public init(wrID: UInt64, opcode: SendOpcode, flags: SendFlags = [.signaled], immData: UInt32 = 0, remoteAddress: UInt64 = 0, rkey: UInt32 = 0, compareAdd: UInt64 = 0, swap: UInt64 = 0, addressHandle: AHHandle? = nil, remoteQPN: UInt32 = 0, remoteQKey: UInt32 = 0, sgList: [ScatterGatherEntry] = [], inlineData: [UInt8] = []) {
+    public init(wrID: UInt64, opcode: SendOpcode, flags: SendFlags = [.signaled], immData: UInt32 = 0,
+                remoteAddress: UInt64 = 0, rkey: UInt32 = 0, compareAdd: UInt64 = 0, swap: UInt64 = 0,
+                addressHandle: AHHandle? = nil, remoteQPN: UInt32 = 0, remoteQKey: UInt32 = 0,
+                sgList: [ScatterGatherEntry] = [], inlineData: [UInt8] = []) {
         self.wrID = wrID
         self.opcode = opcode
         self.flags = flags
@@ -185,7 +188,9 @@ public struct WorkCompletion: WireCodable {
     public var dlidPathBits: UInt8
 
     /// Creates a completion.
-    public init(wrID: UInt64, status: WCStatus, opcode: WCOpcode, vendorError: UInt32 = 0, byteLength: UInt32 = 0, immData: UInt32 = 0, qpNum: UInt32 = 0, sourceQP: UInt32 = 0, flags: WCFlags = [], pkeyIndex: UInt16 = 0, sourceLID: UInt16 = 0, serviceLevel: UInt8 = 0, dlidPathBits: UInt8 = 0) {
+    public init(wrID: UInt64, status: WCStatus, opcode: WCOpcode, vendorError: UInt32 = 0, byteLength: UInt32 = 0,
+                immData: UInt32 = 0, qpNum: UInt32 = 0, sourceQP: UInt32 = 0, flags: WCFlags = [],
+                pkeyIndex: UInt16 = 0, sourceLID: UInt16 = 0, serviceLevel: UInt8 = 0, dlidPathBits: UInt8 = 0) {
         self.wrID = wrID
         self.status = status
         self.opcode = opcode

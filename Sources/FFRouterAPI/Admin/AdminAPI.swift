@@ -126,13 +126,15 @@ public struct AdminClient: Sendable {
         socket.shutdownWrite()
         let bytes = try socket.readToEnd(maxBytes: 256 << 20, deadline: deadline)
         guard !bytes.isEmpty else {
-            throw SystemError(operation: "recv", errno: ECONNRESET, detail: "\(path): the router closed the admin connection without an answer")
+            throw SystemError(operation: "recv", errno: ECONNRESET,
+                              detail: "\(path): the router closed the admin connection without an answer")
         }
         let response: AdminResponse
         do {
             response = try JSONDecoder().decode(AdminResponse.self, from: Data(bytes))
         } catch {
-            throw AdminFailure(errno: EPROTO, "\(path): the router's answer (\(bytes.count) bytes) is not an admin response: \(error)")
+            throw AdminFailure(errno: EPROTO,
+                               "\(path): the router's answer (\(bytes.count) bytes) is not an admin response: \(error)")
         }
         if let message = response.error { throw AdminFailure(errno: response.errno ?? EIO, message) }
         return response

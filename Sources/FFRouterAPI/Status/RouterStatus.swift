@@ -16,7 +16,8 @@ public struct RouterStatus: Sendable, Codable, Equatable {
         public var errors: UInt64
 
         /// Creates the entry.
-        public init(session: UInt64, identity: ClientIdentity, objects: ObjectCounts, requests: UInt64, errors: UInt64) {
+        public init(session: UInt64, identity: ClientIdentity, objects: ObjectCounts, requests: UInt64,
+                    errors: UInt64) {
             self.session = session
             self.identity = identity
             self.objects = objects
@@ -84,7 +85,10 @@ public struct RouterStatus: Sendable, Codable, Equatable {
     public var clientSocket: String?
 
     /// Creates the value.
-    public init(device: String, nodeIP: String, gidIndex: Int, pods: [PodStatus], map: MapSummary, clients: [Client], objects: ObjectCounts, sessionsTotal: UInt64, refusedConnections: UInt64, slowClientsDisconnected: UInt64, limits: Limits, portActive: Bool, portState: String, clientSocket: String? = nil) {
+    public init(device: String, nodeIP: String, gidIndex: Int, pods: [PodStatus], map: MapSummary, clients: [Client],
+                objects: ObjectCounts, sessionsTotal: UInt64, refusedConnections: UInt64,
+                slowClientsDisconnected: UInt64, limits: Limits, portActive: Bool, portState: String,
+                clientSocket: String? = nil) {
         self.device = device
         self.nodeIP = nodeIP
         self.gidIndex = gidIndex
@@ -140,7 +144,8 @@ public struct PodStatus: Sendable, Codable, Equatable {
     public var clients: Int
 
     /// Creates the value.
-    public init(name: String, namespace: String, uid: String, vip: String, socket: String, origin: String, clients: Int) {
+    public init(name: String, namespace: String, uid: String, vip: String, socket: String, origin: String,
+                clients: Int) {
         self.name = name
         self.namespace = namespace
         self.uid = uid
@@ -194,7 +199,8 @@ public struct ObjectCounts: Sendable, Equatable, Codable {
     public var cmListener = 0
 
     /// Creates the value.
-    public init(pd: Int = 0, mr: Int = 0, compChannel: Int = 0, cq: Int = 0, qp: Int = 0, srq: Int = 0, ah: Int = 0, cmID: Int = 0, cmListener: Int = 0) {
+    public init(pd: Int = 0, mr: Int = 0, compChannel: Int = 0, cq: Int = 0, qp: Int = 0, srq: Int = 0, ah: Int = 0,
+                cmID: Int = 0, cmListener: Int = 0) {
         self.pd = pd
         self.mr = mr
         self.compChannel = compChannel
@@ -212,7 +218,8 @@ public struct ObjectCounts: Sendable, Equatable, Codable {
     /// Adds another set of counts.
     public static func + (a: ObjectCounts, b: ObjectCounts) -> ObjectCounts {
         ObjectCounts(pd: a.pd + b.pd, mr: a.mr + b.mr, compChannel: a.compChannel + b.compChannel, cq: a.cq + b.cq,
-                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah, cmID: a.cmID + b.cmID, cmListener: a.cmListener + b.cmListener)
+                     qp: a.qp + b.qp, srq: a.srq + b.srq, ah: a.ah + b.ah, cmID: a.cmID + b.cmID,
+                     cmListener: a.cmListener + b.cmListener)
     }
 }
 

@@ -21,14 +21,16 @@ public struct MemoryFile: Sendable, Equatable {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError.last("fstat", "memory descriptor") }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SystemError(operation: "fstat", errno: EINVAL, detail: "the memory descriptor is not a regular file (mode 0o\(String(st.st_mode & S_IFMT, radix: 8)))")
+            throw SystemError(operation: "fstat", errno: EINVAL,
+                detail: "the memory descriptor is not a regular file (mode 0o\(String(st.st_mode & S_IFMT, radix: 8)))")
         }
         var fs = statfs()
         guard fstatfs(fd, &fs) == 0 else { throw SystemError.last("fstatfs", "memory descriptor") }
         let huge = Int(fs.f_type) == Int(FFS_HUGETLBFS_MAGIC)
         if !huge && fcntl(fd, FFS_F_GET_SEALS) < 0 {
             throw SystemError(operation: "fcntl(F_GET_SEALS)", errno: EINVAL,
-                              detail: "the memory descriptor is not a memfd (filesystem type 0x\(String(UInt(bitPattern: Int(fs.f_type)), radix: 16)))")
+                              detail: "the memory descriptor is not a memfd (filesystem type "
+                                    + "0x\(String(UInt(bitPattern: Int(fs.f_type)), radix: 16)))")
         }
         let base = UInt64(max(4096, sysconf(Int32(_SC_PAGESIZE))))
         let block = UInt64(max(0, Int(st.st_blksize)))
@@ -108,7 +110,9 @@ public final class MemoryMapping: @unchecked Sendable {
             throw SystemError(operation: "mmap", errno: EINVAL, detail: "\(length) bytes at offset \(offset)")
         }
         let address = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_SHARED, fd, start)
-        guard let address, address != MAP_FAILED else { throw SystemError.last("mmap", "\(length) bytes at offset \(offset)") }
+        guard let address, address != MAP_FAILED else {
+            throw SystemError.last("mmap", "\(length) bytes at offset \(offset)")
+        }
         bytes = UnsafeMutableRawBufferPointer(start: address, count: count)
     }
 
@@ -125,7 +129,8 @@ public final class MemoryMapping: @unchecked Sendable {
 
     private init(mapped: UnsafeMutableRawBufferPointer) { bytes = mapped }
 
-    private static func composite(length: UInt64, segments: [MappedSegment]) throws(SystemError) -> UnsafeMutableRawBufferPointer {
+    private static func composite(length: UInt64, segments: [MappedSegment]) throws(SystemError)
+        -> UnsafeMutableRawBufferPointer {
         guard length > 0, let count = Int(exactly: length) else {
             throw SystemError(operation: "mmap", errno: EINVAL, detail: "a composite mapping of \(length) bytes")
         }
@@ -133,15 +138,18 @@ public final class MemoryMapping: @unchecked Sendable {
         guard let reserved, reserved != MAP_FAILED else { throw SystemError.last("mmap", "reserving \(length) bytes") }
         for segment in segments {
             let (end, overflow) = segment.at.addingReportingOverflow(segment.length)
-            guard !overflow, end <= length, segment.length > 0, let size = Int(exactly: segment.length), let at = Int(exactly: segment.at),
+            guard !overflow, end <= length, segment.length > 0, let size = Int(exactly: segment.length),
+                  let at = Int(exactly: segment.at),
                   let offset = off_t(exactly: segment.offset) else {
                 munmap(reserved, count)
-                throw SystemError(operation: "mmap", errno: EINVAL, detail: "segment of \(segment.length) bytes at \(segment.at) outside \(length)")
+                throw SystemError(operation: "mmap", errno: EINVAL,
+                                  detail: "segment of \(segment.length) bytes at \(segment.at) outside \(length)")
             }
             let placed = mmap(reserved + at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, segment.fd, offset)
             guard placed == reserved + at else {
                 // Captured before munmap can change errno.
-                let error = SystemError.last("mmap", "\(segment.length) bytes at offset \(segment.offset) into place \(segment.at)")
+                let error = SystemError.last("mmap",
+                    "\(segment.length) bytes at offset \(segment.offset) into place \(segment.at)")
                 munmap(reserved, count)
                 throw error
             }

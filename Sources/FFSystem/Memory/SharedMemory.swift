@@ -24,7 +24,9 @@ public final class SharedMemory: @unchecked Sendable {
         let owned = OwnedDescriptor(taking: fd)
         guard ftruncate(fd, off_t(length)) == 0 else { throw SystemError.last("ftruncate", "\(name), \(length) bytes") }
         if sealed {
-            guard fcntl(fd, FFS_F_ADD_SEALS, FFS_F_SEAL_SIZE_AND_SEALS) == 0 else { throw SystemError.last("fcntl(F_ADD_SEALS)", name) }
+            guard fcntl(fd, FFS_F_ADD_SEALS, FFS_F_SEAL_SIZE_AND_SEALS) == 0 else {
+                throw SystemError.last("fcntl(F_ADD_SEALS)", name)
+            }
         }
         bytes = try Self.map(fd: fd, offset: 0, length: length, what: name)
         descriptor = owned
@@ -42,9 +44,12 @@ public final class SharedMemory: @unchecked Sendable {
         self.descriptor = descriptor
     }
 
-    private static func map(fd: Int32, offset: Int, length: Int, what: String) throws(SystemError) -> UnsafeMutableRawBufferPointer {
+    private static func map(fd: Int32, offset: Int, length: Int, what: String) throws(SystemError)
+        -> UnsafeMutableRawBufferPointer {
         let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
-        guard let address, address != MAP_FAILED else { throw SystemError.last("mmap", "\(what), \(length) bytes at \(offset)") }
+        guard let address, address != MAP_FAILED else {
+            throw SystemError.last("mmap", "\(what), \(length) bytes at \(offset)")
+        }
         return UnsafeMutableRawBufferPointer(start: address, count: length)
     }
 

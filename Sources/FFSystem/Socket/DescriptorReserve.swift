@@ -52,13 +52,16 @@ public final class DescriptorReserve: Sendable {
     /// refusals has counted this one when the client sees it.
     public func shed<Listener: UnixDomainSocket>(_ listener: Listener, refusing: () -> Void = {}) -> Outcome {
         var pending = [pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)]
-        guard (try? Poll.wait(&pending, timeoutMilliseconds: 0)) == 1 else { return refill() ? .nothingPending : .waiting }
+        guard (try? Poll.wait(&pending, timeoutMilliseconds: 0)) == 1 else {
+            return refill() ? .nothingPending : .waiting
+        }
         return held.withLock { fd in
             if fd < 0 { fd = Self.openNull() }
             guard fd >= 0 else { return .waiting }
             Glibc.close(fd)
             fd = -1
-            switch Result(catching: { () throws(SystemError) in try UnixSocket.accept(listener.descriptor, path: listener.path) }) {
+            switch Result(catching: { () throws(SystemError) in try UnixSocket.accept(listener.descriptor,
+                path: listener.path) }) {
             case .success(let accepted?):
                 refusing()
                 Glibc.shutdown(accepted, Int32(SHUT_RDWR))

@@ -10,7 +10,9 @@ public enum Poll {
     /// recompute their deadline and poll again.
     @discardableResult
     public static func wait(_ descriptors: inout [pollfd], timeoutMilliseconds: Int32) throws(SystemError) -> Int {
-        let rc = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
+        let rc = descriptors.withUnsafeMutableBufferPointer {
+            poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds)
+        }
         if rc < 0 {
             if Glibc.errno == EINTR { return 0 }
             throw SystemError.last("poll")

@@ -92,7 +92,9 @@ public final class SeqPacketSocket: UnixDomainSocket {
             throw SystemError.last("socketpair")
         }
         let first: SeqPacketSocket
-        do { first = try SeqPacketSocket(adopting: fds[0], path: "socketpair") } catch { Glibc.close(fds[1]); throw error }
+        do {
+            first = try SeqPacketSocket(adopting: fds[0], path: "socketpair")
+        } catch { Glibc.close(fds[1]); throw error }
         return (first, try SeqPacketSocket(adopting: fds[1], path: "socketpair"))
     }
 
@@ -111,7 +113,8 @@ public final class SeqPacketSocket: UnixDomainSocket {
         var control = [UInt8](repeating: 0, count: max(controlLength, 1))
         let sent: Int = bytes.withUnsafeBytes { payload in
             control.withUnsafeMutableBytes { controlBytes in
-                var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count)
+                var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress),
+                                iov_len: payload.count)
                 return withUnsafeMutablePointer(to: &iov) { iovPointer in
                     var message = msghdr()
                     message.msg_iov = iovPointer
@@ -145,7 +148,8 @@ public final class SeqPacketSocket: UnixDomainSocket {
             if try trySend(bytes, descriptors: descriptors) { return }
             let timeout = Poll.timeout(until: deadline)
             guard timeout > 0 else {
-                throw SystemError(operation: "sendmsg", errno: EAGAIN, detail: "\(path): the peer did not read for \(waitMilliseconds) ms")
+                throw SystemError(operation: "sendmsg", errno: EAGAIN,
+                                  detail: "\(path): the peer did not read for \(waitMilliseconds) ms")
             }
             var pfd = [pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)]
             try Poll.wait(&pfd, timeoutMilliseconds: timeout)
@@ -155,7 +159,8 @@ public final class SeqPacketSocket: UnixDomainSocket {
     /// Receives one datagram if one is waiting, telling an empty datagram from end of file.
     public func receive(maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Received {
         var buffer = [UInt8](repeating: 0, count: maxBytes)
-        let controlLength = cmsgSpace(maxDescriptors * MemoryLayout<Int32>.size) + cmsgSpace(MemoryLayout<ffs_ucred>.size)
+        let controlLength = cmsgSpace(maxDescriptors * MemoryLayout<Int32>.size)
+            + cmsgSpace(MemoryLayout<ffs_ucred>.size)
         var control = [UInt8](repeating: 0, count: controlLength)
         var flags: Int32 = 0
         var controlUsed = 0
@@ -193,18 +198,22 @@ public final class SeqPacketSocket: UnixDomainSocket {
             if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
                 let count = (length - cmsgLength(0)) / MemoryLayout<Int32>.size
                 for i in 0..<count {
-                    let fd = control.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + cmsgLength(0) + i * 4, as: Int32.self) }
+                    let fd = control.withUnsafeBytes {
+                        $0.loadUnaligned(fromByteOffset: offset + cmsgLength(0) + i * 4, as: Int32.self)
+                    }
                     descriptors.append(OwnedDescriptor(taking: fd))
                 }
             }
             offset += cmsgSpace(length - cmsgLength(0))
         }
-        return .datagram(Datagram(bytes: Array(buffer.prefix(received)), descriptors: descriptors, truncated: truncated))
+        return .datagram(Datagram(bytes: Array(buffer.prefix(received)), descriptors: descriptors,
+                                  truncated: truncated))
     }
 
     /// Waits, blocking the calling thread for at most `timeoutMilliseconds`, for the next datagram: nil at
     /// end of file; throws ETIMEDOUT when nothing came in time.
-    public func receive(timeoutMilliseconds: Int32, maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError) -> Datagram? {
+    public func receive(timeoutMilliseconds: Int32, maxBytes: Int = 65536, maxDescriptors: Int = 4) throws(SystemError)
+        -> Datagram? {
         let deadline = Poll.nowMilliseconds() + Int64(timeoutMilliseconds)
         while true {
             switch try receive(maxBytes: maxBytes, maxDescriptors: maxDescriptors) {
@@ -214,7 +223,8 @@ public final class SeqPacketSocket: UnixDomainSocket {
             }
             let timeout = Poll.timeout(until: deadline)
             guard timeout > 0 else {
-                throw SystemError(operation: "recvmsg", errno: ETIMEDOUT, detail: "\(path): no reply within \(timeoutMilliseconds) ms")
+                throw SystemError(operation: "recvmsg", errno: ETIMEDOUT,
+                                  detail: "\(path): no reply within \(timeoutMilliseconds) ms")
             }
             var pfd = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
             try Poll.wait(&pfd, timeoutMilliseconds: timeout)

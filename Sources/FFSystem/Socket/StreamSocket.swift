@@ -33,10 +33,14 @@ public final class StreamSocket: UnixDomainSocket {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
-                retryingEINTR { Glibc.send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL)) }
+                retryingEINTR {
+                    Glibc.send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                }
             }
             if n > 0 { offset += n; continue }
-            guard n < 0, Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK else { throw SystemError.last("send", path) }
+            guard n < 0, Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK else {
+                throw SystemError.last("send", path)
+            }
             try wait(for: POLLOUT, until: deadline, doing: "send")
         }
     }
@@ -66,7 +70,8 @@ public final class StreamSocket: UnixDomainSocket {
         while let chunk = try readChunk(deadline: deadline) {
             all += chunk
             guard all.count <= maxBytes else {
-                throw SystemError(operation: "recv", errno: EMSGSIZE, detail: "\(path): reply longer than \(maxBytes) bytes")
+                throw SystemError(operation: "recv", errno: EMSGSIZE,
+                                  detail: "\(path): reply longer than \(maxBytes) bytes")
             }
         }
         return all
@@ -79,7 +84,9 @@ public final class StreamSocket: UnixDomainSocket {
     private func readChunk(deadline: Int64) throws(SystemError) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buffer.withUnsafeMutableBytes { raw in retryingEINTR { recv(descriptor, raw.baseAddress, raw.count, 0) } }
+            let n = buffer.withUnsafeMutableBytes { raw in
+                retryingEINTR { recv(descriptor, raw.baseAddress, raw.count, 0) }
+            }
             if n > 0 { return Array(buffer.prefix(n)) }
             if n == 0 { return nil }
             guard Glibc.errno == EAGAIN || Glibc.errno == EWOULDBLOCK else { throw SystemError.last("recv", path) }
@@ -89,7 +96,9 @@ public final class StreamSocket: UnixDomainSocket {
 
     private func wait(for event: Int32, until deadline: Int64, doing operation: String) throws(SystemError) {
         let timeout = Poll.timeout(until: deadline)
-        guard timeout > 0 else { throw SystemError(operation: operation, errno: ETIMEDOUT, detail: "\(path): the peer stalled") }
+        guard timeout > 0 else {
+            throw SystemError(operation: operation, errno: ETIMEDOUT, detail: "\(path): the peer stalled")
+        }
         var pfd = [pollfd(fd: descriptor, events: Int16(event), revents: 0)]
         try Poll.wait(&pfd, timeoutMilliseconds: timeout)
     }

@@ -13,7 +13,8 @@ enum UnixSocket {
         let bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: addr.sun_path)
         guard !bytes.isEmpty, bytes.count < capacity else {
-            throw SystemError(operation: "sockaddr_un", errno: ENAMETOOLONG, detail: "socket path must be 1..\(capacity - 1) bytes: \(path)")
+            throw SystemError(operation: "sockaddr_un", errno: ENAMETOOLONG,
+                              detail: "socket path must be 1..\(capacity - 1) bytes: \(path)")
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes) }
         return (addr, socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1))
@@ -31,7 +32,9 @@ enum UnixSocket {
         var (addr, length) = try address(path)
         var st = stat()
         if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
         guard rc == 0 else { throw SystemError.last("bind", path) }
         guard chmod(path, mode) == 0 else { throw SystemError.last("chmod", path) }
         guard Glibc.listen(fd, backlog) == 0 else { throw SystemError.last("listen", path) }
@@ -42,7 +45,9 @@ enum UnixSocket {
     static func connect(_ fd: Int32, path: String) throws(SystemError) {
         var (addr, length) = try address(path)
         let rc = retryingEINTR {
-            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) } }
+            withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+            }
         }
         guard rc == 0 else { throw SystemError.last("connect", path) }
     }

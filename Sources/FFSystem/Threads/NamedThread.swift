@@ -14,7 +14,8 @@ public enum NamedThread {
 
     /// Runs `body` on a new thread named `name` (the kernel keeps 15 bytes) with `stackBytes` of stack.
     /// Throws EAGAIN when the system is out of threads or memory for the stack.
-    public static func start(name: String, stackBytes: Int, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+    public static func start(name: String, stackBytes: Int,
+                             _ body: @escaping @Sendable () -> Void) throws(SystemError) {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }

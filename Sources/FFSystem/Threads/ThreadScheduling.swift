@@ -11,6 +11,8 @@ public enum ThreadScheduling {
         var parameters = sched_param()
         parameters.sched_priority = priority
         let rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameters)
-        guard rc == 0 else { throw SystemError(operation: "pthread_setschedparam", errno: rc, detail: "SCHED_FIFO priority \(priority)") }
+        guard rc == 0 else {
+            throw SystemError(operation: "pthread_setschedparam", errno: rc, detail: "SCHED_FIFO priority \(priority)")
+        }
     }
 }

@@ -130,6 +130,7 @@ struct ClusterState: Sendable {
         // The node's InternalIP is authoritative (a node IP change moves every vip on it);
         // the kubelet's hostIP covers a node the informer has not seen yet.
         guard let pip = nodes[nodeName]?.physicalIP ?? pod.status?.hostIP, !pip.isEmpty else { return nil }
-        return VipEntry(vip: vip, pip: pip, node: nodeName, namespace: pod.metadata.namespace ?? "", pod: pod.metadata.name, uid: pod.metadata.uid ?? "")
+        return VipEntry(vip: vip, pip: pip, node: nodeName, namespace: pod.metadata.namespace ?? "",
+                        pod: pod.metadata.name, uid: pod.metadata.uid ?? "")
     }
 }

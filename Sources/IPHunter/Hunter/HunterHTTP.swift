@@ -14,14 +14,15 @@ public enum HunterHTTP {
     }
 
     /// Makes the HTTP application (a swift-service-lifecycle Service) on `host:port`.
-    public static func makeApplication(hunter: IPHunter, registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
+    public static func makeApplication(hunter: IPHunter, registry: PrometheusCollectorRegistry, host: String, port: Int,
+                                       logger: Logger) -> some ApplicationProtocol {
         MetricsEndpoint.makeApplication(registry: registry, host: host, port: port, logger: logger) {
             let stats = await hunter.currentStats
             let lastSync = stats.lastSync.map { ISO8601DateFormatter().string(from: $0) } ?? "never"
             return MetricsEndpoint.Health(
                 healthy: isHealthy(stats),
-                detail: "leader=\(stats.isLeader) listed=\(stats.synced) pods=\(stats.podsSeen) nodes=\(stats.nodesSeen) "
-                    + "writes=\(stats.writes) errors=\(stats.errors) last_sync=\(lastSync)")
+                detail: "leader=\(stats.isLeader) listed=\(stats.synced) pods=\(stats.podsSeen) "
+                    + "nodes=\(stats.nodesSeen) writes=\(stats.writes) errors=\(stats.errors) last_sync=\(lastSync)")
         }
     }
 }

@@ -96,7 +96,8 @@ public actor IPHunter {
     let wake: AsyncStream<Void>.Continuation
 
     /// Makes a hunter; nothing happens until ``run()``.
-    public init(kube: KubeClient, etcd: EtcdClient, options: IPHunterOptions, metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    public init(kube: KubeClient, etcd: EtcdClient, options: IPHunterOptions,
+                metricsFactory: any MetricsFactory = MetricsSystem.factory,
                 logger: Logger = Logger(label: "iphunter")) {
         self.kube = kube
         self.etcd = etcd
@@ -116,12 +117,18 @@ public actor IPHunter {
     public func run() async {
         let podInformer = Informer<Pod>(client: kube, path: "/api/v1/pods", labelSelector: options.labelSelector,
                                         watchTimeoutSeconds: options.watchTimeoutSeconds, logger: logger)
-        let nodeInformer = Informer<Node>(client: kube, path: "/api/v1/nodes", watchTimeoutSeconds: options.watchTimeoutSeconds, logger: logger)
+        let nodeInformer = Informer<Node>(client: kube, path: "/api/v1/nodes",
+                                          watchTimeoutSeconds: options.watchTimeoutSeconds, logger: logger)
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await podInformer.run({ await self.podEvent($0) }, onError: { _ in await self.countError() }) }
-            group.addTask { await nodeInformer.run({ await self.nodeEvent($0) }, onError: { _ in await self.countError() }) }
+            group.addTask {
+                await podInformer.run({ await self.podEvent($0) }, onError: { _ in await self.countError() })
+            }
+            group.addTask {
+                await nodeInformer.run({ await self.nodeEvent($0) }, onError: { _ in await self.countError() })
+            }
             if options.leaderElection {
-                let elector = LeaderElector(client: etcd, key: options.schema.leaderKey, identity: options.identity, ttl: options.leaseTTL, logger: logger)
+                let elector = LeaderElector(client: etcd, key: options.schema.leaderKey, identity: options.identity,
+                                            ttl: options.leaseTTL, logger: logger)
                 group.addTask { await elector.run { await self.leadershipChanged($0) } }
             } else {
                 leadershipChanged(0)
@@ -231,7 +238,8 @@ public actor IPHunter {
             await recordPublisher()
             if full {
                 stats.fullSyncs += 1
-                logger.info("reconciled", metadata: ["keys": "\(keys.count)", "written": "\(written)", "pods": "\(state.pods.count)"])
+                logger.info("reconciled", metadata: ["keys": "\(keys.count)", "written": "\(written)",
+                                                     "pods": "\(state.pods.count)"])
             }
             stats.lastSync = Date()
             metrics.lastSync.record(Date().timeIntervalSince1970)

@@ -21,7 +21,8 @@ public actor LeaderElector {
     public private(set) var leaderRevision: Int64?
 
     /// Makes an elector; nothing happens until ``run(_:)``.
-    public init(client: EtcdClient, key: String, identity: String, ttl: Int64 = 10, logger: Logger = Logger(label: "iphunter.election")) {
+    public init(client: EtcdClient, key: String, identity: String, ttl: Int64 = 10,
+                logger: Logger = Logger(label: "iphunter.election")) {
         self.client = client
         self.key = key
         self.identity = identity
@@ -49,7 +50,8 @@ public actor LeaderElector {
                 // Lost the race: the next round revokes the lease we were granted.
                 guard result.succeeded else { continue }
                 leaderRevision = result.revision
-                logger.notice("became leader", metadata: ["identity": "\(identity)", "revision": "\(result.revision)", "ttl": "\(lease.ttl)"])
+                logger.notice("became leader", metadata: ["identity": "\(identity)", "revision": "\(result.revision)",
+                                                          "ttl": "\(lease.ttl)"])
                 await changed(result.revision)
                 backoff = .milliseconds(200)
                 await keepAlive(lease)
@@ -100,7 +102,8 @@ public actor LeaderElector {
         let client = self.client, key = self.key, ttl = self.ttl
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for try await update in client.watch(.key(key), options: WatchOptions(startRevision: current.revision + 1, prevKV: false)) {
+                for try await update in client.watch(.key(key),
+                    options: WatchOptions(startRevision: current.revision + 1, prevKV: false)) {
                     if case .events(let events) = update, events.contains(where: { $0.kind == .delete }) { return }
                 }
             }

@@ -52,7 +52,8 @@ actor Publisher {
 
     /// Makes etcd hold `desired(key)` for every key in `keys` (nil: absent). Returns the number
     /// of keys written. A conflicting writer leads to a re-read of that key and another round.
-    func reconcile(keys: Set<String>, leaderRevision: Int64?, desired: @Sendable (String) -> [UInt8]?) async throws -> Int {
+    func reconcile(keys: Set<String>, leaderRevision: Int64?, desired: @Sendable (String) -> [UInt8]?) async throws
+        -> Int {
         var pending = keys.sorted()
         var written = 0
         var rounds = 0
@@ -70,7 +71,8 @@ actor Publisher {
             }
             if retry.isEmpty { break }
             if rounds >= 5 {
-                throw EtcdError.server(code: -1, httpStatus: 0, message: "\(retry.count) keys kept changing under us; giving up this round")
+                throw EtcdError.server(code: -1, httpStatus: 0,
+                                       message: "\(retry.count) keys kept changing under us; giving up this round")
             }
             pending = retry
         }
@@ -79,7 +81,8 @@ actor Publisher {
 
     /// One guarded transaction for `batch`; on failure the failure branch reads the keys back so
     /// ``seen`` is current, and the batch's keys are returned for another round.
-    private func write(_ batch: [String], leaderRevision: Int64?, desired: @Sendable (String) -> [UInt8]?) async throws -> (Int, [String]) {
+    private func write(_ batch: [String], leaderRevision: Int64?, desired: @Sendable (String) -> [UInt8]?) async throws
+        -> (Int, [String]) {
         var compares: [Compare] = []
         if let leaderRevision { compares.append(.createRevision(schema.leaderKey, .equal, leaderRevision)) }
         var success: [TxnOp] = []

@@ -38,22 +38,28 @@ public struct KubeConfiguration: Sendable {
     /// The in-cluster configuration: `KUBERNETES_SERVICE_HOST`/`_PORT`, the mounted service-account
     /// token and CA (see "Accessing the API from a Pod" in the Kubernetes docs).
     public static func inCluster(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                 serviceAccountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount") throws -> KubeConfiguration {
-        guard let host = environment["KUBERNETES_SERVICE_HOST"], let port = environment["KUBERNETES_SERVICE_PORT"] else {
-            throw KubeError.configuration("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set (use --kubeconfig or --api-server)")
+                                 serviceAccountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount")
+        throws -> KubeConfiguration {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"],
+              let port = environment["KUBERNETES_SERVICE_PORT"] else {
+            throw KubeError.configuration("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set (use "
+                                        + "--kubeconfig or --api-server)")
         }
         let tokenFile = serviceAccountDirectory + "/token"
         guard FileManager.default.isReadableFile(atPath: tokenFile) else {
-            throw KubeError.configuration("service-account token \(tokenFile) is not readable (is automountServiceAccountToken off?)")
+            throw KubeError.configuration("service-account token \(tokenFile) is not readable (is "
+                                        + "automountServiceAccountToken off?)")
         }
         let hostPart = host.contains(":") ? "[\(host)]" : host
-        return KubeConfiguration(server: "https://\(hostPart):\(port)", tokenFile: tokenFile, caFile: serviceAccountDirectory + "/ca.crt")
+        return KubeConfiguration(server: "https://\(hostPart):\(port)", tokenFile: tokenFile,
+                                 caFile: serviceAccountDirectory + "/ca.crt")
     }
 
     func bearerToken() throws -> String? {
         if let tokenFile {
             do {
-                return try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                return try String(contentsOfFile: tokenFile,
+                                  encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             } catch {
                 throw KubeError.configuration("cannot read token file \(tokenFile): \(error)")
             }
@@ -68,7 +74,9 @@ public struct KubeConfiguration: Sendable {
             if let caFile { tls.trustRoots = .file(caFile) }
             if let caPEM { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))) }
             if let clientCertPEM, let clientKeyPEM {
-                tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(clientCertPEM.utf8)).map { .certificate($0) }
+                tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(clientCertPEM.utf8)).map {
+                    .certificate($0)
+                }
                 tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(clientKeyPEM.utf8), format: .pem))
             }
         } catch {
@@ -130,7 +138,8 @@ public final class KubeClient: Sendable {
 
     /// Makes a client; `watchTimeout` bounds how long one watch request stays open (the server
     /// ends it after `timeoutSeconds`; the read timeout is a little longer).
-    public init(_ configuration: KubeConfiguration, watchTimeout: Duration = .seconds(300), logger: Logger = Logger(label: "iphunter.kube")) throws {
+    public init(_ configuration: KubeConfiguration, watchTimeout: Duration = .seconds(300),
+                logger: Logger = Logger(label: "iphunter.kube")) throws {
         self.configuration = configuration
         self.logger = logger
         let config = HTTPClient.Configuration(
@@ -165,7 +174,8 @@ public final class KubeClient: Sendable {
 
     /// Lists a collection completely, page by page (`limit`/`continue`); returns the items and the
     /// list's resourceVersion to watch from. A continue token that expired restarts the list.
-    public func list<Object: KubeObject>(_ path: String, labelSelector: String?, pageSize: Int = 500, as: Object.Type) async throws -> (items: [Object], resourceVersion: String) {
+    public func list<Object: KubeObject>(_ path: String, labelSelector: String?, pageSize: Int = 500,
+                                         as: Object.Type) async throws -> (items: [Object], resourceVersion: String) {
         var attempts = 0
         restart: while true {
             attempts += 1
@@ -175,7 +185,8 @@ public final class KubeClient: Sendable {
                 var query = [("limit", String(pageSize))]
                 if let labelSelector { query.append(("labelSelector", labelSelector)) }
                 if let continueToken { query.append(("continue", continueToken)) }
-                let response = try await http.execute(try request(path, query: query), timeout: .seconds(15), logger: logger)
+                let response = try await http.execute(try request(path, query: query), timeout: .seconds(15),
+                                                      logger: logger)
                 let body = try await response.body.collect(upTo: 512 << 20)
                 guard response.status == .ok else {
                     let error = Self.status(from: body, httpStatus: Int(response.status.code))
@@ -205,11 +216,13 @@ public final class KubeClient: Sendable {
         _ path: String, labelSelector: String?, resourceVersion: String, timeoutSeconds: Int, as: Object.Type,
         _ handle: (KubeWatchEvent<Object>) async throws -> Void
     ) async throws {
-        var query = [("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"), ("timeoutSeconds", String(timeoutSeconds))]
+        var query = [("watch", "true"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"),
+                     ("timeoutSeconds", String(timeoutSeconds))]
         if let labelSelector { query.append(("labelSelector", labelSelector)) }
         let response = try await http.execute(try request(path, query: query), timeout: .seconds(15), logger: logger)
         guard response.status == .ok else {
-            throw Self.status(from: try await response.body.collect(upTo: 1 << 20), httpStatus: Int(response.status.code))
+            throw Self.status(from: try await response.body.collect(upTo: 1 << 20),
+                              httpStatus: Int(response.status.code))
         }
         var buffer = ByteBuffer()
         let decoder = JSONDecoder()
@@ -224,10 +237,13 @@ public final class KubeClient: Sendable {
                     let type = try decoder.decode(KubeWatchLine.self, from: line).type
                     switch type {
                     case "ADDED": event = .added(try decoder.decode(KubeTypedWatchLine<Object>.self, from: line).object)
-                    case "MODIFIED": event = .modified(try decoder.decode(KubeTypedWatchLine<Object>.self, from: line).object)
-                    case "DELETED": event = .deleted(try decoder.decode(KubeTypedWatchLine<Object>.self, from: line).object)
+                    case "MODIFIED": event = .modified(try decoder.decode(KubeTypedWatchLine<Object>.self,
+                        from: line).object)
+                    case "DELETED": event = .deleted(try decoder.decode(KubeTypedWatchLine<Object>.self,
+                        from: line).object)
                     case "BOOKMARK":
-                        event = .bookmark(resourceVersion: try decoder.decode(KubeTypedWatchLine<KubeBookmark>.self, from: line).object.metadata.resourceVersion ?? resourceVersion)
+                        event = .bookmark(resourceVersion: try decoder.decode(KubeTypedWatchLine<KubeBookmark>.self,
+                            from: line).object.metadata.resourceVersion ?? resourceVersion)
                     case "ERROR":
                         let status = try decoder.decode(KubeTypedWatchLine<KubeStatus>.self, from: line).object
                         if status.code == 410 { throw KubeError.gone(status.message ?? "") }
@@ -270,7 +286,8 @@ public struct Informer<Object: KubeObject>: Sendable {
     let logger: Logger
 
     /// Makes an informer for `path` (e.g. `/api/v1/pods`).
-    public init(client: KubeClient, path: String, labelSelector: String? = nil, watchTimeoutSeconds: Int = 300, logger: Logger) {
+    public init(client: KubeClient, path: String, labelSelector: String? = nil, watchTimeoutSeconds: Int = 300,
+                logger: Logger) {
         self.client = client
         self.path = path
         self.labelSelector = labelSelector
@@ -280,20 +297,23 @@ public struct Informer<Object: KubeObject>: Sendable {
 
     /// Runs until the task is cancelled, calling `handle` in order; errors are logged and retried
     /// with backoff (`onError` is told about each).
-    public func run(_ handle: @Sendable (InformerEvent<Object>) async -> Void, onError: @Sendable (any Error) async -> Void = { _ in }) async {
+    public func run(_ handle: @Sendable (InformerEvent<Object>) async -> Void,
+                    onError: @Sendable (any Error) async -> Void = { _ in }) async {
         var resourceVersion: String?
         var backoff = Duration.milliseconds(200)
         while !Task.isCancelled {
             do {
                 if resourceVersion == nil {
                     let (items, version) = try await client.list(path, labelSelector: labelSelector, as: Object.self)
-                    logger.info("listed", metadata: ["path": "\(path)", "items": "\(items.count)", "resourceVersion": "\(version)"])
+                    logger.info("listed", metadata: ["path": "\(path)", "items": "\(items.count)",
+                                                     "resourceVersion": "\(version)"])
                     await handle(.synced(items))
                     resourceVersion = version
                 }
                 // Jitter the server-side timeout so replicas do not reconnect in lockstep.
                 let timeout = watchTimeoutSeconds + Int.random(in: 0...max(1, watchTimeoutSeconds / 10))
-                try await client.watch(path, labelSelector: labelSelector, resourceVersion: resourceVersion!, timeoutSeconds: timeout, as: Object.self) { event in
+                try await client.watch(path, labelSelector: labelSelector, resourceVersion: resourceVersion!,
+                                       timeoutSeconds: timeout, as: Object.self) { event in
                     switch event {
                     case .added(let object):
                         resourceVersion = object.metadata.resourceVersion ?? resourceVersion
@@ -310,12 +330,14 @@ public struct Informer<Object: KubeObject>: Sendable {
                     backoff = .milliseconds(200)
                 }
             } catch KubeError.gone(let message) {
-                logger.notice("resource version expired; relisting", metadata: ["path": "\(path)", "message": "\(message)"])
+                logger.notice("resource version expired; relisting",
+                              metadata: ["path": "\(path)", "message": "\(message)"])
                 resourceVersion = nil
             } catch {
                 if Task.isCancelled { return }
                 await onError(error)
-                logger.warning("list/watch failed; retrying", metadata: ["path": "\(path)", "error": "\(error)", "delay": "\(backoff)"])
+                logger.warning("list/watch failed; retrying", metadata: ["path": "\(path)", "error": "\(error)",
+                    "delay": "\(backoff)"])
                 do { try await Task.sleep(for: backoff * Double.random(in: 0.8...1.0)) } catch { return }
                 backoff = min(backoff * 2, .seconds(10))
             }

@@ -18,14 +18,18 @@ public enum KubeConfigFile {
         } else {
             root = try MiniYAML.parse(text)
         }
-        return try configuration(from: root, context: context, baseDirectory: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+        return try configuration(from: root, context: context,
+                                 baseDirectory: URL(fileURLWithPath: path).deletingLastPathComponent().path)
     }
 
     static func named(_ list: Any?, _ name: String, _ field: String) -> [String: Any]? {
-        (list as? [Any])?.compactMap { $0 as? [String: Any] }.first { $0["name"] as? String == name }?[field] as? [String: Any]
+        (list as? [Any])?.compactMap {
+            $0 as? [String: Any]
+        }.first { $0["name"] as? String == name }?[field] as? [String: Any]
     }
 
-    static func configuration(from root: Any, context requested: String?, baseDirectory: String) throws -> KubeConfiguration {
+    static func configuration(from root: Any, context requested: String?, baseDirectory: String) throws
+        -> KubeConfiguration {
         guard let root = root as? [String: Any] else { throw KubeError.configuration("kubeconfig is not a mapping") }
         guard let contextName = requested ?? root["current-context"] as? String else {
             throw KubeError.configuration("kubeconfig has no current-context")
@@ -33,7 +37,8 @@ public enum KubeConfigFile {
         guard let context = named(root["contexts"], contextName, "context") else {
             throw KubeError.configuration("kubeconfig has no context \(contextName)")
         }
-        guard let clusterName = context["cluster"] as? String, let cluster = named(root["clusters"], clusterName, "cluster"),
+        guard let clusterName = context["cluster"] as? String,
+              let cluster = named(root["clusters"], clusterName, "cluster"),
               let server = cluster["server"] as? String else {
             throw KubeError.configuration("kubeconfig context \(contextName) has no usable cluster")
         }
@@ -57,14 +62,16 @@ public enum KubeConfigFile {
         var config = KubeConfiguration(server: server)
         config.caFile = path(cluster["certificate-authority"])
         config.caPEM = try base64(cluster["certificate-authority-data"])
-        config.insecureSkipTLSVerify = (cluster["insecure-skip-tls-verify"] as? Bool) ?? ((cluster["insecure-skip-tls-verify"] as? String) == "true")
+        config.insecureSkipTLSVerify = (cluster["insecure-skip-tls-verify"] as? Bool)
+            ?? ((cluster["insecure-skip-tls-verify"] as? String) == "true")
         if let userName = context["user"] as? String, let user = named(root["users"], userName, "user") {
             config.token = user["token"] as? String
             config.tokenFile = path(user["tokenFile"])
             config.clientCertPEM = try base64(user["client-certificate-data"]) ?? file(user["client-certificate"])
             config.clientKeyPEM = try base64(user["client-key-data"]) ?? file(user["client-key"])
             if user["exec"] != nil, config.token == nil, config.clientCertPEM == nil {
-                throw KubeError.configuration("kubeconfig user \(userName) uses an exec credential plugin, which iphunter does not run; use a token or client certificate")
+                throw KubeError.configuration("kubeconfig user \(userName) uses an exec credential plugin, which "
+                                            + "iphunter does not run; use a token or client certificate")
             }
         }
         return config
@@ -91,7 +98,9 @@ enum MiniYAML {
     }
 
     static func block(_ lines: [Line], _ index: inout Int, indent: Int) throws -> Any {
-        if lines[index].text.hasPrefix("- ") || lines[index].text == "-" { return try sequence(lines, &index, indent: indent) }
+        if lines[index].text.hasPrefix("- ") || lines[index].text == "-" {
+            return try sequence(lines, &index, indent: indent)
+        }
         return try mapping(lines, &index, indent: indent)
     }
 
@@ -101,7 +110,8 @@ enum MiniYAML {
             let rest = String(lines[index].text.dropFirst(1)).trimmingCharacters(in: .whitespaces)
             if rest.isEmpty {
                 index += 1
-                items.append(index < lines.count && lines[index].indent > indent ? try block(lines, &index, indent: lines[index].indent) : "")
+                items.append(index < lines.count && lines[index].indent > indent ? try block(lines, &index,
+                    indent: lines[index].indent) : "")
             } else if splitKey(rest) != nil {
                 // "- key: value" starts a mapping indented two past the dash.
                 var mutable = lines
@@ -136,14 +146,16 @@ enum MiniYAML {
     }
 
     static func splitKey(_ text: String) -> (String, String)? {
-        guard let colon = text.range(of: ": ") ?? (text.hasSuffix(":") ? text.range(of: ":", options: .backwards) : nil) else { return nil }
+        guard let colon = text.range(of: ": ")
+            ?? (text.hasSuffix(":") ? text.range(of: ":", options: .backwards) : nil) else { return nil }
         let key = scalar(String(text[..<colon.lowerBound])) as? String ?? ""
         if key.isEmpty || key.hasPrefix("\"") == false && key.contains(" ") { return nil }
         return (key, String(text[colon.upperBound...]).trimmingCharacters(in: .whitespaces))
     }
 
     static func scalar(_ text: String) -> Any {
-        if text.count >= 2, (text.hasPrefix("\"") && text.hasSuffix("\"")) || (text.hasPrefix("'") && text.hasSuffix("'")) {
+        if text.count >= 2,
+           (text.hasPrefix("\"") && text.hasSuffix("\"")) || (text.hasPrefix("'") && text.hasSuffix("'")) {
             return String(text.dropFirst().dropLast())
         }
         if text == "true" { return true }

@@ -153,7 +153,9 @@ public struct Node: Codable, Sendable, Hashable {
     /// The IP routers reach this node at: InternalIP, else ExternalIP.
     public var physicalIP: String? {
         let addresses = status?.addresses ?? []
-        return addresses.first { $0.type == "InternalIP" }?.address ?? addresses.first { $0.type == "ExternalIP" }?.address
+        return addresses.first {
+            $0.type == "InternalIP"
+        }?.address ?? addresses.first { $0.type == "ExternalIP" }?.address
     }
 }
 
@@ -191,7 +193,8 @@ public struct KubeStatus: Codable, Sendable, Error, CustomStringConvertible {
     /// HTTP status code, e.g. 410.
     public var code: Int?
     /// Makes a status.
-    public init(kind: String? = "Status", apiVersion: String? = "v1", status: String? = "Failure", message: String?, reason: String?, code: Int?) {
+    public init(kind: String? = "Status", apiVersion: String? = "v1", status: String? = "Failure", message: String?,
+                reason: String?, code: Int?) {
         self.kind = kind
         self.apiVersion = apiVersion
         self.status = status

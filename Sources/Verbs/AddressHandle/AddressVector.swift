@@ -14,7 +14,8 @@ public struct GlobalRoute: Hashable, Sendable {
     public var trafficClass: UInt8
 
     /// A route to `destinationGID` from local GID `sourceGIDIndex`.
-    public init(destinationGID: GID, sourceGIDIndex: UInt8, flowLabel: UInt32 = 0, hopLimit: UInt8 = 64, trafficClass: UInt8 = 0) {
+    public init(destinationGID: GID, sourceGIDIndex: UInt8, flowLabel: UInt32 = 0, hopLimit: UInt8 = 64,
+                trafficClass: UInt8 = 0) {
         self.destinationGID = destinationGID
         self.sourceGIDIndex = sourceGIDIndex
         self.flowLabel = flowLabel
@@ -69,7 +70,8 @@ public struct AddressVector: Hashable, Sendable, CustomStringConvertible {
 
     init(_ attr: ibv_ah_attr) {
         global = attr.is_global != 0
-            ? GlobalRoute(destinationGID: GID(attr.grh.dgid), sourceGIDIndex: attr.grh.sgid_index, flowLabel: attr.grh.flow_label,
+            ? GlobalRoute(destinationGID: GID(attr.grh.dgid), sourceGIDIndex: attr.grh.sgid_index,
+                          flowLabel: attr.grh.flow_label,
                           hopLimit: attr.grh.hop_limit, trafficClass: attr.grh.traffic_class)
             : nil
         destinationLID = attr.dlid

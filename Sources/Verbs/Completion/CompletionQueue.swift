@@ -55,7 +55,9 @@ public final class CompletionChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next CQ event and returns the id of its CQ.
     public func nextEvent() async throws -> CompletionQueue.ID {
-        try await ChannelEvents.next(fd: fileDescriptor, what: "completion channel") { () throws(VerbsError) in try getEvent() }
+        try await ChannelEvents.next(fd: fileDescriptor, what: "completion channel") { () throws(VerbsError) in
+            try getEvent()
+        }
     }
 }
 
@@ -80,7 +82,8 @@ public final class CompletionQueue: @unchecked Sendable {
     init(context: Context, entries: Int, channel: CompletionChannel?, vector: Int) throws(VerbsError) {
         // ibv_create_cq takes C ints: a count or vector that does not fit is the EINVAL the device would give.
         guard let cqe = Int32(exactly: entries), let compVector = Int32(exactly: vector) else {
-            throw VerbsError(operation: "ibv_create_cq", errno: EINVAL, detail: "\(entries) entries, vector \(vector) do not fit a C int")
+            throw VerbsError(operation: "ibv_create_cq", errno: EINVAL,
+                             detail: "\(entries) entries, vector \(vector) do not fit a C int")
         }
         self.raw = try Call.returnsPointer("ibv_create_cq", detail: "\(entries) entries") {
             ibv_create_cq(context.raw, cqe, nil, channel?.raw, compVector)

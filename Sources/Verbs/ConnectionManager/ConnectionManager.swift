@@ -59,7 +59,9 @@ public final class EventChannel: @unchecked Sendable {
 
     /// Waits, without blocking a thread, for the next event.
     public func nextEvent() async throws -> ConnectionEvent {
-        try await ChannelEvents.next(fd: fileDescriptor, what: "rdma_cm event channel") { () throws(VerbsError) in try getEvent() }
+        try await ChannelEvents.next(fd: fileDescriptor, what: "rdma_cm event channel") { () throws(VerbsError) in
+            try getEvent()
+        }
     }
 }
 
@@ -115,7 +117,8 @@ public struct ConnectionEvent: Sendable {
     public var datagramQKey: UInt32 = 0
 
     /// An event as librdmacm reported it.
-    public init(kind: Kind, status: Int32, id: ConnectionID.Identifier, newConnection: ConnectionID?, privateData: [UInt8]) {
+    public init(kind: Kind, status: Int32, id: ConnectionID.Identifier, newConnection: ConnectionID?,
+                privateData: [UInt8]) {
         self.kind = kind
         self.status = status
         self.id = id
@@ -140,7 +143,8 @@ public struct ConnectionParameters: Sendable {
     public var qpNumber: UInt32 = 0
 
     /// Parameters with the given private data.
-    public init(privateData: [UInt8] = [], responderResources: UInt8 = 1, initiatorDepth: UInt8 = 1, retryCount: UInt8 = 7,
+    public init(privateData: [UInt8] = [], responderResources: UInt8 = 1, initiatorDepth: UInt8 = 1,
+                retryCount: UInt8 = 7,
                 rnrRetryCount: UInt8 = 7) {
         self.privateData = privateData
         self.responderResources = responderResources
@@ -217,7 +221,8 @@ public final class ConnectionID: @unchecked Sendable {
     }
 
     /// `rdma_resolve_addr(3)`: starts resolving `destination`; an addressResolved event follows.
-    public func resolveAddress(source: String? = nil, destination: String, port: UInt16, timeoutMilliseconds: Int32 = 2000) throws(VerbsError) {
+    public func resolveAddress(source: String? = nil, destination: String, port: UInt16,
+                               timeoutMilliseconds: Int32 = 2000) throws(VerbsError) {
         var dst = try Self.socketAddress(destination, port: port)
         var src = try Self.socketAddress(source ?? "0.0.0.0", port: 0)
         try withUnsafeMutablePointer(to: &dst) { d throws(VerbsError) in
@@ -239,11 +244,17 @@ public final class ConnectionID: @unchecked Sendable {
     }
 
     /// `rdma_create_qp(3)`: a QP bound to this cm_id, whose state transitions rdma_cm performs.
-    public func createQueuePair(pd: ProtectionDomain, _ configuration: QueuePairConfiguration) throws(VerbsError) -> QueuePair {
+    public func createQueuePair(pd: ProtectionDomain, _ configuration: QueuePairConfiguration) throws(VerbsError)
+        -> QueuePair {
         var attr = configuration.raw
-        try Call.returnsMinusOne("rdma_create_qp", detail: "\(configuration.type) QP") { rdma_create_qp(raw, pd.raw, &attr) }
-        guard let qp = raw.pointee.qp else { throw VerbsError(operation: "rdma_create_qp", errno: EIO, detail: "no QP on the cm_id") }
-        return QueuePair(raw: qp, pd: pd, configuration: configuration, granted: QPCapabilities(attr.cap), connection: self)
+        try Call.returnsMinusOne("rdma_create_qp", detail: "\(configuration.type) QP") {
+            rdma_create_qp(raw, pd.raw, &attr)
+        }
+        guard let qp = raw.pointee.qp else {
+            throw VerbsError(operation: "rdma_create_qp", errno: EIO, detail: "no QP on the cm_id")
+        }
+        return QueuePair(raw: qp, pd: pd, configuration: configuration, granted: QPCapabilities(attr.cap),
+                         connection: self)
     }
 
     /// `rdma_connect(3)`: an established (or rejected/unreachable) event follows.
@@ -280,8 +291,10 @@ public final class ConnectionID: @unchecked Sendable {
         var mask: Int32 = 0
         try Call.returnsMinusOne("rdma_init_qp_attr", detail: "\(state)") { rdma_init_qp_attr(raw, &attr, &mask) }
         return ConnectionTransition(destinationQPN: attr.dest_qp_num, receivePSN: attr.rq_psn, sendPSN: attr.sq_psn,
-                                    pathMTU: UInt8(truncatingIfNeeded: attr.path_mtu.rawValue), maxDestinationReadAtomic: attr.max_dest_rd_atomic,
-                                    maxReadAtomic: attr.max_rd_atomic, retryCount: attr.retry_cnt, rnrRetry: attr.rnr_retry)
+                                    pathMTU: UInt8(truncatingIfNeeded: attr.path_mtu.rawValue),
+                                    maxDestinationReadAtomic: attr.max_dest_rd_atomic,
+                                    maxReadAtomic: attr.max_rd_atomic, retryCount: attr.retry_cnt,
+                                    rnrRetry: attr.rnr_retry)
     }
 
     /// The peer's IPv4 address (`rdma_get_peer_addr(3)`): for a connect request, the address it came from; nil if

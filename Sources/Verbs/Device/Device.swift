@@ -163,7 +163,8 @@ public final class Context: @unchecked Sendable {
     }
 
     /// `ibv_create_cq(3)` with room for at least `entries` completions, optionally reporting to `channel`.
-    public func createCompletionQueue(entries: Int, channel: CompletionChannel? = nil, vector: Int = 0) throws(VerbsError) -> CompletionQueue {
+    public func createCompletionQueue(entries: Int, channel: CompletionChannel? = nil,
+                                      vector: Int = 0) throws(VerbsError) -> CompletionQueue {
         try CompletionQueue(context: self, entries: entries, channel: channel, vector: vector)
     }
 }

@@ -13,7 +13,8 @@ public final class MemoryRegion: @unchecked Sendable {
     public let address: UInt64
     private let keepAlive: AnyObject?
 
-    init(raw: UnsafeMutablePointer<ibv_mr>, pd: ProtectionDomain, buffer: UnsafeMutableRawBufferPointer, iova: UInt64?, keepAlive: AnyObject?) {
+    init(raw: UnsafeMutablePointer<ibv_mr>, pd: ProtectionDomain, buffer: UnsafeMutableRawBufferPointer, iova: UInt64?,
+         keepAlive: AnyObject?) {
         self.raw = raw
         self.pd = pd
         self.buffer = buffer
@@ -33,6 +34,7 @@ public final class MemoryRegion: @unchecked Sendable {
     /// A scatter/gather entry for `count` bytes at `offset` into the local buffer.
     public func sge(offset: Int = 0, count: Int? = nil) -> ScatterGatherElement {
         let base = UInt64(UInt(bitPattern: buffer.baseAddress))
-        return ScatterGatherElement(address: base + UInt64(offset), length: UInt32(count ?? (buffer.count - offset)), lkey: lkey)
+        return ScatterGatherElement(address: base + UInt64(offset), length: UInt32(count ?? (buffer.count - offset)),
+                                    lkey: lkey)
     }
 }

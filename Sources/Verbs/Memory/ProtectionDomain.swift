@@ -28,7 +28,8 @@ public final class ProtectionDomain: @unchecked Sendable {
     /// Soft-RoCE requires `iova` to keep the buffer's offset within its 4 KiB page.
     public func registerMemory(_ buffer: UnsafeMutableRawBufferPointer, iova: UInt64, access: AccessFlags,
                                keepAlive: AnyObject? = nil) throws(VerbsError) -> MemoryRegion {
-        let mr = try Call.returnsPointer("ibv_reg_mr_iova", detail: "\(buffer.count) bytes at iova 0x\(String(iova, radix: 16))") {
+        let mr = try Call.returnsPointer("ibv_reg_mr_iova",
+                                         detail: "\(buffer.count) bytes at iova 0x\(String(iova, radix: 16))") {
             ffv_reg_mr_iova(raw, buffer.baseAddress, buffer.count, iova, Int32(bitPattern: access.rawValue))
         }
         return MemoryRegion(raw: mr, pd: self, buffer: buffer, iova: iova, keepAlive: keepAlive)

@@ -82,7 +82,8 @@ public struct QPCapabilities: Hashable, Sendable {
     }
 
     init(_ cap: ibv_qp_cap) {
-        self.init(maxSendWorkRequests: cap.max_send_wr, maxReceiveWorkRequests: cap.max_recv_wr, maxSendSGE: cap.max_send_sge,
+        self.init(maxSendWorkRequests: cap.max_send_wr, maxReceiveWorkRequests: cap.max_recv_wr,
+                  maxSendSGE: cap.max_send_sge,
                   maxReceiveSGE: cap.max_recv_sge, maxInlineData: cap.max_inline_data)
     }
 }
@@ -225,7 +226,8 @@ extension QPAttributes {
         a.state = .readyToReceive
         guard type != .ud else { return a }
         guard let path else {
-            throw VerbsError(operation: "ibv_modify_qp", errno: EINVAL, detail: "INIT->RTR of a \(type) QP needs the remote path")
+            throw VerbsError(operation: "ibv_modify_qp", errno: EINVAL,
+                             detail: "INIT->RTR of a \(type) QP needs the remote path")
         }
         a.address = path.address
         a.pathMTU = path.mtu

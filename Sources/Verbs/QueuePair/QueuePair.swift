@@ -19,7 +19,8 @@ public struct QueuePairConfiguration: Sendable {
     public var signalAll: Bool
 
     /// A configuration of `type` with the given CQs.
-    public init(type: QPType, sendCQ: CompletionQueue, receiveCQ: CompletionQueue, sharedReceiveQueue: SharedReceiveQueue? = nil,
+    public init(type: QPType, sendCQ: CompletionQueue, receiveCQ: CompletionQueue,
+                sharedReceiveQueue: SharedReceiveQueue? = nil,
                 capabilities: QPCapabilities = QPCapabilities(), signalAll: Bool = false) {
         self.type = type
         self.sendCQ = sendCQ
@@ -75,13 +76,15 @@ public final class QueuePair: @unchecked Sendable {
     public func modify(_ attributes: QPAttributes) throws(VerbsError) {
         var attr = attributes.raw
         let target = attributes.state.map { " to \($0)" } ?? ""
-        try Call.returnsErrno("ibv_modify_qp", detail: "\(type) QP \(number)\(target), mask 0x\(String(UInt32(bitPattern: attributes.mask), radix: 16))") {
+        try Call.returnsErrno("ibv_modify_qp",
+            detail: "\(type) QP \(number)\(target), mask 0x\(String(UInt32(bitPattern: attributes.mask), radix: 16))") {
             ibv_modify_qp(raw, &attr, attributes.mask)
         }
     }
 
     /// RESET→INIT with the attributes this QP's type requires.
-    public func moveToInit(port: UInt8 = 1, pkeyIndex: UInt16 = 0, access: AccessFlags = [], qkey: UInt32 = 0) throws(VerbsError) {
+    public func moveToInit(port: UInt8 = 1, pkeyIndex: UInt16 = 0, access: AccessFlags = [],
+                           qkey: UInt32 = 0) throws(VerbsError) {
         try modify(.toInit(type: type, port: port, pkeyIndex: pkeyIndex, access: access, qkey: qkey))
     }
 
@@ -105,7 +108,8 @@ public final class QueuePair: @unchecked Sendable {
             ibv_query_qp(raw, &attr, Int32(bitPattern: IBV_QP_STATE.rawValue), &initAttr)
         }
         guard let state = QPState(rawValue: attr.qp_state.rawValue) else {
-            throw VerbsError(operation: "ibv_query_qp", errno: EPROTO, detail: "unknown state \(attr.qp_state.rawValue)")
+            throw VerbsError(operation: "ibv_query_qp", errno: EPROTO,
+                             detail: "unknown state \(attr.qp_state.rawValue)")
         }
         return state
     }
@@ -131,7 +135,10 @@ extension ProtectionDomain {
     /// `ibv_create_qp(3)`.
     public func createQueuePair(_ configuration: QueuePairConfiguration) throws(VerbsError) -> QueuePair {
         var attr = configuration.raw
-        let qp = try Call.returnsPointer("ibv_create_qp", detail: "\(configuration.type) QP") { ibv_create_qp(raw, &attr) }
-        return QueuePair(raw: qp, pd: self, configuration: configuration, granted: QPCapabilities(attr.cap), connection: nil)
+        let qp = try Call.returnsPointer("ibv_create_qp", detail: "\(configuration.type) QP") {
+            ibv_create_qp(raw, &attr)
+        }
+        return QueuePair(raw: qp, pd: self, configuration: configuration, granted: QPCapabilities(attr.cap),
+                         connection: nil)
     }
 }

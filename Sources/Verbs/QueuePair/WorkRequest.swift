@@ -83,7 +83,8 @@ public struct SendWorkRequest: Sendable {
     public var destination: DatagramDestination?
 
     /// A request `id` doing `operation` over `scatterGather`.
-    public init(id: UInt64, operation: SendOperation, scatterGather: [ScatterGatherElement], flags: SendFlags = [.signaled],
+    public init(id: UInt64, operation: SendOperation, scatterGather: [ScatterGatherElement],
+                flags: SendFlags = [.signaled],
                 destination: DatagramDestination? = nil) {
         self.id = id
         self.operation = operation

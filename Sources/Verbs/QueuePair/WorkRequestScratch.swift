@@ -4,9 +4,10 @@ import Glibc
 #endif
 
 /// Preallocated C work requests, scatter/gather entries and completions that posts and polls are built in, so that a
-/// thread posting and polling in a loop (the router's data-path thread) allocates nothing: `begin()`, fill it with `appendSend`
-/// or `appendReceive`, then post it once (`QueuePair.postSend(_:)`, `postReceive(_:)`, `SharedReceiveQueue.postReceive(_:)`);
-/// poll into it with `CompletionQueue.poll(into:max:)`. One thread uses a scratch at a time.
+/// thread posting and polling in a loop (the router's data-path thread) allocates nothing: `begin()`, fill it with
+/// `appendSend` or `appendReceive`, then post it once (`QueuePair.postSend(_:)`, `postReceive(_:)`,
+/// `SharedReceiveQueue.postReceive(_:)`); poll into it with `CompletionQueue.poll(into:max:)`. One thread uses a
+/// scratch at a time.
 public final class WorkRequestScratch: @unchecked Sendable {
     // @unchecked: the buffers are used by one thread at a time (the owner's discipline); they never move.
     /// Work requests (and completions) one post (poll) can hold.
@@ -66,7 +67,8 @@ public final class WorkRequestScratch: @unchecked Sendable {
         guard count < capacity, let list = appendSGEs(scatterGather) else { return false }
         let wr = sends + count
         wr.pointee = ibv_send_wr()
-        SendWorkRequest.fill(&wr.pointee, id: id, operation: operation, flags: flags, sgeCount: scatterGather.count, destination: destination)
+        SendWorkRequest.fill(&wr.pointee, id: id, operation: operation, flags: flags, sgeCount: scatterGather.count,
+                             destination: destination)
         wr.pointee.sg_list = list
         if count > 0 { sends[count - 1].next = wr }
         handles[count] = destination?.addressHandle
@@ -93,7 +95,9 @@ public final class WorkRequestScratch: @unchecked Sendable {
         guard !list.isEmpty else { return .some(nil) }
         let start = sges + sgeCount
         // An index loop: for-in's generic iterator allocates in unoptimized builds.
-        for i in 0..<list.count { start[i] = ibv_sge(addr: list[i].address, length: list[i].length, lkey: list[i].lkey) }
+        for i in 0..<list.count {
+            start[i] = ibv_sge(addr: list[i].address, length: list[i].length, lkey: list[i].lkey)
+        }
         sgeCount += list.count
         return start
     }
@@ -103,7 +107,8 @@ public final class WorkRequestScratch: @unchecked Sendable {
 
     /// Runs a provider post of the appended list; a refusal names the failed request's index.
     func post<WR>(_ list: UnsafeMutablePointer<WR>, operation: String,
-                  _ call: (UnsafeMutablePointer<WR>, UnsafeMutablePointer<UnsafeMutablePointer<WR>?>) -> Int32) throws(VerbsError) {
+                  _ call: (UnsafeMutablePointer<WR>,
+                           UnsafeMutablePointer<UnsafeMutablePointer<WR>?>) -> Int32) throws(VerbsError) {
         guard count > 0 else { return }
         defer { dropHandles() }
         var bad: UnsafeMutablePointer<WR>?
@@ -144,10 +149,12 @@ extension CompletionQueue {
 extension WorkRequestScratch {
     /// A scratch holding exactly `requests` (one-off posts of request values).
     static func holding(_ requests: [SendWorkRequest]) -> WorkRequestScratch {
-        let scratch = WorkRequestScratch(capacity: requests.count, sgeCapacity: requests.reduce(0) { $0 + $1.scatterGather.count })
+        let scratch = WorkRequestScratch(capacity: requests.count,
+                                         sgeCapacity: requests.reduce(0) { $0 + $1.scatterGather.count })
         for r in requests {
             _ = r.scatterGather.withUnsafeBufferPointer {
-                scratch.appendSend(id: r.id, operation: r.operation, flags: r.flags, destination: r.destination, scatterGather: $0)
+                scratch.appendSend(id: r.id, operation: r.operation, flags: r.flags, destination: r.destination,
+                                   scatterGather: $0)
             }
         }
         return scratch
@@ -155,8 +162,11 @@ extension WorkRequestScratch {
 
     /// A scratch holding exactly `requests`.
     static func holding(_ requests: [ReceiveWorkRequest]) -> WorkRequestScratch {
-        let scratch = WorkRequestScratch(capacity: requests.count, sgeCapacity: requests.reduce(0) { $0 + $1.scatterGather.count })
-        for r in requests { _ = r.scatterGather.withUnsafeBufferPointer { scratch.appendReceive(id: r.id, scatterGather: $0) } }
+        let scratch = WorkRequestScratch(capacity: requests.count,
+                                         sgeCapacity: requests.reduce(0) { $0 + $1.scatterGather.count })
+        for r in requests {
+            _ = r.scatterGather.withUnsafeBufferPointer { scratch.appendReceive(id: r.id, scatterGather: $0) }
+        }
         return scratch
     }
 }

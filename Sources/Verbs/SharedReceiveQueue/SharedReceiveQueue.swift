@@ -35,11 +35,14 @@ public final class SharedReceiveQueue: @unchecked Sendable {
 
 extension ProtectionDomain {
     /// `ibv_create_srq(3)` with room for `maxWorkRequests` receives of up to `maxSGE` entries.
-    public func createSharedReceiveQueue(maxWorkRequests: UInt32, maxSGE: UInt32 = 1) throws(VerbsError) -> SharedReceiveQueue {
+    public func createSharedReceiveQueue(maxWorkRequests: UInt32, maxSGE: UInt32 = 1) throws(VerbsError)
+        -> SharedReceiveQueue {
         var attr = ibv_srq_init_attr()
         attr.attr.max_wr = maxWorkRequests
         attr.attr.max_sge = maxSGE
-        let srq = try Call.returnsPointer("ibv_create_srq", detail: "\(maxWorkRequests) work requests") { ibv_create_srq(raw, &attr) }
+        let srq = try Call.returnsPointer("ibv_create_srq", detail: "\(maxWorkRequests) work requests") {
+            ibv_create_srq(raw, &attr)
+        }
         return SharedReceiveQueue(raw: srq, pd: self, maxWorkRequests: attr.attr.max_wr, maxSGE: attr.attr.max_sge)
     }
 }

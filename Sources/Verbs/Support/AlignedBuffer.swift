@@ -9,7 +9,8 @@ public final class AlignedBuffer: @unchecked Sendable {
 
     /// Allocates `count` bytes aligned to `alignment` (a power of two, default 4096).
     public init(count: Int, alignment: Int = 4096) {
-        precondition(count > 0 && alignment > 0 && alignment & (alignment - 1) == 0, "bad AlignedBuffer size or alignment")
+        precondition(count > 0 && alignment > 0 && alignment & (alignment - 1) == 0,
+                     "bad AlignedBuffer size or alignment")
         let base = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: alignment)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: count)
         bytes = UnsafeMutableRawBufferPointer(start: base, count: count)

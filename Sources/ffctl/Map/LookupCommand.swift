@@ -24,15 +24,20 @@ struct LookupCommand: AsyncParsableCommand {
         let (found, text) = try await etcd.withClient { client -> (Bool, String) in
             let result = try await client.range(.key(schema.vipKey(vip)))
             guard let kv = result.kvs.first else {
-                return (false, "vip \(vip) is not in the map at revision \(result.revision): no running pod has this IP, or the IP hunter has not published it yet (check `ffctl watch` and the iphunter logs)")
+                return (false, "vip \(vip) is not in the map at revision \(result.revision): no running pod has this "
+                    + "IP, or the IP hunter has not published it yet (check `ffctl watch` and the iphunter logs)")
             }
             guard let entry = MapCodec.vip(kv.value) else {
-                return (false, "vip \(vip): key \(kv.key) holds a value that is not a schema-v1 entry: \(kv.valueString)")
+                return (false,
+                        "vip \(vip): key \(kv.key) holds a value that is not a schema-v1 entry: \(kv.valueString)")
             }
             let node = try await client.get(schema.nodeKey(entry.node)).flatMap { MapCodec.node($0.value) }
             if json {
-                struct Answer: Encodable { var entry: VipEntry; var node: NodeEntry?; var modRevision: Int64; var revision: Int64 }
-                return (true, jsonLine(Answer(entry: entry, node: node, modRevision: kv.modRevision, revision: result.revision)))
+                struct Answer: Encodable {
+                    var entry: VipEntry; var node: NodeEntry?; var modRevision: Int64; var revision: Int64
+                }
+                return (true, jsonLine(Answer(entry: entry, node: node, modRevision: kv.modRevision,
+                                              revision: result.revision)))
             }
             var lines = [
                 "vip:       \(entry.vip)",
@@ -45,7 +50,8 @@ struct LookupCommand: AsyncParsableCommand {
             ]
             if let node {
                 if node.pip != entry.pip {
-                    lines.append("warning:   node \(node.node) now has pip \(node.pip); this entry still says \(entry.pip)")
+                    lines.append("warning:   node \(node.node) now has pip \(node.pip); this entry still says "
+                               + "\(entry.pip)")
                 }
             } else {
                 lines.append("warning:   node \(entry.node) has no entry under \(schema.nodesPrefix)")

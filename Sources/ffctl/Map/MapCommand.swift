@@ -34,13 +34,17 @@ struct MapCommand: AsyncParsableCommand {
             vips.sort { ipOrder($0.vip, $1.vip) }
             nodes.sort { $0.node < $1.node }
             if json {
-                struct Dump: Encodable { var revision: Int64; var vips: [VipEntry]; var nodes: [NodeEntry]; var invalidKeys: [String] }
+                struct Dump: Encodable {
+                    var revision: Int64; var vips: [VipEntry]; var nodes: [NodeEntry]; var invalidKeys: [String]
+                }
                 return jsonLine(Dump(revision: result.revision, vips: vips, nodes: nodes, invalidKeys: invalid))
             }
             var out = "revision \(result.revision): \(vips.count) vips, \(nodes.count) nodes (\(schema.root))\n\n"
-            out += table(["VIP", "PIP", "NODE", "POD"], vips.map { [$0.vip, $0.pip, $0.node, "\($0.namespace)/\($0.pod)"] })
+            out += table(["VIP", "PIP", "NODE", "POD"], vips.map { [$0.vip, $0.pip, $0.node,
+                                                                    "\($0.namespace)/\($0.pod)"] })
             out += "\n\n"
-            out += table(["NODE", "PIP", "ADDRESSES"], nodes.map { [$0.node, $0.pip, $0.addresses.joined(separator: ",")] })
+            out += table(["NODE", "PIP", "ADDRESSES"], nodes.map { [$0.node, $0.pip,
+                                                                    $0.addresses.joined(separator: ",")] })
             for key in invalid { out += "\nwarning: \(key) holds a value that is not a schema-v1 entry" }
             return out
         }

@@ -40,7 +40,9 @@ struct WatchCommand: AsyncParsableCommand {
                 }
             }
         } catch EtcdError.compacted(let requested, let compact) {
-            FileHandle.standardError.write(Data("ffctl: revision \(requested) has been compacted (etcd keeps history from \(compact) on); run `ffctl map` and watch again with --from-revision \(compact) or later\n".utf8))
+            FileHandle.standardError.write(Data(("ffctl: revision \(requested) has been compacted (etcd keeps history "
+                                                 + "from \(compact) on); run `ffctl map` and watch again with "
+                                                 + "--from-revision \(compact) or later\n").utf8))
             throw ExitCode(2)
         }
     }
@@ -57,10 +59,13 @@ struct WatchFormatter {
             return json ? [jsonLine(Notice(notice: "watching", revision: revision, prefix: schema.root))]
                         : ["# watching \(schema.root) (store at revision \(revision))"]
         case .reconnected(let resume, let endpoint, let cause):
-            return json ? [jsonLine(Notice(notice: "resumed", revision: resume, prefix: schema.root, endpoint: endpoint, cause: cause))]
-                        : ["# etcd stream broke (\(cause)); resumed from revision \(resume) at \(endpoint), no change lost"]
+            return json ? [jsonLine(Notice(notice: "resumed", revision: resume, prefix: schema.root, endpoint: endpoint,
+                                           cause: cause))]
+                        : ["# etcd stream broke (\(cause)); resumed from revision \(resume) at \(endpoint), no change "
+                            + "lost"]
         case .silent(let endpoint, let cause):
-            return json ? [jsonLine(Notice(notice: "silent", revision: nil, prefix: schema.root, endpoint: endpoint, cause: cause))]
+            return json ? [jsonLine(Notice(notice: "silent", revision: nil, prefix: schema.root, endpoint: endpoint,
+                                           cause: cause))]
                         : ["# etcd stream at \(endpoint) went silent (\(cause)); reconnecting"]
         case .progress(let revision):
             return json ? [jsonLine(Notice(notice: "progress", revision: revision, prefix: schema.root))]
@@ -133,7 +138,8 @@ struct WatchFormatter {
         let old = decode(event.previous)
         let new = event.kind == .delete ? nil : decode(event.kv)
         if json {
-            return jsonLine(Change(revision: event.revision, type: event.kind.rawValue, key: event.kv.key, kind: kind, name: name, old: old, new: new))
+            return jsonLine(Change(revision: event.revision, type: event.kind.rawValue, key: event.kv.key, kind: kind,
+                                   name: name, old: old, new: new))
         }
         let type = event.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)
         return "\(event.revision)  \(type)  \(kind) \(name): \(describe(old)) → \(describe(new))"

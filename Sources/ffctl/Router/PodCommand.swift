@@ -19,7 +19,8 @@ struct PodCommand: ParsableCommand {
     /// One pod as a line.
     static func line(_ pod: PodStatus) -> String {
         let name = pod.namespace.isEmpty ? pod.name : "\(pod.namespace)/\(pod.name)"
-        return "\(name)  vip \(pod.vip)  \(pod.uid.isEmpty ? "" : "uid \(pod.uid)  ")socket \(pod.socket)  clients \(pod.clients)  (\(pod.origin))"
+        return "\(name)  vip \(pod.vip)  \(pod.uid.isEmpty ? "" : "uid \(pod.uid)  ")socket \(pod.socket)  clients "
+             + "\(pod.clients)  (\(pod.origin))"
     }
 }
 
@@ -49,7 +50,9 @@ struct PodAddCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (pod, created) = try admin.call { try $0.addPod(PodSpec(name: name, namespace: namespace, uid: uid, vip: vip)) }
+        let (pod, created) = try admin.call {
+            try $0.addPod(PodSpec(name: name, namespace: namespace, uid: uid, vip: vip))
+        }
         print((created ? "added  " : "already served  ") + PodCommand.line(pod))
     }
 }

@@ -22,7 +22,8 @@ struct ProbeCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep the objects and wait until killed.")
     var hold = false
 
-    @Option(name: .customLong("mr-bytes"), help: "Size of the memory region to register (a large one shows what a client killed mid-registration leaves).")
+    @Option(name: .customLong("mr-bytes"),
+        help: "Size of the memory region to register (a large one shows what a client killed mid-registration leaves).")
     var mrBytes = 65536
 
     func validate() throws {
@@ -31,17 +32,21 @@ struct ProbeCommand: ParsableCommand {
 
     func run() throws {
         let connection = try RouterConnection(path: socket, name: "ffctl-probe")
-        print("connected: session \(connection.session.sessionID), vip \(connection.session.vip), gid \(connection.session.gid)")
+        print("connected: session \(connection.session.sessionID), vip \(connection.session.vip), gid "
+            + "\(connection.session.gid)")
         let device = try connection.queryDevice()
-        print("device: vendor 0x\(String(device.vendorID, radix: 16)) part 0x\(String(device.vendorPartID, radix: 16)) max_qp \(device.maxQP)")
+        print("device: vendor 0x\(String(device.vendorID, radix: 16)) part 0x\(String(device.vendorPartID, radix: 16)) "
+            + "max_qp \(device.maxQP)")
         let pd = try connection.allocatePD()
         let memory = try SharedMemory(name: "ffctl-probe", size: mrBytes)
         print("registering \(memory.bytes.count) bytes")
         fflush(nil)
         let mr = try connection.registerMemory(pd: pd, memory: memory, access: [.localWrite, .remoteWrite, .remoteRead])
         let cq = try connection.createCQ(entries: 16)
-        let qp = try connection.createQP(CreateQPRequest(pd: pd, sendCQ: cq.cq, recvCQ: cq.cq, type: .rc, signalAll: false,
-                                                        capabilities: QPCapabilities(maxSendWR: 8, maxRecvWR: 8, maxSendSGE: 1, maxRecvSGE: 1, maxInlineData: 0)))
+        let qp = try connection.createQP(CreateQPRequest(pd: pd, sendCQ: cq.cq, recvCQ: cq.cq, type: .rc,
+                                                         signalAll: false,
+                                                        capabilities: QPCapabilities(maxSendWR: 8, maxRecvWR: 8,
+                                                            maxSendSGE: 1, maxRecvSGE: 1, maxInlineData: 0)))
         print("objects: \(pd) \(mr.mr) (rkey 0x\(String(mr.rkey, radix: 16))) \(cq.cq) \(qp.qp) (qpn \(qp.qpNum))")
         if hold {
             print("holding the objects; kill this process (pid \(getpid())) to end the session")

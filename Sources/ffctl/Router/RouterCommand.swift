@@ -30,9 +30,11 @@ struct AdminSocketOption: ParsableArguments {
         } catch let failure as AdminFailure {
             throw AdminCommandError(description: "the router refused: \(failure.message)")
         } catch let error as SystemError where error.errno == ENOENT || error.errno == ECONNREFUSED {
-            throw AdminCommandError(description: "no router is listening at \(adminSocket) (\(error)); is ffrouter running, and is this its --admin-socket?")
+            throw AdminCommandError(description: "no router is listening at \(adminSocket) (\(error)); is ffrouter "
+                                               + "running, and is this its --admin-socket?")
         } catch let error as SystemError where error.errno == EACCES {
-            throw AdminCommandError(description: "\(adminSocket): permission denied; the admin socket is root-only (run with sudo)")
+            throw AdminCommandError(description: "\(adminSocket): permission denied; the admin socket is root-only "
+                                               + "(run with sudo)")
         }
     }
 }
@@ -65,22 +67,30 @@ struct RouterStatusCommand: ParsableCommand {
         let status = try admin.call { try $0.status() }
         if json { return try printJSON(status) }
         let files = status.limits.openFiles, memlock = status.limits.lockedMemory
-        print("device \(status.device)  node ip \(status.nodeIP) (gid index \(status.gidIndex))  port \(status.portActive ? "active" : "NOT ACTIVE"): \(status.portState)")
+        print("device \(status.device)  node ip \(status.nodeIP) (gid index \(status.gidIndex))  port "
+            + "\(status.portActive ? "active" : "NOT ACTIVE"): \(status.portState)")
         print("map    \(status.map.entries) entries, revision \(status.map.revision), from \(status.map.source)")
         print("limits open files \(ResourceLimits.describe(files.soft)) (hard \(ResourceLimits.describe(files.hard)))"
-              + "  locked memory \(ResourceLimits.describe(memlock.soft)) (hard \(ResourceLimits.describe(memlock.hard)))")
-        if let clientSocket = status.clientSocket { print("client socket \(clientSocket) (each client is the pod its process belongs to)") }
+              + "  locked memory \(ResourceLimits.describe(memlock.soft))"
+              + " (hard \(ResourceLimits.describe(memlock.hard)))")
+        if let clientSocket = status.clientSocket {
+            print("client socket \(clientSocket) (each client is the pod its process belongs to)")
+        }
         print("pods   \(status.pods.count)")
         for pod in status.pods { print("  " + PodCommand.line(pod)) }
-        print("objects pd \(status.objects.pd)  mr \(status.objects.mr)  cq \(status.objects.cq)  qp \(status.objects.qp)"
+        print("objects pd \(status.objects.pd)  mr \(status.objects.mr)  cq \(status.objects.cq)"
+              + "  qp \(status.objects.qp)"
               + "  srq \(status.objects.srq)  ah \(status.objects.ah)  channels \(status.objects.compChannel)"
               + "  cm ids \(status.objects.cmID) (listening \(status.objects.cmListener))")
-        print("clients \(status.clients.count) connected, \(status.sessionsTotal) since start, \(status.refusedConnections) refused, "
+        print("clients \(status.clients.count) connected, \(status.sessionsTotal) since start, "
+              + "\(status.refusedConnections) refused, "
               + "\(status.slowClientsDisconnected) disconnected for not reading replies")
         for client in status.clients {
             let o = client.objects
-            print("  session \(client.session)  pod \(client.identity.pod) (\(client.identity.vip))  pid \(client.identity.pid)"
-                  + "  objects \(o.total) (qp \(o.qp), mr \(o.mr), cq \(o.cq))  requests \(client.requests)  errors \(client.errors)")
+            print("  session \(client.session)  pod \(client.identity.pod) (\(client.identity.vip))"
+                  + "  pid \(client.identity.pid)"
+                  + "  objects \(o.total) (qp \(o.qp), mr \(o.mr), cq \(o.cq))"
+                  + "  requests \(client.requests)  errors \(client.errors)")
         }
     }
 }
