@@ -45,7 +45,11 @@ public struct MessageKind: RawRepresentable, CaseIterable, Hashable, Sendable, C
     public var isRequest: Bool { rawValue & 0x8000 == 0 }
 
     /// The successful reply's kind for a request (its number with bit 15 set); nil for replies.
-    public var replyKind: MessageKind? { isRequest ? MessageKind(rawValue | 0x8000, name + "Reply") : nil }
+    public var replyKind: MessageKind? { isRequest ? MessageKind(rawValue: rawValue | 0x8000) ?? declaredReply : nil }
+
+    /// The reply's kind as its request declares it: the number with bit 15 set, the name with `Reply`. Built once, at
+    /// registration; afterwards the registered kind is looked up, so a reply does not build its name again.
+    var declaredReply: MessageKind { MessageKind(rawValue | 0x8000, name + "Reply") }
 
     /// How many descriptors may travel with this kind (SCM_RIGHTS); the header's `fdCount` must lie in the range,
     /// and equal `Message.descriptorCount` once the body is read. Unregistered kinds carry none.

@@ -43,7 +43,8 @@ public enum MessageRegistry {
             add(Entry(kind: R.kind, descriptors: R.descriptors) { (r: inout WireReader) throws(WireError) in
                 Message(try R(from: &r))
             })
-            let reply = Entry(kind: R.replyKind, descriptors: R.replyDescriptors...R.replyDescriptors) {
+            // Not R.replyKind: that looks the kind up in this table, which is being built.
+            let reply = Entry(kind: R.kind.declaredReply, descriptors: R.replyDescriptors...R.replyDescriptors) {
                 (r: inout WireReader) throws(WireError) in
                 Message.reply(to: R.self, try R.Reply(from: &r))
             }
@@ -59,5 +60,5 @@ public enum MessageRegistry {
 
 extension WireRequest {
     /// This request's reply kind.
-    public static var replyKind: MessageKind { MessageKind(kind.rawValue | 0x8000, kind.name + "Reply") }
+    public static var replyKind: MessageKind { MessageKind(rawValue: kind.rawValue | 0x8000) ?? kind.declaredReply }
 }
